@@ -1,0 +1,145 @@
+//! `sealpost tenant …` and `sealpost key …`.
+
+use clap::Subcommand;
+use sealpost::admin::{self, NewPractice};
+use sealpost::domain::{Email, Language, PracticeId, Practice};
+use sealpost::ports::Store;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct DataDir {
+    #[arg(long, env = "SEALPOST_DATA_DIR", default_value = "./.sealpost")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a practice and print its first API key (shown once).
+    Create(CreateTenant),
+    /// List practices.
+    List(DataDir),
+}
+
+#[derive(clap::Args)]
+pub struct CreateTenant {
+    /// Display name, shown in email, SMS and on the page (at most 40 characters).
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    sender_email: Option<String>,
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// SMS sender id (at most 11 letters or digits).
+    #[arg(long)]
+    sms_sender: Option<String>,
+    #[arg(long, default_value = "de")]
+    language: String,
+    /// Link validity when a share does not say (days).
+    #[arg(long, default_value_t = 30)]
+    link_days: u32,
+    #[arg(long, default_value_t = 90)]
+    max_link_days: u32,
+    /// Link ends this many hours after the first successful verification.
+    #[arg(long)]
+    window_hours: Option<u32>,
+    /// Patients may not request new codes themselves.
+    #[arg(long)]
+    no_self_service: bool,
+    /// Strict mode: codes expire after this many minutes.
+    #[arg(long)]
+    code_lifetime_minutes: Option<u32>,
+    #[arg(long, default_value_t = 500)]
+    daily_sms_cap: u32,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create another API key for a practice (shown once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List a practice's keys (prefixes only).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Revoke a key by its id (key_…).
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+fn store(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
+    Ok(Box::new(sealpost::embedded::open_store(&dir.data_dir)?))
+}
+
+fn practice_id(raw: &str) -> anyhow::Result<PracticeId> {
+    PracticeId::parse(raw).ok_or_else(|| anyhow::anyhow!("{raw} is not a practice id (prc_…)"))
+}
+
+pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match cmd {
+        TenantCommand::Create(a) => {
+            let mut new = NewPractice::named(&a.name)?;
+            if let Some(s) = &a.sender_email {
+                new.sender_email = Email::parse(s)?;
+            }
+            new.reply_to = a.reply_to.as_deref().map(Email::parse).transpose()?;
+            new.sms_sender = a.sms_sender.as_deref().map(Practice::validate_sms_sender).transpose()?;
+            new.language = Language::parse(&a.language)?;
+            new.policy.default_link_days = a.link_days;
+            new.policy.max_link_days = a.max_link_days;
+            new.policy.window_after_first_verify_hours = a.window_hours;
+            new.policy.self_service = !a.no_self_service;
+            new.policy.code_lifetime_minutes = a.code_lifetime_minutes;
+            new.policy.daily_sms_cap = a.daily_sms_cap;
+            let store = store(&a.dir)?;
+            let (practice, key) = admin::create_practice(store.as_ref(), new, now).await?;
+            println!("practice: {}  {}", practice.id, practice.name);
+            println!("API key:  {key}");
+            println!("(the key is shown only now; it is stored as a hash)");
+        }
+        TenantCommand::List(dir) => {
+            for p in store(&dir)?.list_practices().await? {
+                println!("{}  {}  {}  {}", p.id, p.created_at.format("%Y-%m-%d"), p.default_language.as_str(), p.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn key(cmd: KeyCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match cmd {
+        KeyCommand::Create { tenant, dir } => {
+            let (secret, record) = admin::create_key(store(&dir)?.as_ref(), &practice_id(&tenant)?, now).await?;
+            println!("key id:  {}", record.id);
+            println!("API key: {secret}");
+            println!("(the key is shown only now; it is stored as a hash)");
+        }
+        KeyCommand::List { tenant, dir } => {
+            for k in store(&dir)?.list_api_keys(&practice_id(&tenant)?).await? {
+                let state = k.revoked_at.map_or("active".to_owned(), |t| format!("revoked {}", t.format("%Y-%m-%d")));
+                println!("{}  {}…  created {}  {state}", k.id, k.prefix, k.created_at.format("%Y-%m-%d"));
+            }
+        }
+        KeyCommand::Revoke { key_id, dir } => {
+            if store(&dir)?.revoke_api_key(&key_id, now).await? {
+                println!("revoked {key_id}");
+            } else {
+                anyhow::bail!("no key {key_id}");
+            }
+        }
+    }
+    Ok(())
+}

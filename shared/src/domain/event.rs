@@ -1,0 +1,48 @@
+//! Read receipts: what happened to a share, in order, visible to its practice.
+
+use super::{EventId, ShareId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Created,
+    EmailSent,
+    SmsSent,
+    NotificationFailed,
+    Opened,
+    Verified,
+    VerifyFailed,
+    Locked,
+    CodeRequested,
+    DocumentDownloaded,
+    ArchiveDownloaded,
+    Resent,
+    Revoked,
+    Expired,
+    ExpiredUnread,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub share_id: ShareId,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub created_at: DateTime<Utc>,
+    /// Details that never include personal data or codes, e.g. `{"document_id": "doc_…"}`.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(share_id: &ShareId, kind: EventKind, at: DateTime<Utc>) -> Self {
+        Self { id: EventId::generate(), share_id: share_id.clone(), kind, created_at: at, data: serde_json::Value::Null }
+    }
+
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+}

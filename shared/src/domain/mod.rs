@@ -1,0 +1,35 @@
+//! Pure types and rules: what a share is and what may happen to it.
+//!
+//! Nothing here knows about HTTP, SQL or AWS (a test in `tests/` checks the imports).
+//! Every rule takes `now` as an argument: time is a port, so tests move a clock instead of sleeping.
+
+mod code;
+mod document;
+mod event;
+mod ids;
+mod policy;
+mod practice;
+mod recipient;
+pub mod share;
+
+pub use code::{Code, CodeParseError, message_contains_code};
+pub use document::{ContentType, Document, Filename, is_precompressed};
+pub use event::{Event, EventKind};
+pub use ids::{DocumentId, EventId, PracticeId, Reference, ShareId, random_bytes, random_token};
+pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
+pub use practice::{ApiKey, Practice};
+pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
+pub use share::{
+    Access, AuthMethod, Lifecycle, Recipient, SecretState, SelfServiceDenied, Share, VerifyOutcome,
+};
+
+/// A value that failed to parse, with a human-readable reason (the field is named by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}

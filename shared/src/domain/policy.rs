@@ -1,0 +1,80 @@
+//! A practice's policy, and the part of it each share keeps from the day it was created.
+
+use serde::{Deserialize, Serialize};
+
+/// Wrong answers after which a code is locked (SPEC: 5). Not a setting: a practice cannot
+/// weaken it.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// What a practice decides. Defaults are SPEC's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Policy {
+    /// Link validity when a share does not say (days).
+    pub default_link_days: u32,
+    /// The most a share may ask for (days, at most 90).
+    pub max_link_days: u32,
+    /// After the first successful verification the link lives this much longer at most.
+    pub window_after_first_verify_hours: Option<u32>,
+    /// Whether patients may ask for a fresh code themselves.
+    pub self_service: bool,
+    pub self_service_max_requests: u32,
+    pub self_service_min_interval_minutes: u32,
+    /// `None`: a code lives as long as its link. `Some(m)`: strict mode, a code older than `m`
+    /// minutes is refused as `expired_code`.
+    pub code_lifetime_minutes: Option<u32>,
+    pub daily_sms_cap: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            default_link_days: 30,
+            max_link_days: 90,
+            window_after_first_verify_hours: None,
+            self_service: true,
+            self_service_max_requests: 3,
+            self_service_min_interval_minutes: 30,
+            code_lifetime_minutes: None,
+            daily_sms_cap: 500,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks a policy given by an operator: each bound is SPEC's.
+    pub fn validate(&self) -> Result<(), super::Invalid> {
+        use super::Invalid;
+        if !(1..=90).contains(&self.max_link_days) {
+            return Err(Invalid::new("max_link_days must be 1..=90"));
+        }
+        if !(1..=self.max_link_days).contains(&self.default_link_days) {
+            return Err(Invalid::new("default_link_days must be 1..=max_link_days"));
+        }
+        if self.window_after_first_verify_hours == Some(0) || self.code_lifetime_minutes == Some(0) {
+            return Err(Invalid::new("a window or code lifetime must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The rules a new share keeps for its whole life, whatever the practice changes later.
+    pub fn for_share(&self, self_service_requested: bool) -> SharePolicy {
+        SharePolicy {
+            window_after_first_verify_hours: self.window_after_first_verify_hours,
+            self_service: self.self_service && self_service_requested,
+            self_service_max_requests: self.self_service_max_requests,
+            self_service_min_interval_minutes: self.self_service_min_interval_minutes,
+            code_lifetime_minutes: self.code_lifetime_minutes,
+        }
+    }
+}
+
+/// The policy a share was created under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharePolicy {
+    pub window_after_first_verify_hours: Option<u32>,
+    pub self_service: bool,
+    pub self_service_max_requests: u32,
+    pub self_service_min_interval_minutes: u32,
+    pub code_lifetime_minutes: Option<u32>,
+}

@@ -1,0 +1,260 @@
+//! Who a share goes to. Phone numbers and email addresses are personal data: they never reach a
+//! log line (their `Debug` is redacted) and are shown to the patient only masked.
+
+use super::Invalid;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A mobile number in E.164 form (`+41791234567`), checked against real numbering plans.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        if !raw.starts_with('+') {
+            return Err(Invalid::new("phone must be in international E.164 form, e.g. +41791234567"));
+        }
+        let number = phonenumber::parse(None, raw)
+            .map_err(|_| Invalid::new("phone is not a phone number in E.164 form"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(Invalid::new("phone is not a valid number for its country"));
+        }
+        Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the page shows of the number a code went to: the country code and the last two
+    /// digits, e.g. `+41 ••• ••• •• 67`, enough for a patient to recognise their own phone.
+    pub fn masked(&self) -> String {
+        let digits = &self.0[1..];
+        let cc_len = phonenumber::parse(None, &self.0)
+            .map(|n| n.code().value().to_string().len())
+            .unwrap_or(2)
+            .min(digits.len());
+        let tail = &digits[digits.len().saturating_sub(2)..];
+        let hidden = digits.len().saturating_sub(cc_len + 2);
+        format!("+{} {}{}", &digits[..cc_len], "•".repeat(hidden), tail)
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Phone(<redacted>)")
+    }
+}
+
+/// An email address, syntax checked (RFC 5321/5322 as the `email_address` crate reads them).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        if raw.len() > 254 {
+            return Err(Invalid::new("email is longer than 254 characters"));
+        }
+        let parsed: email_address::EmailAddress =
+            raw.parse().map_err(|_| Invalid::new("email is not a valid address"))?;
+        // A display-name form ("Anna <a@b>") is legal RFC 5322 but not an address to send to.
+        if parsed.email() != raw || !parsed.domain().contains('.') {
+            return Err(Invalid::new("email is not a plain address like anna@example.ch"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(<redacted>)")
+    }
+}
+
+/// The four languages of email, SMS and page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    De,
+    Fr,
+    It,
+    En,
+}
+
+impl Language {
+    pub const ALL: [Language; 4] = [Language::De, Language::Fr, Language::It, Language::En];
+
+    /// Accepts `de`, `DE`, and tags with a region such as `de-CH` or `fr_CH`.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let primary = raw.trim().split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+        match primary.as_str() {
+            "de" => Ok(Self::De),
+            "fr" => Ok(Self::Fr),
+            "it" => Ok(Self::It),
+            "en" => Ok(Self::En),
+            _ => Err(Invalid::new("language must be one of de, fr, it, en")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::De => "de",
+            Self::Fr => "fr",
+            Self::It => "it",
+            Self::En => "en",
+        }
+    }
+}
+
+/// A recipient's or practice's display name: trimmed, no control characters, 1..=200 chars.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(Invalid::new("name must not be empty"));
+        }
+        if name.chars().count() > 200 {
+            return Err(Invalid::new("name is longer than 200 characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Invalid::new("name must not contain control characters"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PersonName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PersonName(<redacted>)")
+    }
+}
+
+/// A date of birth used as the shared secret (`auth.method = date_of_birth`).
+/// Patients type it as `1980-02-29` (the page's date field) or `29.02.1980` (as printed in CH).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DateOfBirth(NaiveDate);
+
+impl DateOfBirth {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(raw, "%d.%m.%Y"))
+            .map_err(|_| Invalid::new("date_of_birth must be a date like 1980-02-29"))?;
+        if date.year_ce().1 < 1900 || date > chrono::Utc::now().date_naive() {
+            return Err(Invalid::new("date_of_birth is not a plausible date of birth"));
+        }
+        Ok(Self(date))
+    }
+
+    /// The canonical form that is hashed: `YYYY-MM-DD`.
+    pub fn canonical(&self) -> String {
+        self.0.format("%Y-%m-%d").to_string()
+    }
+}
+
+impl fmt::Debug for DateOfBirth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DateOfBirth(<redacted>)")
+    }
+}
+
+use chrono::Datelike;
+
+/// An insurance number used as the shared secret (`auth.method = insurance_number`), e.g. the
+/// Swiss AHV number `756.1234.5678.97`. Dots, spaces and dashes are ignored; letters are folded
+/// to upper case, so the patient may type it as printed on the card.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InsuranceNumber(String);
+
+impl InsuranceNumber {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let canonical: String = raw
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '.' | '-' | '/' | '\u{a0}'))
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if canonical.len() < 4 || canonical.len() > 32 || !canonical.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Invalid::new("insurance_number must be 4 to 32 letters or digits"));
+        }
+        Ok(Self(canonical))
+    }
+
+    pub fn canonical(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InsuranceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InsuranceNumber(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_must_be_real_e164_numbers() {
+        assert_eq!(Phone::parse("+41791234567").unwrap().as_str(), "+41791234567");
+        assert_eq!(Phone::parse(" +41 79 123 45 67 ").unwrap().as_str(), "+41791234567");
+        for bad in ["0791234567", "+41", "+4179123456789012", "hello", "+99912345678", ""] {
+            assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masked_phone_shows_country_and_last_two_digits() {
+        let m = Phone::parse("+41791234567").unwrap().masked();
+        assert!(m.starts_with("+41 "), "{m}");
+        assert!(m.ends_with("67"), "{m}");
+        assert!(!m.contains("79123"), "{m}");
+    }
+
+    #[test]
+    fn emails_are_plain_addresses() {
+        assert!(Email::parse("anna@example.ch").is_ok());
+        for bad in ["anna", "anna@", "Anna <anna@example.ch>", "anna@localhost", "a b@example.ch", ""] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn languages_accept_regions() {
+        assert_eq!(Language::parse("de-CH").unwrap(), Language::De);
+        assert_eq!(Language::parse("FR").unwrap(), Language::Fr);
+        assert!(Language::parse("es").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_personal_data() {
+        let p = Phone::parse("+41791234567").unwrap();
+        let e = Email::parse("anna@example.ch").unwrap();
+        assert!(!format!("{p:?}{e:?}").contains("4179") && !format!("{e:?}").contains("anna"));
+    }
+
+    #[test]
+    fn secrets_are_canonicalised() {
+        assert_eq!(DateOfBirth::parse("29.02.1980").unwrap().canonical(), "1980-02-29");
+        assert!(DateOfBirth::parse("1981-02-29").is_err());
+        assert_eq!(InsuranceNumber::parse("756.1234.5678.97").unwrap().canonical(), "7561234567897");
+    }
+}

@@ -1,0 +1,372 @@
+//! A share and its rules: who may see it, when, and how often they may guess.
+
+use super::{
+    Document, Email, Language, MAX_ATTEMPTS, PersonName, Phone, PracticeId, Reference, ShareId, SharePolicy,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How the patient proves they are the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A code sent by SMS to the number the practice gave.
+    #[default]
+    Sms,
+    /// A code returned once to the practice, who passes it on by phone or paper.
+    Manual,
+    DateOfBirth,
+    InsuranceNumber,
+}
+
+impl AuthMethod {
+    /// Whether the secret is a generated one-time code (as opposed to a fact the patient knows).
+    pub fn uses_code(self) -> bool {
+        matches!(self, Self::Sms | Self::Manual)
+    }
+}
+
+/// Where a share is in its life, as stored. Expiry is not stored: it is a fact of `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Created with large documents; waits for their upload and `POST …/send`.
+    AwaitingUpload,
+    /// Sent to the patient.
+    Active,
+    /// Revoked by the practice; documents deleted, record kept for audit until purge.
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub email: Email,
+    pub phone: Option<Phone>,
+    pub name: Option<PersonName>,
+    pub language: Language,
+}
+
+/// The current secret: a peppered HMAC, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretState {
+    /// Lower-case hex HMAC-SHA-256 of the secret (see `crate::secrets`).
+    pub hash: String,
+    /// Bumped by every new code; access tokens carry it, so a resend ends older sessions too.
+    pub generation: u32,
+    pub issued_at: DateTime<Utc>,
+    pub failed_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    pub id: ShareId,
+    pub practice_id: PracticeId,
+    pub reference: Reference,
+    /// Optimistic-concurrency version: every write is conditional on it.
+    pub version: u64,
+    pub lifecycle: Lifecycle,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When the record itself may be deleted (DynamoDB TTL; the embedded sweep).
+    pub purge_at: DateTime<Utc>,
+    pub recipient: Recipient,
+    pub auth: AuthMethod,
+    pub policy: SharePolicy,
+    pub message: Option<String>,
+    pub documents: Vec<Document>,
+    /// Size of the ZIP of all documents, built once when the share is sent.
+    pub archive_size: Option<u64>,
+    pub secret: Option<SecretState>,
+    pub self_service_requests: u32,
+    pub first_opened_at: Option<DateTime<Utc>>,
+    pub first_verified_at: Option<DateTime<Utc>>,
+    pub first_downloaded_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Set once the expiry sweep has recorded `expired` and deleted the documents.
+    pub expiry_processed: bool,
+}
+
+/// What `now` allows on a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Open,
+    AwaitingUpload,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Verified { first: bool },
+    WrongCode { attempts_left: u32 },
+    /// `just_now`: this answer was the last allowed one.
+    Locked { just_now: bool },
+    ExpiredCode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfServiceDenied {
+    NotAllowed,
+    Locked,
+    Exhausted { retry_after_secs: u64 },
+    TooSoon { retry_after_secs: u64 },
+}
+
+/// How long a record stays after its link ran out, so a polling practice still sees `expired`
+/// and `expired_unread`; documents are deleted at expiry all the same.
+pub const RECORD_RETENTION_DAYS: i64 = 7;
+
+impl Share {
+    /// When the link stops working: its expiry, or the end of the window after first use.
+    pub fn effective_expires_at(&self) -> DateTime<Utc> {
+        match (self.policy.window_after_first_verify_hours, self.first_verified_at) {
+            (Some(hours), Some(first)) => self.expires_at.min(first + Duration::hours(i64::from(hours))),
+            _ => self.expires_at,
+        }
+    }
+
+    /// Checked on every read: storage TTLs are lazy and never decide access.
+    pub fn access(&self, now: DateTime<Utc>) -> Access {
+        match self.lifecycle {
+            Lifecycle::Revoked => Access::Revoked,
+            _ if now >= self.effective_expires_at() => Access::Expired,
+            Lifecycle::AwaitingUpload => Access::AwaitingUpload,
+            Lifecycle::Active => Access::Open,
+        }
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.secret.as_ref().is_some_and(|s| s.failed_attempts >= MAX_ATTEMPTS)
+    }
+
+    pub fn attempts_left(&self) -> u32 {
+        MAX_ATTEMPTS.saturating_sub(self.secret.as_ref().map_or(0, |s| s.failed_attempts))
+    }
+
+    /// The status a practice sees.
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        match self.access(now) {
+            Access::Revoked => "revoked",
+            Access::Expired => "expired",
+            Access::AwaitingUpload => "awaiting_upload",
+            Access::Open if self.is_locked() => "locked",
+            Access::Open => "active",
+        }
+    }
+
+    /// Strict mode: a code older than the practice's code lifetime is refused.
+    fn code_expired(&self, now: DateTime<Utc>) -> bool {
+        match (self.auth.uses_code(), self.policy.code_lifetime_minutes, &self.secret) {
+            (true, Some(minutes), Some(secret)) => now >= secret.issued_at + Duration::minutes(i64::from(minutes)),
+            _ => false,
+        }
+    }
+
+    /// Applies one answer. `correct` comes from a constant-time HMAC comparison done by the
+    /// caller; this decides what it means. A locked code never verifies, even when right.
+    pub fn check_answer(&mut self, now: DateTime<Utc>, correct: bool) -> VerifyOutcome {
+        if self.is_locked() {
+            return VerifyOutcome::Locked { just_now: false };
+        }
+        if correct {
+            if self.code_expired(now) {
+                return VerifyOutcome::ExpiredCode;
+            }
+            let first = self.first_verified_at.is_none();
+            self.first_verified_at.get_or_insert(now);
+            return VerifyOutcome::Verified { first };
+        }
+        let Some(secret) = self.secret.as_mut() else {
+            return VerifyOutcome::Locked { just_now: false };
+        };
+        secret.failed_attempts += 1;
+        if secret.failed_attempts >= MAX_ATTEMPTS {
+            VerifyOutcome::Locked { just_now: true }
+        } else {
+            VerifyOutcome::WrongCode { attempts_left: MAX_ATTEMPTS - secret.failed_attempts }
+        }
+    }
+
+    /// May the patient ask for a fresh code now? Only by SMS, only where the practice allows
+    /// it, a limited number of times, and not too often.
+    pub fn check_self_service(&self, now: DateTime<Utc>) -> Result<(), SelfServiceDenied> {
+        if !self.policy.self_service || self.auth != AuthMethod::Sms || self.recipient.phone.is_none() {
+            return Err(SelfServiceDenied::NotAllowed);
+        }
+        if self.is_locked() {
+            return Err(SelfServiceDenied::Locked);
+        }
+        if self.self_service_requests >= self.policy.self_service_max_requests {
+            let secs = (self.effective_expires_at() - now).num_seconds().max(1);
+            return Err(SelfServiceDenied::Exhausted { retry_after_secs: secs as u64 });
+        }
+        if let Some(secret) = &self.secret {
+            let next = secret.issued_at + Duration::minutes(i64::from(self.policy.self_service_min_interval_minutes));
+            if now < next {
+                let secs = (next - now).num_seconds().max(1);
+                return Err(SelfServiceDenied::TooSoon { retry_after_secs: secs as u64 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a new secret; the old one dies at once. Only the practice's resend starts a new
+    /// count of wrong answers: a self-service code keeps it (NIST SP 800-63B rev 4), otherwise
+    /// asking for codes would be a way around the lockout.
+    pub fn replace_secret(&mut self, hash: String, now: DateTime<Utc>, reset_attempts: bool) {
+        let (generation, failed) = match &self.secret {
+            Some(s) => (s.generation + 1, if reset_attempts { 0 } else { s.failed_attempts }),
+            None => (1, 0),
+        };
+        self.secret = Some(SecretState { hash, generation, issued_at: now, failed_attempts: failed });
+    }
+
+    /// Seconds a self-service request must wait, for the page: `None` when it may ask now or
+    /// may not ask at all.
+    pub fn self_service_wait(&self, now: DateTime<Utc>) -> Option<u64> {
+        match self.check_self_service(now) {
+            Err(SelfServiceDenied::TooSoon { retry_after_secs }) => Some(retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Policy, Reference};
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn share(policy: Policy) -> Share {
+        let now = t0();
+        let mut s = Share {
+            id: ShareId::generate(),
+            practice_id: PracticeId::generate(),
+            reference: Reference::generate(),
+            version: 1,
+            lifecycle: Lifecycle::Active,
+            created_at: now,
+            expires_at: now + Duration::days(30),
+            purge_at: now + Duration::days(37),
+            recipient: Recipient {
+                email: Email::parse("anna@example.ch").unwrap(),
+                phone: Some(Phone::parse("+41791234567").unwrap()),
+                name: None,
+                language: Language::De,
+            },
+            auth: AuthMethod::Sms,
+            policy: policy.for_share(true),
+            message: None,
+            documents: vec![],
+            archive_size: None,
+            secret: None,
+            self_service_requests: 0,
+            first_opened_at: None,
+            first_verified_at: None,
+            first_downloaded_at: None,
+            revoked_at: None,
+            expiry_processed: false,
+        };
+        s.replace_secret("h1".into(), now, true);
+        s
+    }
+
+    #[test]
+    fn expiry_is_decided_by_now_not_by_storage() {
+        let s = share(Policy::default());
+        assert_eq!(s.access(t0() + Duration::days(30) - Duration::seconds(1)), Access::Open);
+        assert_eq!(s.access(t0() + Duration::days(30)), Access::Expired);
+        assert_eq!(s.status(t0() + Duration::days(31)), "expired");
+    }
+
+    #[test]
+    fn window_after_first_verification_shortens_the_link() {
+        let mut s = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
+        let first = t0() + Duration::days(1);
+        assert_eq!(s.check_answer(first, true), VerifyOutcome::Verified { first: true });
+        assert_eq!(s.check_answer(first + Duration::hours(1), true), VerifyOutcome::Verified { first: false });
+        assert_eq!(s.access(first + Duration::hours(71)), Access::Open);
+        assert_eq!(s.access(first + Duration::hours(72)), Access::Expired);
+        // The window never extends a link beyond its own expiry.
+        let mut late = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
+        late.check_answer(t0() + Duration::days(29), true);
+        assert_eq!(late.effective_expires_at(), late.expires_at);
+    }
+
+    #[test]
+    fn five_wrong_answers_lock_and_a_locked_code_never_verifies() {
+        let mut s = share(Policy::default());
+        for left in (1..=4).rev() {
+            assert_eq!(s.check_answer(t0(), false), VerifyOutcome::WrongCode { attempts_left: left });
+        }
+        assert_eq!(s.check_answer(t0(), false), VerifyOutcome::Locked { just_now: true });
+        assert_eq!(s.check_answer(t0(), true), VerifyOutcome::Locked { just_now: false });
+        assert_eq!(s.status(t0()), "locked");
+        assert_eq!(s.check_answer(t0(), false), VerifyOutcome::Locked { just_now: false });
+        assert_eq!(s.secret.as_ref().unwrap().failed_attempts, MAX_ATTEMPTS, "no count past the limit");
+    }
+
+    #[test]
+    fn resend_starts_a_new_count_but_self_service_does_not() {
+        let mut s = share(Policy::default());
+        s.check_answer(t0(), false);
+        s.check_answer(t0(), false);
+        s.replace_secret("h2".into(), t0(), false);
+        assert_eq!(s.attempts_left(), 3);
+        assert_eq!(s.secret.as_ref().unwrap().generation, 2);
+        s.replace_secret("h3".into(), t0(), true);
+        assert_eq!(s.attempts_left(), MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn strict_code_lifetime_refuses_old_codes() {
+        let mut s = share(Policy { code_lifetime_minutes: Some(10), ..Policy::default() });
+        assert_eq!(s.check_answer(t0() + Duration::minutes(10), true), VerifyOutcome::ExpiredCode);
+        assert_eq!(s.check_answer(t0() + Duration::minutes(9), true), VerifyOutcome::Verified { first: true });
+        // By default a code lives as long as its link.
+        let mut relaxed = share(Policy::default());
+        assert_eq!(relaxed.check_answer(t0() + Duration::days(29), true), VerifyOutcome::Verified { first: true });
+    }
+
+    #[test]
+    fn self_service_is_limited_in_count_and_interval() {
+        let mut s = share(Policy::default());
+        assert_eq!(s.check_self_service(t0() + Duration::minutes(5)), Err(SelfServiceDenied::TooSoon { retry_after_secs: 25 * 60 }));
+        let mut now = t0();
+        for _ in 0..3 {
+            now += Duration::minutes(30);
+            assert_eq!(s.check_self_service(now), Ok(()));
+            s.self_service_requests += 1;
+            s.replace_secret("x".into(), now, false);
+        }
+        now += Duration::minutes(30);
+        assert!(matches!(s.check_self_service(now), Err(SelfServiceDenied::Exhausted { .. })));
+    }
+
+    #[test]
+    fn self_service_needs_sms_permission_and_an_unlocked_code() {
+        let mut off = share(Policy { self_service: false, ..Policy::default() });
+        assert_eq!(off.check_self_service(t0() + Duration::hours(1)), Err(SelfServiceDenied::NotAllowed));
+        off.policy.self_service = true;
+        off.auth = AuthMethod::Manual;
+        assert_eq!(off.check_self_service(t0() + Duration::hours(1)), Err(SelfServiceDenied::NotAllowed));
+        let mut locked = share(Policy::default());
+        for _ in 0..5 {
+            locked.check_answer(t0(), false);
+        }
+        assert_eq!(locked.check_self_service(t0() + Duration::hours(1)), Err(SelfServiceDenied::Locked));
+    }
+
+    #[test]
+    fn revoked_and_awaiting_upload_are_not_open() {
+        let mut s = share(Policy::default());
+        s.lifecycle = Lifecycle::AwaitingUpload;
+        assert_eq!(s.access(t0()), Access::AwaitingUpload);
+        s.lifecycle = Lifecycle::Revoked;
+        assert_eq!(s.access(t0()), Access::Revoked);
+        assert_eq!(s.status(t0()), "revoked");
+    }
+}

@@ -1,0 +1,139 @@
+//! The embedded backend: everything on one machine, in one data dir.
+//!
+//! ```text
+//! <data-dir>/sealpost.db     SQLite: practices, keys, shares, events, idempotency, SMS counters
+//! <data-dir>/blobs/          documents and archives, served by signed local URLs
+//! <data-dir>/outbox.jsonl    every SMS and email, one JSON object a line
+//! <data-dir>/pepper          32 random bytes (mode 0600), never in the database
+//! <data-dir>/api-key         the generated default API key (mode 0600), unless one is given
+//! ```
+
+mod blobs;
+mod outbox;
+mod routes;
+mod sqlite;
+
+pub use blobs::FolderBlobs;
+pub use outbox::{Outbox, OutboxMessage};
+pub use sqlite::SqliteStore;
+
+use crate::admin;
+use crate::domain::{Policy, PracticeId};
+use crate::ports::{Clock, PracticeStore, Store};
+use crate::secrets::{Keys, MIN_PEPPER_BYTES};
+use crate::service::{Service, Settings};
+use anyhow::Context;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    /// Base URL for links and signed URLs, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// Use this key for the default practice; else one is generated once and kept.
+    pub api_key: Option<String>,
+    /// Don't print outbox messages to the console (tests).
+    pub quiet: bool,
+}
+
+pub struct App {
+    pub router: axum::Router,
+    pub service: Arc<Service>,
+    /// The default practice's key, when this start made or read it (to print).
+    pub api_key: String,
+}
+
+/// Opens (or creates) the data dir and builds the router over the embedded adapters.
+pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
+    let keys = Keys::from_pepper(&load_or_create_secret(&options.data_dir.join("pepper"), || {
+        crate::domain::random_bytes::<32>().to_vec()
+    })?);
+    let store = Arc::new(open_store(&options.data_dir)?);
+    let public_url = options.public_url.trim_end_matches('/').to_owned();
+    let blobs = Arc::new(FolderBlobs::new(options.data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone()));
+    let outbox = Arc::new(Outbox::new(options.data_dir.join("outbox.jsonl"), !options.quiet, clock.clone()));
+
+    let api_key = match options.api_key {
+        Some(key) => key,
+        None => String::from_utf8(load_or_create_secret(&options.data_dir.join("api-key"), || {
+            crate::domain::ApiKey::generate(PracticeId::generate(), clock.now()).0.into_bytes()
+        })?)
+        .context("api-key file is not UTF-8")?,
+    };
+    admin::ensure_default_practice(store.as_ref(), &api_key, clock.now()).await?;
+
+    let service = Arc::new(Service {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        sms: outbox.clone(),
+        mail: outbox.clone(),
+        clock: clock.clone(),
+        keys: keys.clone(),
+        settings: Settings { public_url },
+    });
+    let router = crate::http::router(service.clone())
+        .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }).layer(
+            axum::middleware::map_response(crate::http::security_headers),
+        ));
+    Ok(App { router, service, api_key })
+}
+
+pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir)?;
+    SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")
+}
+
+/// Reads a secret file, or creates it with `make()` and mode 0600 the first time.
+fn load_or_create_secret(path: &Path, make: impl FnOnce() -> Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            if path.file_name().is_some_and(|n| n == "pepper") && bytes.len() < MIN_PEPPER_BYTES {
+                anyhow::bail!("{} holds fewer than {MIN_PEPPER_BYTES} bytes", path.display());
+            }
+            Ok(bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = make();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            Ok(bytes)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The oldest practice: the one `serve` made for its default key (tests and the CLI).
+pub async fn default_practice_id(data_dir: &Path) -> anyhow::Result<PracticeId> {
+    let store = open_store(data_dir)?;
+    let practices = store.list_practices().await?;
+    practices.first().map(|p| p.id.clone()).context("no practice yet")
+}
+
+pub async fn set_policy(data_dir: &Path, practice: &PracticeId, policy: Policy) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    admin::set_policy(&store as &dyn Store, practice, policy).await
+}
+
+/// Creates a practice with `policy`; returns its first API key.
+pub async fn add_practice(data_dir: &Path, name: &str, policy: Policy) -> anyhow::Result<String> {
+    let store = open_store(data_dir)?;
+    let mut new = admin::NewPractice::named(name)?;
+    new.policy = policy;
+    let (_, key) = admin::create_practice(&store as &dyn Store, new, chrono::Utc::now()).await?;
+    Ok(key)
+}
+
+pub async fn revoke_key_by_secret(data_dir: &Path, secret: &str) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    let key = store.find_api_key(&crate::domain::ApiKey::hash(secret)).await?.context("no such key")?;
+    store.revoke_api_key(&key.id, chrono::Utc::now()).await?;
+    Ok(())
+}

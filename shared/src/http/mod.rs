@@ -1,0 +1,107 @@
+//! One axum router for every runtime shape: `sealpost serve` runs it on a socket, each Lambda
+//! function hands it to `lambda_http::run`. Handlers never ask where they run.
+
+mod error;
+mod patient;
+mod practice;
+
+use crate::error::Error;
+use crate::service::Service;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A create body may be this big: 25 MiB of documents as base64 (×4/3) plus JSON around them.
+pub const MAX_BODY_BYTES: usize = 36 * 1024 * 1024;
+
+pub type AppState = Arc<Service>;
+
+/// Every route of the practice and patient APIs.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/shares", post(practice::create).get(practice::list))
+        .route("/v1/shares/{id}", get(practice::get).delete(practice::revoke))
+        .route("/v1/shares/{id}/resend", post(practice::resend))
+        .route("/v1/shares/{id}/send", post(practice::send))
+        .route("/v1/public/shares/{id}", get(patient::info))
+        .route("/v1/public/shares/{id}/verify", post(patient::verify))
+        .route("/v1/public/shares/{id}/code", post(patient::request_code))
+        .route("/v1/public/shares/{id}/documents/{doc}", get(patient::document))
+        .route("/v1/public/shares/{id}/archive", get(patient::archive))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(service)
+}
+
+async fn not_found() -> Error {
+    Error::NotFound
+}
+
+/// Headers every answer carries: nothing cached, nothing sniffed, no referrer leaking a link.
+pub(crate) async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    response
+}
+
+/// A body, or the JSON error for one that is too large or unreadable.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge
+        } else {
+            Error::invalid("body", "the request body could not be read")
+        }
+    })
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn json_response(status: StatusCode, value: impl serde::Serialize) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+/// `Content-Disposition: attachment` for a file name that may hold any Unicode: an ASCII
+/// fallback in `filename` (quotes, backslashes and non-ASCII replaced) and the exact name in
+/// `filename*` (RFC 6266 / RFC 8187 percent-encoding), which every current browser prefers.
+pub fn content_disposition(filename: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    // RFC 8187 attr-char: ALPHA / DIGIT / "!" / "#" / "$" / "&" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
+    const ATTR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!').remove(b'#').remove(b'$').remove(b'&').remove(b'+').remove(b'-')
+        .remove(b'.').remove(b'^').remove(b'_').remove(b'`').remove(b'|').remove(b'~');
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_keeps_unicode_and_escapes_quotes() {
+        assert_eq!(
+            content_disposition("Röntgen \"links\".pdf"),
+            "attachment; filename=\"R_ntgen _links_.pdf\"; filename*=UTF-8''R%C3%B6ntgen%20%22links%22.pdf"
+        );
+        let header = content_disposition("a\r\nb;c.pdf");
+        assert!(!header.contains('\r') && !header.contains('\n'));
+        assert!(HeaderValue::from_str(&content_disposition("日本語.pdf")).is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! The patient API: the share id from the link, then a short-lived access token.
+
+use super::{AppState, body_or_error, header_str, json_response};
+use crate::error::Error;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+
+pub async fn info(State(svc): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    Ok(json_response(StatusCode::OK, svc.public_share(&id).await?))
+}
+
+pub async fn verify(
+    State(svc): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let body = body_or_error(body)?;
+    Ok(json_response(StatusCode::OK, svc.verify(&id, &body).await?))
+}
+
+pub async fn request_code(State(svc): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    Ok(json_response(StatusCode::ACCEPTED, svc.request_code(&id).await?))
+}
+
+pub async fn document(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    Path((id, doc)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let token = header_str(&headers, header::AUTHORIZATION.as_str());
+    Ok(json_response(StatusCode::OK, svc.document_url(&id, &doc, token).await?))
+}
+
+pub async fn archive(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
+    let token = header_str(&headers, header::AUTHORIZATION.as_str());
+    Ok(json_response(StatusCode::OK, svc.archive_url(&id, token).await?))
+}

@@ -1,0 +1,207 @@
+//! The narrow traits the use cases run over. Each has an embedded adapter (`crate::embedded`)
+//! and, in the AWS shape, one over DynamoDB, S3, SNS or SES.
+//!
+//! Writes that must hold under concurrency are conditional: a share is replaced only if its
+//! `version` is still the one read (SQLite `UPDATE … WHERE version = ?`, DynamoDB
+//! `ConditionExpression`), so 30 concurrent wrong guesses cannot count fewer than 30 or let a
+//! sixth through.
+
+use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::pin::Pin;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A storage or provider failure. Its text is for logs, never for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// A conditional write lost against a concurrent one: read again and retry.
+    #[error("conflict: the record changed since it was read")]
+    Conflict,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PortError {
+    pub fn other(e: impl std::fmt::Display) -> Self {
+        Self::Other(e.to_string())
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Where a practice's listing continues: the last share seen (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: ShareId,
+}
+
+#[async_trait]
+pub trait ShareStore: Send + Sync {
+    /// Stores a new share with its first events. `Conflict` if the id exists.
+    async fn insert_share(&self, share: &Share, events: &[Event]) -> PortResult<()>;
+    async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>>;
+    /// Replaces `share` if the stored version is `share.version - 1`, atomically with `events`.
+    async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()>;
+    /// Events that change nothing else (notification results, downloads).
+    async fn append_events(&self, events: &[Event]) -> PortResult<()>;
+    /// A share's events, oldest first.
+    async fn list_events(&self, id: &ShareId) -> PortResult<Vec<Event>>;
+    /// A practice's shares, newest first, strictly after `after`.
+    async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize)
+    -> PortResult<Vec<Share>>;
+    /// Shares whose link ran out and whose expiry was not yet processed.
+    async fn shares_due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Share>>;
+    /// Deletes records (and their events) past their `purge_at`; returns how many.
+    async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize>;
+}
+
+#[async_trait]
+pub trait PracticeStore: Send + Sync {
+    async fn put_practice(&self, practice: &Practice) -> PortResult<()>;
+    async fn get_practice(&self, id: &PracticeId) -> PortResult<Option<Practice>>;
+    async fn list_practices(&self) -> PortResult<Vec<Practice>>;
+    async fn put_api_key(&self, key: &ApiKey) -> PortResult<()>;
+    /// The key with this hash, revoked or not.
+    async fn find_api_key(&self, hash: &str) -> PortResult<Option<ApiKey>>;
+    async fn list_api_keys(&self, practice: &PracticeId) -> PortResult<Vec<ApiKey>>;
+    /// Marks a key revoked; `false` if there is no such key.
+    async fn revoke_api_key(&self, key_id: &str, now: DateTime<Utc>) -> PortResult<bool>;
+}
+
+/// What an `Idempotency-Key` claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: go ahead, then `complete_idempotency`.
+    Claimed,
+    /// Done before: the stored response (status, JSON body) and the request's fingerprint.
+    Completed { fingerprint: String, status: u16, body: String },
+    /// Another request with this key is under way (or used another body: see fingerprint).
+    InProgress { fingerprint: String },
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for `fingerprint` (a hash of the request body). A claim older than
+    /// `stale_before` that was never completed (a crash) may be taken over.
+    async fn claim_idempotency(
+        &self,
+        practice: &PracticeId,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> PortResult<Claim>;
+    async fn complete_idempotency(&self, practice: &PracticeId, key: &str, status: u16, body: &str) -> PortResult<()>;
+    /// Gives a claim up (the request failed without side effects), so a retry can run.
+    async fn release_idempotency(&self, practice: &PracticeId, key: &str) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait SmsCounter: Send + Sync {
+    /// Counts one SMS against the practice's cap for `day` (UTC, `YYYY-MM-DD`); `false` (and
+    /// nothing counted) when the cap is reached. Atomic: a cap is never exceeded by a race.
+    async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool>;
+}
+
+/// Everything the use cases keep in a database.
+pub trait Store: ShareStore + PracticeStore + IdempotencyStore + SmsCounter {}
+impl<T: ShareStore + PracticeStore + IdempotencyStore + SmsCounter> Store for T {}
+
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A blob being written. Nothing is visible under the key until `finish` succeeds.
+#[async_trait]
+pub trait BlobWriter: AsyncWrite + Send + Unpin {
+    async fn finish(self: Box<Self>) -> PortResult<u64>;
+}
+
+/// What a signed download URL makes the browser do with the file.
+#[derive(Debug, Clone)]
+pub struct Disposition<'a> {
+    pub filename: &'a str,
+    pub content_type: &'a str,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()>;
+    /// `None` if there is no such blob.
+    async fn open(&self, key: &str) -> PortResult<Option<BlobReader>>;
+    async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>>;
+    /// The blob's size, `None` if absent.
+    async fn size(&self, key: &str) -> PortResult<Option<u64>>;
+    /// Deletes every blob whose key starts with `prefix`.
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<()>;
+    /// A URL anyone holding it may GET for `ttl_secs`, served as an attachment.
+    async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String>;
+    /// A URL to PUT exactly `size` bytes to, for `ttl_secs`.
+    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String>;
+}
+
+/// An SMS to send. `share_id` is for the outbox and logs; never log `to` or `body`.
+#[derive(Debug, Clone)]
+pub struct Sms {
+    pub to: String,
+    pub sender: Option<String>,
+    pub body: String,
+    pub share_id: ShareId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from_name: String,
+    pub from_address: String,
+    pub reply_to: Option<String>,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub share_id: ShareId,
+}
+
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    async fn send_sms(&self, sms: &Sms) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait MailSender: Send + Sync {
+    async fn send_mail(&self, mail: &Mail) -> PortResult<()>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told: rules are tested by moving it, never by sleeping.
+#[derive(Debug, Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

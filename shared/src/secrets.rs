@@ -1,0 +1,128 @@
+//! The server secret (pepper) and the keys derived from it.
+//!
+//! Codes, dates of birth and insurance numbers are stored only as HMAC-SHA-256 under a key that
+//! is not in the database: a stolen database alone cannot be brute-forced (a million codes are
+//! nothing for a plain hash). Each purpose gets its own key, derived from the pepper, so a
+//! signature made for one purpose is worthless for another.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use ring::hmac;
+
+/// The keys derived from one pepper.
+#[derive(Clone)]
+pub struct Keys {
+    secret: hmac::Key,
+    token: hmac::Key,
+    url: hmac::Key,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+/// A pepper must hold at least this many bytes.
+pub const MIN_PEPPER_BYTES: usize = 32;
+
+impl Keys {
+    /// Derives the purpose keys from the pepper. Panics if the pepper is shorter than 32 bytes:
+    /// that is a start-up error, not a request error.
+    pub fn from_pepper(pepper: &[u8]) -> Self {
+        assert!(pepper.len() >= MIN_PEPPER_BYTES, "the pepper must hold at least 32 bytes");
+        let root = hmac::Key::new(hmac::HMAC_SHA256, pepper);
+        let derive = |label: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref());
+        Self {
+            secret: derive(b"sealpost/v1/secret-hash"),
+            token: derive(b"sealpost/v1/access-token"),
+            url: derive(b"sealpost/v1/signed-url"),
+        }
+    }
+
+    fn secret_message(share_id: &str, canonical: &str) -> Vec<u8> {
+        // Binding the share id means a hash copied to another share is useless.
+        format!("{share_id}\n{canonical}").into_bytes()
+    }
+
+    /// The stored form of a secret (code, date of birth, insurance number), lower-case hex.
+    pub fn hash_secret(&self, share_id: &str, canonical: &str) -> String {
+        hex::encode(hmac::sign(&self.secret, &Self::secret_message(share_id, canonical)))
+    }
+
+    /// Constant-time check of an answer against a stored hash (`ring::hmac::verify`).
+    pub fn secret_matches(&self, share_id: &str, canonical: &str, stored_hex: &str) -> bool {
+        let Ok(tag) = hex::decode(stored_hex) else { return false };
+        hmac::verify(&self.secret, &Self::secret_message(share_id, canonical), &tag).is_ok()
+    }
+
+    /// A patient's access token after a right answer: `<payload>.<mac>`, both base64url, where
+    /// the payload is `share_id.generation.expires_unix`. Stateless, so verifying it costs no
+    /// read; the share is read anyway, which is where revocation and expiry are checked.
+    pub fn issue_token(&self, share_id: &str, generation: u32, expires_at: DateTime<Utc>) -> String {
+        let payload = format!("{share_id}.{generation}.{}", expires_at.timestamp());
+        let mac = hmac::sign(&self.token, payload.as_bytes());
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(mac))
+    }
+
+    /// `Some(generation)` if the token is ours, for this share, and unexpired.
+    pub fn check_token(&self, token: &str, share_id: &str, now: DateTime<Utc>) -> Option<u32> {
+        let (payload_b64, mac_b64) = token.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).ok()?;
+        let mac = URL_SAFE_NO_PAD.decode(mac_b64).ok()?;
+        hmac::verify(&self.token, &payload, &mac).ok()?;
+        let payload = String::from_utf8(payload).ok()?;
+        let mut parts = payload.split('.');
+        let (id, generation, exp) = (parts.next()?, parts.next()?, parts.next()?);
+        let exp: i64 = exp.parse().ok()?;
+        (id == share_id && now.timestamp() < exp && parts.next().is_none()).then_some(())?;
+        generation.parse().ok()
+    }
+
+    /// Signs a local URL's canonical string (embedded blob URLs), hex.
+    pub fn sign_url(&self, canonical: &str) -> String {
+        hex::encode(hmac::sign(&self.url, canonical.as_bytes()))
+    }
+
+    /// Constant-time check of a local URL's signature.
+    pub fn url_signature_matches(&self, canonical: &str, signature_hex: &str) -> bool {
+        let Ok(tag) = hex::decode(signature_hex) else { return false };
+        hmac::verify(&self.url, canonical.as_bytes(), &tag).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn keys() -> Keys {
+        Keys::from_pepper(&[7u8; 32])
+    }
+
+    #[test]
+    fn secret_hashes_depend_on_pepper_and_share() {
+        let k = keys();
+        let h = k.hash_secret("share-a", "123456");
+        assert!(k.secret_matches("share-a", "123456", &h));
+        assert!(!k.secret_matches("share-b", "123456", &h));
+        assert!(!k.secret_matches("share-a", "123457", &h));
+        assert!(!Keys::from_pepper(&[8u8; 32]).secret_matches("share-a", "123456", &h));
+        assert!(!k.secret_matches("share-a", "123456", "not hex"));
+    }
+
+    #[test]
+    fn tokens_are_bound_to_share_and_time() {
+        let k = keys();
+        let now = Utc::now();
+        let t = k.issue_token("share-a", 3, now + Duration::minutes(15));
+        assert_eq!(k.check_token(&t, "share-a", now), Some(3));
+        assert_eq!(k.check_token(&t, "share-b", now), None);
+        assert_eq!(k.check_token(&t, "share-a", now + Duration::minutes(15)), None);
+        let mut forged = t.clone();
+        forged.replace_range(0..1, if t.starts_with('A') { "B" } else { "A" });
+        assert_eq!(k.check_token(&forged, "share-a", now), None);
+        assert_eq!(Keys::from_pepper(&[9u8; 32]).check_token(&t, "share-a", now), None);
+    }
+}

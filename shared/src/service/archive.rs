@@ -1,0 +1,111 @@
+//! The ZIP of all documents, built once when a share is sent, streamed from the blob store back
+//! into it: memory stays flat whatever the documents weigh (a 1 GB share needs a few buffers,
+//! not 1 GB). Formats that are already compressed are stored as they are; the rest deflated.
+
+use crate::domain::{is_precompressed, Filename, Share};
+use crate::ports::{BlobStore, PortError};
+use chrono::{Datelike, Timelike};
+use std::collections::HashSet;
+use std::io::{BufReader, Write};
+use std::sync::Arc;
+use tokio_util::io::SyncIoBridge;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+pub fn document_key(share: &Share, doc: &crate::domain::Document) -> String {
+    format!("{}{}", share_prefix(share), doc.id)
+}
+
+pub fn archive_key(share: &Share) -> String {
+    format!("{}archive.zip", share_prefix(share))
+}
+
+/// Every blob of a share lives under this prefix, so revoking deletes one prefix.
+pub fn share_prefix(share: &Share) -> String {
+    format!("shares/{}/", share.id)
+}
+
+/// Names in the archive, in document order, made unique: `Befund.pdf`, `Befund (2).pdf`.
+pub fn unique_names(names: &[Filename]) -> Vec<String> {
+    let mut taken: HashSet<String> = HashSet::new();
+    names
+        .iter()
+        .map(|name| {
+            let mut candidate = name.clone();
+            let mut n = 2;
+            while taken.contains(&candidate.as_str().to_lowercase()) {
+                candidate = name.numbered(n);
+                n += 1;
+            }
+            taken.insert(candidate.as_str().to_lowercase());
+            candidate.as_str().to_owned()
+        })
+        .collect()
+}
+
+/// Writes the archive of `share`'s documents to the blob store; returns its size.
+pub async fn build_archive(blobs: Arc<dyn BlobStore>, share: &Share) -> Result<u64, PortError> {
+    let handle = tokio::runtime::Handle::current();
+    let writer = blobs.create(&archive_key(share)).await?;
+    let names = unique_names(&share.documents.iter().map(|d| d.filename.clone()).collect::<Vec<_>>());
+    let entries: Vec<(String, String, bool, u64)> = share
+        .documents
+        .iter()
+        .zip(names)
+        .map(|(d, name)| (document_key(share, d), name, is_precompressed(&d.content_type, &d.filename), d.size))
+        .collect();
+    let modified = zip_time(share.created_at);
+    // The zip crate is synchronous: run it on a blocking thread, bridging the async blob
+    // reader and writer to std::io.
+    let bridge_handle = handle.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<_, PortError> {
+        let sink = SyncIoBridge::new_with_handle(writer, bridge_handle.clone());
+        let mut zip = ZipWriter::new_stream(std::io::BufWriter::with_capacity(256 * 1024, sink));
+        for (key, name, stored, size) in entries {
+            let method = if stored { CompressionMethod::Stored } else { CompressionMethod::Deflated };
+            let options = SimpleFileOptions::default()
+                .compression_method(method)
+                .compression_level(if stored { None } else { Some(6) })
+                .last_modified_time(modified)
+                .large_file(size >= u64::from(u32::MAX))
+                .unix_permissions(0o644);
+            let reader = bridge_handle
+                .block_on(blobs.open(&key))?
+                .ok_or_else(|| PortError::Other(format!("document blob missing: {key}")))?;
+            let mut reader = BufReader::with_capacity(256 * 1024, SyncIoBridge::new_with_handle(reader, bridge_handle.clone()));
+            zip.start_file(name, options).map_err(PortError::other)?;
+            std::io::copy(&mut reader, &mut zip).map_err(PortError::other)?;
+        }
+        let mut buffered = zip.finish().map_err(PortError::other)?.into_inner();
+        buffered.flush().map_err(PortError::other)?;
+        let sink = buffered.into_inner().map_err(|e| PortError::other(e.error()))?;
+        Ok(sink.into_inner())
+    })
+    .await
+    .map_err(PortError::other)??;
+    writer.finish().await
+}
+
+fn zip_time(at: chrono::DateTime<chrono::Utc>) -> zip::DateTime {
+    zip::DateTime::from_date_and_time(
+        at.year().clamp(1980, 2107) as u16,
+        at.month() as u8,
+        at.day() as u8,
+        at.hour() as u8,
+        at.minute() as u8,
+        at.second() as u8,
+    )
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_names_are_numbered_case_insensitively() {
+        let names: Vec<Filename> =
+            ["Befund.pdf", "befund.pdf", "Befund.pdf", "Befund (2).pdf", "x"].iter().map(|n| Filename::parse(n).unwrap()).collect();
+        assert_eq!(unique_names(&names), ["Befund.pdf", "befund (2).pdf", "Befund (3).pdf", "Befund (2) (2).pdf", "x"]);
+    }
+}

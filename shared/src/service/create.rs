@@ -1,0 +1,251 @@
+//! Creating a share, and sending one whose large documents were uploaded.
+
+use super::archive::{build_archive, document_key, share_prefix};
+use super::input::{Content, CreateShareRequest, KnownSecret, NewShare, parse_json};
+use super::views::{DocumentView, ShareView};
+use super::{Load, Service, Step, UPLOAD_URL_SECS};
+use crate::domain::{
+    Code, Document, DocumentId, Event, EventKind, Lifecycle, Practice, Reference, Share, ShareId,
+};
+use crate::error::{Error, Result};
+use crate::ports::Claim;
+use chrono::Duration;
+use ring::digest;
+use tokio::io::AsyncReadExt;
+
+/// An `Idempotency-Key` claim that was never completed (a crash) is taken over after this.
+const STALE_CLAIM_SECS: i64 = 120;
+
+impl Service {
+    /// `POST /v1/shares`. Returns the status and JSON body to answer, which a retry with the same
+    /// `Idempotency-Key` gets again verbatim.
+    pub async fn create_share(
+        &self,
+        practice: &Practice,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let request: CreateShareRequest = parse_json(body)?;
+        let new = request.validate(practice.default_language, &practice.policy)?;
+        let Some(key) = idempotency_key else {
+            let view = self.create_validated(practice, new).await?;
+            return Ok((201, serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?));
+        };
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters"));
+        }
+        let fingerprint = hex::encode(digest::digest(&digest::SHA256, body));
+        let now = self.now();
+        let claim = self
+            .store
+            .claim_idempotency(&practice.id, key, &fingerprint, now, now - Duration::seconds(STALE_CLAIM_SECS))
+            .await?;
+        match claim {
+            Claim::Completed { fingerprint: f, .. } | Claim::InProgress { fingerprint: f } if f != fingerprint => {
+                Err(Error::invalid("Idempotency-Key", "this Idempotency-Key was used with a different request body"))
+            }
+            Claim::Completed { status, body, .. } => {
+                let value = serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
+                Ok((status, value))
+            }
+            Claim::InProgress { .. } => Err(Error::RateLimited {
+                retry_after_secs: 1,
+                message: "a request with this Idempotency-Key is still being processed",
+            }),
+            Claim::Claimed => match self.create_validated(practice, new).await {
+                Ok(view) => {
+                    let value = serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?;
+                    self.store.complete_idempotency(&practice.id, key, 201, &value.to_string()).await?;
+                    Ok((201, value))
+                }
+                Err(e) => {
+                    // Nothing was sent: let a retry run again.
+                    self.store.release_idempotency(&practice.id, key).await?;
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    async fn create_validated(&self, practice: &Practice, new: NewShare) -> Result<ShareView> {
+        let now = self.now();
+        let id = ShareId::generate();
+        let mut documents = Vec::with_capacity(new.documents.len());
+        let mut inline = Vec::new();
+        let mut uploads = Vec::new();
+        for doc in new.documents {
+            let doc_id = DocumentId::generate();
+            let (size, sha256) = match doc.content {
+                Content::Inline(bytes) => {
+                    let sha = hex::encode(digest::digest(&digest::SHA256, &bytes));
+                    let size = bytes.len() as u64;
+                    inline.push((doc_id.clone(), bytes));
+                    (size, sha)
+                }
+                Content::Upload { size, sha256 } => {
+                    uploads.push((doc_id.clone(), size));
+                    (size, sha256)
+                }
+            };
+            documents.push(Document { id: doc_id, filename: doc.filename, content_type: doc.content_type, size, sha256 });
+        }
+        let expires_at = now + Duration::days(i64::from(new.expires_in_days));
+        let mut share = Share {
+            id: id.clone(),
+            practice_id: practice.id.clone(),
+            reference: Reference::generate(),
+            version: 1,
+            lifecycle: Lifecycle::AwaitingUpload,
+            created_at: now,
+            expires_at,
+            purge_at: expires_at + Duration::days(crate::domain::share::RECORD_RETENTION_DAYS),
+            recipient: new.recipient,
+            auth: new.auth,
+            policy: practice.policy.for_share(new.self_service),
+            message: new.message,
+            documents,
+            archive_size: None,
+            secret: None,
+            self_service_requests: 0,
+            first_opened_at: None,
+            first_verified_at: None,
+            first_downloaded_at: None,
+            revoked_at: None,
+            expiry_processed: false,
+        };
+        if let Some(known) = &new.known_secret {
+            let canonical = match known {
+                KnownSecret::DateOfBirth(d) => d.canonical(),
+                KnownSecret::InsuranceNumber(n) => n.canonical().to_owned(),
+            };
+            share.replace_secret(self.keys.hash_secret(id.as_str(), &canonical), now, true);
+        }
+
+        let stored = async {
+            for (doc_id, bytes) in &inline {
+                let doc = share.documents.iter().find(|d| &d.id == doc_id).expect("document just added");
+                self.blobs.put(&document_key(&share, doc), bytes).await?;
+            }
+            if uploads.is_empty() {
+                share.archive_size = Some(build_archive(self.blobs.clone(), &share).await?);
+            }
+            Ok::<_, crate::ports::PortError>(())
+        };
+        if let Err(e) = stored.await {
+            let _ = self.blobs.delete_prefix(&share_prefix(&share)).await;
+            return Err(e.into());
+        }
+        drop(inline);
+
+        let code = if uploads.is_empty() { self.activate(&mut share, now) } else { None };
+        let created = Event::new(&id, EventKind::Created, now);
+        if let Err(e) = self.store.insert_share(&share, &[created]).await {
+            let _ = self.blobs.delete_prefix(&share_prefix(&share)).await;
+            return Err(e.into());
+        }
+        tracing::info!(share_id = %share.id, reference = %share.reference, documents = share.documents.len(),
+            status = share.status(now), "share created");
+
+        let mut view = ShareView::new(&share, self.link(&share.id), now);
+        for (doc_id, size) in uploads {
+            let doc = share.documents.iter().find(|d| d.id == doc_id).expect("document just added");
+            let url = self.blobs.upload_url(&document_key(&share, doc), size, UPLOAD_URL_SECS).await?;
+            if let Some(v) = view.documents.iter_mut().find(|v: &&mut DocumentView| v.id == doc_id.as_str()) {
+                v.upload_url = Some(url);
+                v.upload_expires_in = Some(UPLOAD_URL_SECS);
+            }
+        }
+        view.notifications = Some(if share.lifecycle == Lifecycle::Active {
+            self.notify(practice, &share, code.as_ref()).await
+        } else {
+            Default::default()
+        });
+        view.code = manual_code(&share, code.as_ref());
+        Ok(view)
+    }
+
+    /// Marks a share sent and makes its code (for code methods). Returns the code to deliver.
+    fn activate(&self, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Option<Code> {
+        share.lifecycle = Lifecycle::Active;
+        if share.auth.uses_code() {
+            let code = Code::generate();
+            share.replace_secret(self.keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+            Some(code)
+        } else {
+            None
+        }
+    }
+
+    /// `POST /v1/shares/{id}/send`: checks the uploads, builds the archive, notifies.
+    pub async fn send_share(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+        let share = self.practice_share(practice, id).await?;
+        let now = self.now();
+        match share.access(now) {
+            crate::domain::Access::AwaitingUpload => {}
+            crate::domain::Access::Expired => return Err(Error::Expired),
+            crate::domain::Access::Revoked => return Err(Error::Revoked),
+            crate::domain::Access::Open => return Ok(ShareView::new(&share, self.link(&share.id), now)),
+        }
+        for (i, doc) in share.documents.iter().enumerate() {
+            self.check_upload(&share, doc).await.map_err(|e| match e {
+                Error::InvalidRequest { message, .. } => Error::invalid(format!("documents[{i}]"), message),
+                other => other,
+            })?;
+        }
+        let archive_size = build_archive(self.blobs.clone(), &share).await?;
+        let share_id = share.id.clone();
+        let activated = self
+            .mutate(
+                Load::Practice(practice, share_id.as_str()),
+                |share, now| {
+                    if share.lifecycle != Lifecycle::AwaitingUpload {
+                        return Step::append(vec![], Ok(None)); // a concurrent send won
+                    }
+                    share.archive_size = Some(archive_size);
+                    let code = self.activate(share, now);
+                    Step::write(vec![], Ok(Some((share.clone(), code))))
+                },
+            )
+            .await?;
+        let Some((share, code)) = activated else {
+            let share = self.practice_share(practice, id).await?;
+            return Ok(ShareView::new(&share, self.link(&share.id), self.now()));
+        };
+        tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
+        let mut view = ShareView::new(&share, self.link(&share.id), self.now());
+        view.notifications = Some(self.notify(practice, &share, code.as_ref()).await);
+        view.code = manual_code(&share, code.as_ref());
+        Ok(view)
+    }
+
+    /// An uploaded document must be there, with the size and SHA-256 the practice declared.
+    async fn check_upload(&self, share: &Share, doc: &Document) -> Result<()> {
+        let key = document_key(share, doc);
+        let Some(mut reader) = self.blobs.open(&key).await? else {
+            return Err(Error::invalid("", format!("{} has not been uploaded", doc.id)));
+        };
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(|e| Error::Internal(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            ctx.update(&buf[..n]);
+        }
+        if size != doc.size {
+            return Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)));
+        }
+        if hex::encode(ctx.finish()) != doc.sha256 {
+            return Err(Error::invalid("", format!("{}: the uploaded bytes do not match sha256", doc.id)));
+        }
+        Ok(())
+    }
+}
+
+/// The code goes back to the practice only for `manual`, only in the answer that made it.
+pub(super) fn manual_code(share: &Share, code: Option<&Code>) -> Option<String> {
+    (share.auth == crate::domain::AuthMethod::Manual).then(|| code.map(Code::grouped)).flatten()
+}

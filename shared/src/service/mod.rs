@@ -1,0 +1,161 @@
+//! The use cases, over the ports. One `Service` serves every runtime shape; it is built once
+//! (per process or per Lambda cold start) and shared.
+
+mod archive;
+mod create;
+mod input;
+mod manage;
+mod notify;
+mod patient;
+mod sweep;
+mod views;
+
+pub use input::{parse_json, CreateShareRequest};
+pub use notify::{ChannelResult, Notifications};
+pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
+
+use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
+use crate::error::{Error, Result};
+use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store};
+use crate::secrets::Keys;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// Validity of a patient's access token (SPEC: 15 minutes).
+pub const ACCESS_TOKEN_SECS: i64 = 15 * 60;
+/// Validity of a download URL (SPEC: 5 minutes at most).
+pub const DOWNLOAD_URL_SECS: u64 = 300;
+/// Validity of an upload URL for a large document.
+pub const UPLOAD_URL_SECS: u64 = 3600;
+/// How often a conditional write is retried against concurrent writers before giving up.
+const MAX_WRITE_RETRIES: usize = 64;
+
+/// Settings that are not ports.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of the download page and API, e.g. `https://docs.example.ch` (no trailing `/`).
+    pub public_url: String,
+}
+
+impl Settings {
+    /// The page host for the SMS WebOTP line.
+    pub fn page_host(&self) -> &str {
+        let rest = self.public_url.split("://").nth(1).unwrap_or(&self.public_url);
+        let host_port = rest.split('/').next().unwrap_or(rest);
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    }
+}
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub sms: Arc<dyn SmsSender>,
+    pub mail: Arc<dyn MailSender>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Keys,
+    pub settings: Settings,
+}
+
+/// How `mutate` reads the share, and so which checks apply.
+#[derive(Clone, Copy)]
+enum Load<'a> {
+    /// A practice's own share, in any state.
+    Practice(&'a Practice, &'a str),
+    /// A share open to patients (not expired, revoked or awaiting upload).
+    Patient(&'a str),
+    /// Any share (the expiry sweep).
+    Any(&'a ShareId),
+}
+
+/// What a change to a share did: whether the share itself changed (a conditional write), which
+/// events to record, and what to answer.
+struct Step<T> {
+    changed: bool,
+    events: Vec<Event>,
+    outcome: Result<T>,
+}
+
+impl<T> Step<T> {
+    fn write(events: Vec<Event>, outcome: Result<T>) -> Self {
+        Self { changed: true, events, outcome }
+    }
+
+    fn append(events: Vec<Event>, outcome: Result<T>) -> Self {
+        Self { changed: false, events, outcome }
+    }
+}
+
+impl Service {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn link(&self, id: &ShareId) -> String {
+        format!("{}/s/{}", self.settings.public_url, id)
+    }
+
+    /// The practice a bearer API key belongs to.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Practice> {
+        let key = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| k.starts_with(ApiKey::PREFIX))
+            .ok_or(Error::Unauthorized)?;
+        let record = self.store.find_api_key(&ApiKey::hash(key)).await?.ok_or(Error::Unauthorized)?;
+        if record.revoked_at.is_some() {
+            return Err(Error::Unauthorized);
+        }
+        self.store.get_practice(&record.practice_id).await?.ok_or(Error::Unauthorized)
+    }
+
+    /// A practice's own share, whatever its state; another practice's share does not exist.
+    async fn practice_share(&self, practice: &Practice, id: &str) -> Result<Share> {
+        let id = ShareId::parse(id).ok_or(Error::NotFound)?;
+        match self.store.get_share(&id).await? {
+            Some(share) if share.practice_id == practice.id => Ok(share),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// Loads a share for a patient, applying expiry and revocation (checked on every read).
+    async fn open_share(&self, id: &str) -> Result<Share> {
+        let id = ShareId::parse(id).ok_or(Error::NotFound)?;
+        let share = self.store.get_share(&id).await?.ok_or(Error::NotFound)?;
+        match share.access(self.now()) {
+            Access::Open => Ok(share),
+            Access::AwaitingUpload => Err(Error::NotFound),
+            Access::Revoked => Err(Error::Revoked),
+            Access::Expired => Err(Error::Expired),
+        }
+    }
+
+    /// Reads a share, lets `f` decide, and writes the result conditionally on the version read,
+    /// retrying from a fresh read when a concurrent writer won. This is what keeps attempt
+    /// counts and self-service limits exact under concurrency.
+    async fn mutate<T>(&self, load: Load<'_>, f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>) -> Result<T> {
+        for _ in 0..MAX_WRITE_RETRIES {
+            let mut share = match load {
+                Load::Practice(practice, id) => self.practice_share(practice, id).await?,
+                Load::Patient(id) => self.open_share(id).await?,
+                Load::Any(id) => self.store.get_share(id).await?.ok_or(Error::NotFound)?,
+            };
+            let step = f(&mut share, self.now());
+            if step.changed {
+                share.version += 1;
+                match self.store.update_share(&share, &step.events).await {
+                    Ok(()) => {}
+                    Err(PortError::Conflict) => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else if !step.events.is_empty() {
+                self.store.append_events(&step.events).await?;
+            }
+            return step.outcome;
+        }
+        tracing::warn!("gave up after {MAX_WRITE_RETRIES} conflicting writes");
+        Err(Error::RateLimited { retry_after_secs: 1, message: "too many concurrent requests; try again" })
+    }
+}

@@ -1,0 +1,162 @@
+//! Telling the patient: the email with the link, and the SMS with the code. A failed channel is
+//! recorded as `notification_failed` and reported in the answer; it never loses the share.
+
+use super::Service;
+use crate::domain::{AuthMethod, Code, Event, EventKind, Practice, Share};
+use crate::messages::{render_email, render_sms, CodeSms, ShareNotice};
+use crate::ports::{Mail, Sms};
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelResult {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+impl ChannelResult {
+    fn sent() -> Self {
+        Self { status: "sent", error: None }
+    }
+
+    fn failed(error: &'static str) -> Self {
+        Self { status: "failed", error: Some(error) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Notifications {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<ChannelResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<ChannelResult>,
+}
+
+/// Why an SMS was not sent (shown to the practice).
+pub const SMS_CAP_REACHED: &str = "sms_cap_reached";
+pub const PROVIDER_ERROR: &str = "provider_error";
+
+impl Service {
+    /// Sends the email, and the SMS when the share's code goes by SMS; records the outcome.
+    pub(super) async fn notify(&self, practice: &Practice, share: &Share, code: Option<&Code>) -> Notifications {
+        let email = self.send_share_email(practice, share).await;
+        let sms = match (share.auth, code) {
+            (AuthMethod::Sms, Some(code)) => Some(self.send_code_sms(practice, share, code, false).await),
+            _ => None,
+        };
+        Notifications { email: Some(email), sms }
+    }
+
+    async fn send_share_email(&self, practice: &Practice, share: &Share) -> ChannelResult {
+        let link = self.link(&share.id);
+        let text = render_email(&ShareNotice {
+            language: share.recipient.language,
+            practice: &practice.name,
+            reference: share.reference.as_str(),
+            link: &link,
+            expires_at: share.effective_expires_at(),
+            auth: share.auth,
+            message: share.message.as_deref(),
+        });
+        let mail = Mail {
+            from_name: practice.name.clone(),
+            from_address: practice.sender_email.as_str().to_owned(),
+            reply_to: practice.reply_to.as_ref().map(|e| e.as_str().to_owned()),
+            to: share.recipient.email.as_str().to_owned(),
+            subject: text.subject,
+            text: text.text,
+            html: text.html,
+            share_id: share.id.clone(),
+        };
+        let result = self.mail.send_mail(&mail).await;
+        self.record_delivery(share, "email", EventKind::EmailSent, result).await
+    }
+
+    /// Sends a code by SMS to the number the practice gave, within the practice's daily cap.
+    /// `self_service` SMS are refused by the caller before a code is made when the cap is
+    /// reached; here the cap is checked again because it is the one place that counts.
+    pub(super) async fn send_code_sms(
+        &self,
+        practice: &Practice,
+        share: &Share,
+        code: &Code,
+        already_counted: bool,
+    ) -> ChannelResult {
+        let Some(phone) = &share.recipient.phone else {
+            return ChannelResult::failed(PROVIDER_ERROR);
+        };
+        if !already_counted {
+            match self.take_sms_budget(practice).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(share_id = %share.id, reference = %share.reference, "daily SMS cap reached");
+                    return self.record_failure(share, "sms", SMS_CAP_REACHED).await;
+                }
+                Err(e) => {
+                    tracing::error!(share_id = %share.id, error = %e, "SMS counter failed");
+                    return self.record_failure(share, "sms", PROVIDER_ERROR).await;
+                }
+            }
+        }
+        let body = render_sms(&CodeSms {
+            language: share.recipient.language,
+            practice: &practice.name,
+            reference: share.reference.as_str(),
+            code,
+            host: self.settings.page_host(),
+        });
+        let sms = Sms { to: phone.as_str().to_owned(), sender: practice.sms_sender.clone(), body, share_id: share.id.clone() };
+        let result = self.sms.send_sms(&sms).await;
+        self.record_delivery(share, "sms", EventKind::SmsSent, result).await
+    }
+
+    /// Counts one SMS against today's cap (UTC day).
+    pub(super) async fn take_sms_budget(&self, practice: &Practice) -> crate::Result<bool> {
+        let day = self.now().format("%Y-%m-%d").to_string();
+        Ok(self.store.take_sms(&practice.id, &day, practice.policy.daily_sms_cap).await?)
+    }
+
+    async fn record_delivery(
+        &self,
+        share: &Share,
+        channel: &'static str,
+        sent: EventKind,
+        result: crate::ports::PortResult<()>,
+    ) -> ChannelResult {
+        match result {
+            Ok(()) => {
+                tracing::info!(share_id = %share.id, reference = %share.reference, channel, "notification sent");
+                let event = Event::new(&share.id, sent, self.now()).with_data(json!({ "channel": channel }));
+                self.append_quietly(share, event).await;
+                ChannelResult::sent()
+            }
+            Err(e) => {
+                // The provider's message can hold the address; log only that it failed.
+                tracing::error!(share_id = %share.id, reference = %share.reference, channel, error_kind = %error_kind(&e), "notification failed");
+                self.record_failure(share, channel, PROVIDER_ERROR).await
+            }
+        }
+    }
+
+    async fn record_failure(&self, share: &Share, channel: &'static str, error: &'static str) -> ChannelResult {
+        let event = Event::new(&share.id, EventKind::NotificationFailed, self.now())
+            .with_data(json!({ "channel": channel, "error": error }));
+        self.append_quietly(share, event).await;
+        ChannelResult::failed(error)
+    }
+
+    /// Records an event whose loss must not fail the request that caused it.
+    pub(super) async fn append_quietly(&self, share: &Share, event: Event) {
+        if let Err(e) = self.store.append_events(&[event]).await {
+            tracing::error!(share_id = %share.id, error = %e, "could not record event");
+        }
+    }
+}
+
+fn error_kind(e: &crate::ports::PortError) -> &'static str {
+    match e {
+        crate::ports::PortError::Conflict => "conflict",
+        crate::ports::PortError::Other(_) => "provider",
+    }
+}

@@ -1,0 +1,59 @@
+//! Expiry, done by the service rather than left to storage: when a link runs out, its documents
+//! are deleted, `expired` is recorded (and `expired_unread` when nothing was downloaded, so the
+//! practice may post a paper copy), and records past their retention are purged.
+
+use super::archive::share_prefix;
+use super::{Load, Service, Step};
+use crate::domain::{Event, EventKind, Lifecycle};
+use crate::error::{Error, Result};
+
+const BATCH: usize = 100;
+
+impl Service {
+    /// Processes every share whose link ran out; returns how many. Run periodically.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let due = self.store.shares_due_for_expiry(self.now(), BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            for share in due {
+                let id = share.id.clone();
+                let processed = self
+                    .mutate(
+                        Load::Any(&id),
+                        |share, now| {
+                            if share.expiry_processed {
+                                return Step::append(vec![], Ok(false));
+                            }
+                            share.expiry_processed = true;
+                            let mut events = Vec::new();
+                            if share.lifecycle != Lifecycle::Revoked {
+                                events.push(Event::new(&share.id, EventKind::Expired, now));
+                                if share.first_downloaded_at.is_none() {
+                                    events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
+                                }
+                            }
+                            Step::write(events, Ok(true))
+                        },
+                    )
+                    .await;
+                match processed {
+                    Ok(true) => {
+                        self.blobs.delete_prefix(&share_prefix(&share)).await?;
+                        tracing::info!(share_id = %share.id, reference = %share.reference, "share expired");
+                        done += 1;
+                    }
+                    Ok(false) | Err(Error::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let purged = self.store.purge_shares(self.now()).await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired share records purged");
+        }
+        Ok(done)
+    }
+}

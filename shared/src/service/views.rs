@@ -1,0 +1,144 @@
+//! What the API answers, as types (serialised by serde, described in `docs/api.md`).
+
+use crate::domain::{AuthMethod, Event, Share};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentView {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_expires_in: Option<u64>,
+}
+
+/// A share as its practice sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareView {
+    pub id: String,
+    pub reference: String,
+    pub link: String,
+    pub status: &'static str,
+    pub auth_method: AuthMethod,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub downloaded_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub attempts_left: u32,
+    pub self_service_requests: u32,
+    pub documents: Vec<DocumentView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<super::Notifications>,
+    /// Only for `manual`, only in the answer that made the code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl ShareView {
+    pub fn new(share: &Share, link: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id: share.id.to_string(),
+            reference: share.reference.to_string(),
+            link,
+            status: share.status(now),
+            auth_method: share.auth,
+            created_at: share.created_at,
+            expires_at: share.effective_expires_at(),
+            opened_at: share.first_opened_at,
+            verified_at: share.first_verified_at,
+            downloaded_at: share.first_downloaded_at,
+            revoked_at: share.revoked_at,
+            attempts_left: share.attempts_left(),
+            self_service_requests: share.self_service_requests,
+            documents: share
+                .documents
+                .iter()
+                .map(|d| DocumentView {
+                    id: d.id.to_string(),
+                    filename: d.filename.as_str().to_owned(),
+                    content_type: d.content_type.as_str().to_owned(),
+                    size: d.size,
+                    sha256: Some(d.sha256.clone()),
+                    upload_url: None,
+                    upload_expires_in: None,
+                })
+                .collect(),
+            events: None,
+            notifications: None,
+            code: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfServiceView {
+    pub available: bool,
+    /// Seconds until a new code may be requested, when it is too early.
+    pub retry_after: Option<u64>,
+}
+
+/// What anyone holding the link may see: no document names, no personal data but a masked phone.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicShareView {
+    pub id: String,
+    pub practice_name: String,
+    pub reference: String,
+    pub auth_method: AuthMethod,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_phone: Option<String>,
+    pub language: &'static str,
+    pub state: &'static str,
+    pub expires_at: DateTime<Utc>,
+    pub attempts_left: u32,
+    pub self_service: SelfServiceView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientDocumentView {
+    pub id: String,
+    pub filename: String,
+    pub size: u64,
+    pub content_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveView {
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyView {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub documents: Vec<PatientDocumentView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UrlView {
+    pub url: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeSentView {
+    pub status: &'static str,
+    pub masked_phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareList {
+    pub shares: Vec<ShareView>,
+    pub next_cursor: Option<String>,
+}

@@ -48,11 +48,11 @@ impl FolderBlobs {
     /// The file for a key. Keys are made by the service (`shares/<id>/<doc>`); anything that
     /// would step outside the folder is refused all the same.
     pub fn path(&self, key: &str) -> PortResult<PathBuf> {
-        let rel = Path::new(key);
-        if key.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        let segment_ok = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('\\') && !s.contains('\0');
+        if !key.split('/').all(segment_ok) || !Path::new(key).components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(PortError::Other("invalid blob key".into()));
         }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(key))
     }
 
     fn temp_path(&self, dest: &Path) -> PathBuf {
@@ -166,5 +166,41 @@ impl Drop for FileWriter {
     fn drop(&mut self) {
         // After a successful finish the temp file is gone and this is a no-op.
         let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::SystemClock;
+
+    fn blobs(dir: &Path) -> FolderBlobs {
+        FolderBlobs::new(dir.to_path_buf(), "http://x".into(), Keys::from_pepper(&[1; 32]), Arc::new(SystemClock))
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = blobs(dir.path());
+        assert!(b.path("shares/abc/doc_1").is_ok());
+        for bad in ["../x", "shares/../../etc/passwd", "/etc/passwd", "", "a/./b"] {
+            assert!(b.path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blob_appears_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = blobs(dir.path());
+        let mut w = b.create("shares/s/doc").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut w, b"half").await.unwrap();
+        assert_eq!(b.size("shares/s/doc").await.unwrap(), None);
+        drop(w); // abandoned: nothing under the key, no temp file left behind
+        assert_eq!(b.size("shares/s/doc").await.unwrap(), None);
+        assert_eq!(std::fs::read_dir(dir.path().join("shares/s")).unwrap().count(), 0);
+        b.put("shares/s/doc", b"whole").await.unwrap();
+        assert_eq!(b.size("shares/s/doc").await.unwrap(), Some(5));
+        b.delete_prefix("shares/s/").await.unwrap();
+        assert!(b.open("shares/s/doc").await.unwrap().is_none());
     }
 }

@@ -418,3 +418,91 @@ impl SmsCounter for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventKind, PracticeId};
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_sms_cap_is_never_exceeded() {
+        let (_d, s) = store();
+        let p = PracticeId::generate();
+        let mut sent = 0;
+        for _ in 0..5 {
+            if s.take_sms(&p, "2026-01-01", 3).await.unwrap() {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 3);
+        assert!(s.take_sms(&p, "2026-01-02", 3).await.unwrap(), "a new day, a new count");
+        assert!(!s.take_sms(&p, "2026-01-03", 0).await.unwrap(), "a cap of 0 sends nothing");
+    }
+
+    #[tokio::test]
+    async fn idempotency_claims_complete_release_and_go_stale() {
+        let (_d, s) = store();
+        let p = PracticeId::generate();
+        let now = Utc::now();
+        let stale = now - Duration::seconds(120);
+        assert_eq!(s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
+        assert_eq!(
+            s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(),
+            Claim::InProgress { fingerprint: "f1".into() }
+        );
+        s.release_idempotency(&p, "k").await.unwrap();
+        assert_eq!(s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
+        s.complete_idempotency(&p, "k", 201, "{}").await.unwrap();
+        assert_eq!(
+            s.claim_idempotency(&p, "k", "f2", now, stale).await.unwrap(),
+            Claim::Completed { fingerprint: "f1".into(), status: 201, body: "{}".into() }
+        );
+        // A claim never completed (a crash) is taken over once stale.
+        assert_eq!(s.claim_idempotency(&p, "k2", "f", now, stale).await.unwrap(), Claim::Claimed);
+        let later = now + Duration::seconds(300);
+        assert_eq!(
+            s.claim_idempotency(&p, "k2", "f", later, later - Duration::seconds(120)).await.unwrap(),
+            Claim::Claimed
+        );
+        // Keys are per practice.
+        assert_eq!(s.claim_idempotency(&PracticeId::generate(), "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
+    }
+
+    #[tokio::test]
+    async fn conditional_updates_refuse_a_stale_version_and_keep_events_atomic() {
+        let (_d, s) = store();
+        let share = crate::service::tests_support::share_fixture();
+        s.insert_share(&share, &[Event::new(&share.id, EventKind::Created, Utc::now())]).await.unwrap();
+        assert!(matches!(s.insert_share(&share, &[]).await, Err(PortError::Conflict)));
+
+        let mut next = share.clone();
+        next.version += 1;
+        s.update_share(&next, &[Event::new(&share.id, EventKind::Opened, Utc::now())]).await.unwrap();
+        // A second writer that read version 1 too must lose, and its event must not appear.
+        let mut stale = share.clone();
+        stale.version += 1;
+        let lost = s.update_share(&stale, &[Event::new(&share.id, EventKind::Verified, Utc::now())]).await;
+        assert!(matches!(lost, Err(PortError::Conflict)));
+        let kinds: Vec<EventKind> = s.list_events(&share.id).await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Created, EventKind::Opened]);
+        assert_eq!(s.get_share(&share.id).await.unwrap().unwrap().version, 2);
+    }
+
+    #[tokio::test]
+    async fn expiry_and_purge_follow_the_stored_times() {
+        let (_d, s) = store();
+        let share = crate::service::tests_support::share_fixture();
+        s.insert_share(&share, &[]).await.unwrap();
+        assert!(s.shares_due_for_expiry(share.expires_at - Duration::seconds(1), 10).await.unwrap().is_empty());
+        assert_eq!(s.shares_due_for_expiry(share.expires_at, 10).await.unwrap().len(), 1);
+        assert_eq!(s.purge_shares(share.purge_at - Duration::seconds(1)).await.unwrap(), 0);
+        assert_eq!(s.purge_shares(share.purge_at).await.unwrap(), 1);
+        assert!(s.get_share(&share.id).await.unwrap().is_none());
+    }
+}

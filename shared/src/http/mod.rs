@@ -45,7 +45,10 @@ async fn not_found() -> Error {
 }
 
 /// Headers every answer carries: nothing cached, nothing sniffed, no referrer leaking a link.
-pub(crate) async fn security_headers(mut response: Response) -> Response {
+/// Also the safety net for errors axum answers by itself (a path or query it cannot read):
+/// those become SPEC's JSON errors too.
+pub(crate) async fn security_headers(response: Response) -> Response {
+    let mut response = json_errors_only(response);
     let h = response.headers_mut();
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -53,6 +56,24 @@ pub(crate) async fn security_headers(mut response: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
     response
+}
+
+fn json_errors_only(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Error::NotFound,
+        s if s.is_server_error() => Error::Internal(format!("framework answered {s}")),
+        _ => Error::invalid("request", "the request could not be read"),
+    }
+    .into_response()
 }
 
 /// A body, or the JSON error for one that is too large or unreadable.
@@ -93,6 +114,16 @@ pub fn content_disposition(filename: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn framework_errors_become_json() {
+        let plain = (StatusCode::BAD_REQUEST, "Invalid URL").into_response();
+        let fixed = security_headers(plain).await;
+        assert_eq!(fixed.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(fixed.headers()[header::CONTENT_TYPE], "application/json");
+        let ok = security_headers((StatusCode::OK, "fine").into_response()).await;
+        assert_eq!(ok.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
 
     #[test]
     fn content_disposition_keeps_unicode_and_escapes_quotes() {

@@ -2,6 +2,7 @@
 //! function hands it to `lambda_http::run`. Handlers never ask where they run.
 
 mod error;
+mod page;
 mod patient;
 mod practice;
 
@@ -21,6 +22,9 @@ pub const MAX_BODY_BYTES: usize = 36 * 1024 * 1024;
 
 pub type AppState = Arc<Service>;
 
+/// The router type, for callers that hold one without depending on axum themselves.
+pub use axum::Router as HttpRouter;
+
 /// Every route of the practice and patient APIs.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -33,6 +37,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/public/shares/{id}/code", post(patient::request_code))
         .route("/v1/public/shares/{id}/documents/{doc}", get(patient::document))
         .route("/v1/public/shares/{id}/archive", get(patient::archive))
+        .merge(page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1,0 +1,600 @@
+// Sealpost download page: /s/{id}. Plain JavaScript, no framework, no inline code (strict CSP).
+// Every user-visible string comes from /assets/i18n/<lang>.json.
+(function () {
+  'use strict';
+
+  var LANGS = ['de', 'fr', 'it', 'en'];
+  var LANG_KEY = 'sealpost.lang';
+  // The server adds ?v=<hash> to this script's URL; the translation files use the same version.
+  var VERSION = (function () {
+    var src = document.currentScript && document.currentScript.src;
+    var match = src && /[?&]v=([A-Za-z0-9_-]+)/.exec(src);
+    return match ? match[1] : '';
+  })();
+
+  var S = {
+    id: null,
+    lang: 'en',
+    locale: 'en',
+    dict: {},
+    dicts: {},
+    info: null,
+    view: null,
+    busy: false,
+    formError: null, // [[key, params], ...]
+    ssBusy: false,
+    ssMessage: null, // {kind: 'ok'|'info'|'warn', parts: [[key, params], ...]}
+    ssWaitUntil: 0,
+    ssHidden: false,
+    token: null,
+    tokenExpiresAt: 0,
+    documents: [],
+    archive: null,
+    docsMessage: null,
+    problem: null,
+    otpAbort: null
+  };
+
+  function $(id) { return document.getElementById(id); }
+
+  // ---- translation ------------------------------------------------------------------------
+
+  function t(key, params) {
+    var text = Object.prototype.hasOwnProperty.call(S.dict, key) ? S.dict[key] : key;
+    return String(text).replace(/\{(\w+)\}/g, function (all, name) {
+      if (!params || params[name] === undefined) return all;
+      return params[name] instanceof Date ? formatTime(params[name]) : String(params[name]);
+    });
+  }
+
+  function pluralKey(base, n) {
+    var form = 'other';
+    try { form = new Intl.PluralRules(S.locale).select(n); } catch (e) { form = n === 1 ? 'one' : 'other'; }
+    return base + (form === 'one' ? '_one' : '_other');
+  }
+
+  // A message made of sentences, each `[key, params]`, translated when shown.
+  function parts(list) {
+    return list.map(function (p) {
+      return t(p[0], p[1]);
+    }).join(' ');
+  }
+
+  function waitText() {
+    var left = Math.ceil((S.ssWaitUntil - Date.now()) / 1000);
+    if (left <= 0) return '';
+    return t('ss_wait', { duration: formatDuration(left), time: formatTime(new Date(S.ssWaitUntil)) });
+  }
+
+  // A phone number never breaks across lines.
+  function keepTogether(text) {
+    return String(text).replace(/ /g, '\u00a0');
+  }
+
+  // Only touches the DOM when the text changes, so live regions do not repeat themselves.
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  function storedLang() {
+    try {
+      var l = window.localStorage.getItem(LANG_KEY);
+      return LANGS.indexOf(l) >= 0 ? l : null;
+    } catch (e) { return null; }
+  }
+
+  function browserLangs() {
+    var list = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ''];
+    return Array.prototype.slice.call(list).map(function (l) { return String(l); });
+  }
+
+  function browserLang() {
+    var list = browserLangs();
+    for (var i = 0; i < list.length; i++) {
+      var primary = list[i].toLowerCase().split('-')[0];
+      if (LANGS.indexOf(primary) >= 0) return primary;
+    }
+    return null;
+  }
+
+  // The browser's own regional variant when it speaks this language (de-CH, fr-CH…), for dates.
+  function localeFor(lang) {
+    var list = browserLangs();
+    for (var i = 0; i < list.length; i++) {
+      if (list[i].toLowerCase().split('-')[0] === lang) return list[i];
+    }
+    return lang;
+  }
+
+  function loadDict(lang) {
+    if (S.dicts[lang]) return S.dicts[lang];
+    var url = '/assets/i18n/' + lang + '.json' + (VERSION ? '?v=' + VERSION : '');
+    var promise = fetch(url, { credentials: 'same-origin' }).then(function (r) {
+      if (!r.ok) throw new Error('i18n ' + r.status);
+      return r.json();
+    });
+    S.dicts[lang] = promise;
+    promise.catch(function () { delete S.dicts[lang]; });
+    return promise;
+  }
+
+  async function setLang(lang) {
+    try {
+      S.dict = await loadDict(lang);
+    } catch (e) {
+      if (lang !== 'en') return setLang('en');
+      return;
+    }
+    S.lang = lang;
+    S.locale = localeFor(lang);
+    render();
+  }
+
+  // ---- formatting -------------------------------------------------------------------------
+
+  function formatDateTime(date) {
+    return new Intl.DateTimeFormat(S.locale, {
+      year: 'numeric', month: 'long', day: 'numeric', hour: '2-digit', minute: '2-digit'
+    }).format(date);
+  }
+
+  function formatTime(date) {
+    var sameDay = date.toDateString() === new Date().toDateString();
+    var options = sameDay ? { hour: '2-digit', minute: '2-digit' }
+      : { weekday: 'long', hour: '2-digit', minute: '2-digit' };
+    return new Intl.DateTimeFormat(S.locale, options).format(date);
+  }
+
+  function formatDuration(seconds) {
+    var minutes = Math.max(1, Math.ceil(seconds / 60));
+    if (minutes < 90) return t(pluralKey('minutes', minutes), { n: minutes });
+    var hours = Math.round(minutes / 60);
+    return t(pluralKey('hours', hours), { n: hours });
+  }
+
+  function formatSize(bytes) {
+    var units = [['byte', 1], ['kilobyte', 1e3], ['megabyte', 1e6], ['gigabyte', 1e9]];
+    var unit = units[0];
+    for (var i = 0; i < units.length; i++) if (bytes >= units[i][1]) unit = units[i];
+    var value = bytes / unit[1];
+    try {
+      return new Intl.NumberFormat(S.locale, {
+        style: 'unit', unit: unit[0], unitDisplay: unit[0] === 'byte' ? 'long' : 'short', maximumFractionDigits: value < 10 && unit[1] > 1 ? 1 : 0
+      }).format(value);
+    } catch (e) {
+      return Math.round(value * 10) / 10 + ' ' + ({ byte: 'B', kilobyte: 'kB', megabyte: 'MB', gigabyte: 'GB' })[unit[0]];
+    }
+  }
+
+  function typeLabel(contentType, filename) {
+    var ct = String(contentType || '').toLowerCase().split(';')[0].trim();
+    var ext = String(filename || '').toLowerCase().split('.').pop();
+    if (ct === 'application/pdf' || ext === 'pdf') return t('type_pdf');
+    if (ct.indexOf('image/') === 0) return t('type_image');
+    if (ct.indexOf('text/') === 0) return t('type_text');
+    if (/word|opendocument\.text/.test(ct) || ext === 'docx' || ext === 'doc') return t('type_word');
+    if (/excel|spreadsheet|csv/.test(ct) || ext === 'xlsx' || ext === 'xls') return t('type_sheet');
+    if (/zip/.test(ct) || ext === 'zip') return t('type_zip');
+    return t('type_other');
+  }
+
+  // ---- the API ----------------------------------------------------------------------------
+
+  async function api(method, path, options) {
+    options = options || {};
+    var headers = { Accept: 'application/json' };
+    if (options.body) headers['Content-Type'] = 'application/json';
+    if (options.token) headers.Authorization = 'Bearer ' + options.token;
+    var response;
+    try {
+      response = await fetch('/v1/public/shares/' + encodeURIComponent(S.id) + path, {
+        method: method,
+        headers: headers,
+        body: options.body ? JSON.stringify(options.body) : undefined,
+        cache: 'no-store',
+        credentials: 'omit',
+        referrerPolicy: 'no-referrer'
+      });
+    } catch (e) {
+      return { ok: false, status: 0, error: { code: 'network' } };
+    }
+    var data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    if (response.ok) return { ok: true, status: response.status, data: data || {} };
+    var retryAfter = parseInt(response.headers.get('Retry-After') || '', 10);
+    return {
+      ok: false,
+      status: response.status,
+      error: (data && data.error) || { code: response.status >= 500 ? 'internal' : 'unknown' },
+      retryAfter: isFinite(retryAfter) ? retryAfter : null
+    };
+  }
+
+  // ---- views ------------------------------------------------------------------------------
+
+  var VIEWS = { loading: 'view-loading', code: 'view-code', docs: 'view-docs', problem: 'view-problem' };
+
+  function show(view, focusEl) {
+    S.view = view;
+    Object.keys(VIEWS).forEach(function (name) { $(VIEWS[name]).hidden = name !== view; });
+    $('share-card').hidden = !(view === 'code' || view === 'docs');
+    render();
+    if (focusEl) {
+      focusEl.focus();
+      if (focusEl.select && focusEl.type === 'text') focusEl.select();
+    }
+  }
+
+  function render() {
+    document.documentElement.lang = S.lang;
+    var statics = document.querySelectorAll('[data-i18n]');
+    for (var i = 0; i < statics.length; i++) setText(statics[i], t(statics[i].getAttribute('data-i18n')));
+    var buttons = document.querySelectorAll('button.lang');
+    for (var j = 0; j < buttons.length; j++) {
+      buttons[j].setAttribute('aria-pressed', String(buttons[j].getAttribute('data-lang') === S.lang));
+    }
+    if (S.info) renderShareCard();
+    if (S.view === 'code') renderCode();
+    if (S.view === 'docs') renderDocs();
+    if (S.view === 'problem') renderProblem();
+    document.title = titleText();
+  }
+
+  function titleText() {
+    if (S.view === 'problem' && S.problem) return t(S.problem + '_title') + ' – ' + t('brand');
+    if (S.info && S.info.practice_name) return t('title') + ' – ' + S.info.practice_name;
+    return t('title') + ' – ' + t('brand');
+  }
+
+  function renderShareCard() {
+    $('share-title').textContent = t('share_title', { practice: S.info.practice_name });
+    $('share-reference').textContent = S.info.reference;
+    $('share-expires').textContent = S.info.expires_at ? formatDateTime(new Date(S.info.expires_at)) : '';
+  }
+
+  function method() {
+    var m = S.info && S.info.auth_method;
+    return m === 'date_of_birth' || m === 'insurance_number' || m === 'manual' ? m : 'sms';
+  }
+
+  function activeInput() {
+    var m = method();
+    return m === 'date_of_birth' ? $('dob') : m === 'insurance_number' ? $('insurance') : $('code');
+  }
+
+  function selfServiceShown() {
+    return method() === 'sms' && !S.ssHidden && S.info.self_service && S.info.self_service.available;
+  }
+
+  function renderCode() {
+    var m = method();
+    var heading = { sms: 'heading_code', manual: 'heading_code', date_of_birth: 'heading_dob', insurance_number: 'heading_insurance' }[m];
+    $('code-heading').textContent = t(heading);
+    var intro;
+    if (m === 'sms') intro = S.info.masked_phone ? t('intro_sms', { phone: keepTogether(S.info.masked_phone) }) : t('intro_sms_nophone');
+    else intro = t({ manual: 'intro_manual', date_of_birth: 'intro_dob', insurance_number: 'intro_insurance' }[m]);
+    $('code-intro').textContent = intro;
+    $('field-code').hidden = !(m === 'sms' || m === 'manual');
+    $('field-dob').hidden = m !== 'date_of_birth';
+    $('field-insurance').hidden = m !== 'insurance_number';
+
+    var input = activeInput();
+    var error = S.formError ? parts(S.formError) : '';
+    setText($('form-error'), error);
+    if (error) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+
+    var submit = $('submit');
+    submit.textContent = S.busy ? t('checking') : t('submit');
+    submit.setAttribute('aria-disabled', String(S.busy));
+
+    var ss = selfServiceShown();
+    $('self-service').hidden = !ss;
+    if (ss) {
+      var wait = waitText();
+      setText($('ss-wait'), wait);
+      $('ss-wait').hidden = !wait || !!S.ssMessage;
+      var button = $('ss-button');
+      button.textContent = S.ssBusy ? t('ss_sending') : t('ss_button');
+      button.setAttribute('aria-disabled', String(S.ssBusy));
+      var msg = $('ss-message');
+      setText(msg, S.ssMessage ? parts(S.ssMessage.parts) : '');
+      msg.className = 'alert' + (S.ssMessage ? ' alert-' + S.ssMessage.kind : '');
+    }
+    var help = $('code-help');
+    help.hidden = ss;
+    help.textContent = t(m === 'sms' ? 'help_sms' : m === 'manual' ? 'help_manual' : 'help_other');
+  }
+
+  function renderDocs() {
+    var practice = S.info ? S.info.practice_name : '';
+    var n = S.documents.length;
+    $('docs-intro').textContent = t(pluralKey('docs_intro', n), { n: n, practice: practice });
+    var list = $('docs-list');
+    if (list.getAttribute('data-token') !== S.token) {
+      list.textContent = '';
+      S.documents.forEach(function (doc) {
+        var item = $('doc-item').content.firstElementChild.cloneNode(true);
+        item.setAttribute('data-doc', doc.id);
+        item.querySelector('.doc-name').textContent = doc.filename;
+        var button = item.querySelector('.doc-download');
+        button.addEventListener('click', function () {
+          download('/documents/' + encodeURIComponent(doc.id), doc.filename, button);
+        });
+        list.appendChild(item);
+      });
+      list.setAttribute('data-token', S.token || '');
+    }
+    S.documents.forEach(function (doc, i) {
+      var item = list.children[i];
+      if (!item) return;
+      item.querySelector('.doc-meta').textContent = typeLabel(doc.content_type, doc.filename) + ' · ' + formatSize(doc.size);
+      item.querySelector('.doc-download-label').textContent = t('download');
+      item.querySelector('.doc-download-name').textContent = ' ' + doc.filename;
+    });
+    var hasArchive = !!S.archive;
+    $('download-all').hidden = !hasArchive;
+    $('archive-meta').hidden = !hasArchive;
+    if (hasArchive) $('archive-meta').textContent = t('archive_meta', { size: formatSize(S.archive.size) });
+    var msg = $('docs-message');
+    setText(msg, S.docsMessage ? t(S.docsMessage.key, S.docsMessage.params) : '');
+    msg.className = 'alert' + (S.docsMessage ? ' alert-' + (S.docsMessage.kind || 'ok') : '');
+    $('docs-note').textContent = S.info && S.info.expires_at
+      ? t('docs_note', { date: formatDateTime(new Date(S.info.expires_at)) }) : '';
+  }
+
+  function renderProblem() {
+    var kind = S.problem || 'error';
+    $('problem-heading').textContent = t(kind + '_title');
+    $('problem-text').textContent = t(kind + '_text');
+    var ref = $('problem-ref');
+    ref.hidden = !(kind === 'locked' && S.info);
+    if (!ref.hidden) ref.textContent = t('locked_ref', { practice: S.info.practice_name, reference: S.info.reference });
+    $('problem-retry').hidden = kind !== 'error';
+  }
+
+  function showProblem(kind) {
+    stopWebOtp();
+    S.problem = kind;
+    S.token = null;
+    show('problem', $('problem-heading'));
+  }
+
+  // Errors every patient call can meet; answers true when it showed a problem page.
+  function handleCommonError(result) {
+    var code = result.error && result.error.code;
+    if (code === 'not_found' || code === 'expired' || code === 'revoked') { showProblem(code); return true; }
+    if (code === 'locked') {
+      if (S.info) S.info.state = 'locked';
+      showProblem('locked');
+      return true;
+    }
+    return false;
+  }
+
+  // ---- code step --------------------------------------------------------------------------
+
+  function showCode(focus) {
+    show('code', focus ? activeInput() : null);
+    startWebOtp();
+  }
+
+  function setFormError(list, focus) {
+    S.formError = list;
+    render();
+    if (focus !== false) {
+      var input = activeInput();
+      input.focus();
+      if (input.type === 'text') input.select();
+    }
+  }
+
+  async function onSubmit(event) {
+    event.preventDefault();
+    if (S.busy) return;
+    var m = method();
+    var input = activeInput();
+    var value = input.value.trim();
+    var body = {};
+    if (m === 'date_of_birth') {
+      if (!value) return setFormError([['err_empty_dob']]);
+      body.date_of_birth = value;
+    } else if (m === 'insurance_number') {
+      if (!value) return setFormError([['err_empty_insurance']]);
+      body.insurance_number = value;
+    } else {
+      if (!value) return setFormError([['err_empty_code']]);
+      body.code = value;
+    }
+    S.busy = true;
+    render();
+    var result = await api('POST', '/verify', { body: body });
+    S.busy = false;
+    if (result.ok) {
+      stopWebOtp();
+      S.token = result.data.access_token;
+      S.tokenExpiresAt = Date.now() + Math.max(30, (result.data.expires_in || 900) - 20) * 1000;
+      S.documents = result.data.documents || [];
+      S.archive = result.data.archive || null;
+      S.formError = null;
+      S.docsMessage = null;
+      ['code', 'dob', 'insurance'].forEach(function (id) { $(id).value = ''; });
+      show('docs', $('docs-heading'));
+      return;
+    }
+    if (handleCommonError(result)) return;
+    var code = result.error.code;
+    var suffix = m === 'date_of_birth' ? 'dob' : m === 'insurance_number' ? 'insurance' : 'code';
+    if (code === 'wrong_code') {
+      var left = result.error.attempts_left;
+      var list = [['wrong_' + suffix]];
+      if (typeof left === 'number') {
+        S.info.attempts_left = left;
+        list.push([pluralKey('attempts', left), { n: left }]);
+      }
+      setFormError(list);
+    } else if (code === 'invalid_request') {
+      setFormError([['err_format_' + suffix]]);
+    } else if (code === 'expired_code') {
+      setFormError([[selfServiceShown() ? 'expired_code_self' : 'expired_code_practice']]);
+    } else {
+      setFormError([['error_text']]);
+    }
+  }
+
+  async function refreshInfo() {
+    var result = await api('GET', '');
+    if (result.ok) S.info = result.data;
+    return result;
+  }
+
+  async function onSelfService() {
+    if (S.ssBusy) return;
+    S.ssBusy = true;
+    S.ssMessage = null;
+    render();
+    var result = await api('POST', '/code');
+    S.ssBusy = false;
+    if (result.ok) {
+      var phone = keepTogether(result.data.masked_phone || S.info.masked_phone || '');
+      await refreshInfo();
+      var ss = S.info.self_service || {};
+      S.ssWaitUntil = ss.retry_after ? Date.now() + ss.retry_after * 1000 : 0;
+      S.ssMessage = { kind: 'ok', parts: [['ss_sent', { phone: phone }]] };
+      S.formError = null;
+      render();
+      var input = activeInput();
+      input.value = '';
+      input.focus();
+      return;
+    }
+    if (handleCommonError(result)) return;
+    var code = result.error.code;
+    if (code === 'rate_limited') {
+      await refreshInfo();
+      if (S.view !== 'code') return;
+      var self = S.info.self_service || {};
+      if (self.available === false) {
+        S.ssMessage = { kind: 'warn', parts: [['ss_exhausted']] };
+      } else {
+        var wait = self.retry_after || result.retryAfter || 60;
+        S.ssWaitUntil = Date.now() + wait * 1000;
+        S.ssMessage = {
+          kind: 'info',
+          parts: [['ss_too_early'], ['ss_wait_at', { time: new Date(S.ssWaitUntil) }]]
+        };
+      }
+    } else if (code === 'forbidden') {
+      S.ssHidden = true;
+    } else {
+      S.ssMessage = { kind: 'warn', parts: [['error_text']] };
+    }
+    render();
+  }
+
+  // Android Chrome reads the code from the SMS's last line (@host #code) when the patient agrees.
+  function startWebOtp() {
+    if (method() !== 'sms' || S.otpAbort || !('OTPCredential' in window) || !window.AbortController) return;
+    S.otpAbort = new AbortController();
+    navigator.credentials.get({ otp: { transport: ['sms'] }, signal: S.otpAbort.signal }).then(function (otp) {
+      S.otpAbort = null;
+      if (otp && otp.code && S.view === 'code') {
+        $('code').value = otp.code;
+        $('submit').click();
+      }
+    }).catch(function () { S.otpAbort = null; });
+  }
+
+  function stopWebOtp() {
+    if (S.otpAbort) { S.otpAbort.abort(); S.otpAbort = null; }
+  }
+
+  // ---- downloads --------------------------------------------------------------------------
+
+  function sessionExpired() {
+    S.token = null;
+    S.documents = [];
+    S.archive = null;
+    var m = method();
+    S.formError = [[m === 'date_of_birth' ? 'session_expired_dob' : m === 'insurance_number' ? 'session_expired_insurance' : 'session_expired']];
+    showCode(true);
+  }
+
+  // Each click asks for a fresh short-lived URL, so a URL that ran out is never reused.
+  async function download(path, filename, button) {
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    if (!S.token || Date.now() > S.tokenExpiresAt) return sessionExpired();
+    button.setAttribute('aria-disabled', 'true');
+    S.docsMessage = { key: 'preparing', kind: 'info' };
+    render();
+    var result = await api('GET', path, { token: S.token });
+    button.setAttribute('aria-disabled', 'false');
+    if (result.ok && result.data.url) {
+      var link = document.createElement('a');
+      link.href = result.data.url;
+      link.setAttribute('download', filename || '');
+      link.rel = 'noopener';
+      link.hidden = true;
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      S.docsMessage = { key: 'download_started', params: { name: filename || '' } };
+      render();
+      return;
+    }
+    if (result.status === 401) return sessionExpired();
+    if (handleCommonError(result)) return;
+    S.docsMessage = { key: 'download_failed', kind: 'warn' };
+    render();
+  }
+
+  // ---- start ------------------------------------------------------------------------------
+
+  async function start() {
+    S.info = null;
+    S.problem = null;
+    show('loading');
+    var match = /^\/s\/([A-Za-z0-9_-]{1,128})\/?$/.exec(location.pathname);
+    S.id = match ? match[1] : null;
+    var chosen = storedLang() || browserLang();
+    var htmlLang = document.documentElement.lang;
+    var first = chosen || (LANGS.indexOf(htmlLang) >= 0 ? htmlLang : 'en');
+    loadDict(first).catch(function () {});
+    var result = S.id ? await api('GET', '') : null;
+    var shareLang = result && result.ok && LANGS.indexOf(result.data.language) >= 0 ? result.data.language : null;
+    await setLang(chosen || shareLang || first);
+    if (!S.id) return showProblem('not_found');
+    if (result.ok) {
+      S.info = result.data;
+      var ss = S.info.self_service;
+      S.ssWaitUntil = ss && ss.retry_after ? Date.now() + ss.retry_after * 1000 : 0;
+      if (S.info.state === 'locked') return showProblem('locked');
+      return showCode(false);
+    }
+    if (handleCommonError(result)) return;
+    showProblem('error');
+  }
+
+  function init() {
+    $('code-form').addEventListener('submit', onSubmit);
+    $('ss-button').addEventListener('click', function () {
+      if ($('ss-button').getAttribute('aria-disabled') !== 'true') onSelfService();
+    });
+    $('download-all').addEventListener('click', function () {
+      download('/archive', S.info ? S.info.reference + '.zip' : '', $('download-all'));
+    });
+    $('problem-retry').addEventListener('click', function () { start(); });
+    var buttons = document.querySelectorAll('button.lang');
+    Array.prototype.forEach.call(buttons, function (button) {
+      button.addEventListener('click', function () {
+        var lang = button.getAttribute('data-lang');
+        try { window.localStorage.setItem(LANG_KEY, lang); } catch (e) { /* private mode */ }
+        setLang(lang);
+      });
+    });
+    // Keep the waiting time current while the page stays open.
+    window.setInterval(function () { if (S.view === 'code' && S.ssWaitUntil) render(); }, 20000);
+    start();
+  }
+
+  init();
+})();

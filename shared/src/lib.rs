@@ -21,3 +21,5 @@ pub mod admin;
 pub mod embedded;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "aws")]
+pub mod aws;

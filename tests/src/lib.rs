@@ -2,14 +2,24 @@
 //!
 //! The suite in `tests/api/` speaks only HTTP to [`TestApp::base_url`], and reads what was sent
 //! through [`TestApp::sent_sms`] / [`TestApp::sent_emails`]; which backend answers is the
-//! harness's business (`SEALPOST_TEST_BACKEND`, default `embedded`), so the same tests run
-//! against every backend.
+//! harness's business, so the same tests run against every backend:
+//!
+//! - `SEALPOST_TEST_BACKEND=embedded` (default): SQLite, a folder and the outbox in a temp dir.
+//! - `SEALPOST_TEST_BACKEND=aws`: the AWS adapters against moto's servers (started by
+//!   `tests/run`): DynamoDB, S3 and SSM at `SEALPOST_TEST_MOTO_URL`, SNS and SES at
+//!   `SEALPOST_TEST_MOTO_MESSAGING_URL`. Two servers because moto's `/moto-api/data.json`, where
+//!   sent SMS and email are read back, fails once S3 holds a multipart upload (moto's
+//!   `FakeKey.status` looks up a bucket that parts do not have). Each test gets its own table
+//!   and bucket, and reads back only its own practices' SMS and email, so tests run in parallel.
 
 use chrono::{DateTime, Duration, Utc};
-use sealpost::domain::Policy;
-use sealpost::ports::ManualClock;
+use sealpost::admin;
+use sealpost::aws::{AwsConfig, Clients};
+use sealpost::domain::{PracticeId, Policy};
+use sealpost::ports::{Clock, ManualClock, Store};
+use sealpost::service::Service;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// An SMS as the backend's provider (outbox, or moto's SNS record) saw it.
@@ -19,12 +29,29 @@ pub struct SentSms {
     pub body: String,
 }
 
-/// An email as the backend's provider saw it (`body` is the plain-text part).
+/// An email as the backend's provider saw it (`body`: the plain-text part on the embedded
+/// backend; moto keeps only the HTML part of a two-part message).
 #[derive(Debug, Clone)]
 pub struct SentEmail {
     pub to: String,
     pub subject: String,
     pub body: String,
+}
+
+pub const REGION: &str = "eu-central-2";
+
+/// Which backend answers, and what the harness needs to read its providers.
+enum Backend {
+    Embedded,
+    Aws {
+        /// The moto server that records SMS and email.
+        moto_url: String,
+        clients: Clients,
+        config: AwsConfig,
+        /// This app's practices: their shares' references pick its own SMS and email out of
+        /// moto's record, which every test shares.
+        practices: Arc<Mutex<Vec<PracticeId>>>,
+    },
 }
 
 pub struct TestApp {
@@ -34,8 +61,10 @@ pub struct TestApp {
     pub api_key: String,
     pub clock: ManualClock,
     pub http: reqwest::Client,
+    /// The embedded backend's data dir (empty on AWS).
     pub data_dir: PathBuf,
-    service: Arc<sealpost::service::Service>,
+    service: Arc<Service>,
+    backend: Backend,
     _tmp: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -44,6 +73,11 @@ pub struct TestApp {
 /// A fixed start so that tests read the same on any day.
 pub fn start_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").expect("valid time").with_timezone(&Utc)
+}
+
+/// True when the suite runs against moto.
+pub fn aws_backend() -> bool {
+    std::env::var("SEALPOST_TEST_BACKEND").is_ok_and(|b| b == "aws")
 }
 
 impl TestApp {
@@ -56,30 +90,70 @@ impl TestApp {
     pub async fn spawn_with(policy: Policy) -> Self {
         let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
         let clock = ManualClock::new(start_time());
-        let api_key = format!("sp_live_{}", hex::encode(sealpost::domain::random_bytes::<32>()));
-        let app = Self::start(tmp, clock, api_key.clone()).await;
-        let practice = sealpost::embedded::default_practice_id(&app.data_dir)
-            .await
-            .expect("default practice");
-        sealpost::embedded::set_policy(&app.data_dir, &practice, policy).await.expect("policy");
-        app
-    }
-
-    async fn start(tmp: Arc<tempfile::TempDir>, clock: ManualClock, api_key: String) -> Self {
-        let data_dir = tmp.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        if aws_backend() {
+            let storage = std::env::var("SEALPOST_TEST_MOTO_URL").expect("SEALPOST_TEST_MOTO_URL (tests/run sets it)");
+            let moto_url = std::env::var("SEALPOST_TEST_MOTO_MESSAGING_URL").unwrap_or_else(|_| storage.clone());
+            let clients = Clients::for_endpoints(&storage, &moto_url, REGION).await;
+            let name = format!("sealpost-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
+            sealpost::aws::provision::create_table(&clients, &name).await.expect("table");
+            sealpost::aws::provision::create_bucket(&clients, &name, REGION).await.expect("bucket");
+            // Shared by every test's practices; creating it twice is refused, which is fine.
+            let _ = sealpost::aws::provision::create_sender_identity(&clients, admin::DEFAULT_SENDER).await;
+            let pepper = sealpost::domain::random_bytes::<32>().to_vec();
+            let config = AwsConfig::new(name.clone(), name, base_url.clone(), pepper);
+            let (service, router) = Self::aws_app(&config, &clients, &clock).await;
+            let mut new = admin::NewPractice::named("Sealpost Demo").expect("name");
+            new.policy = policy;
+            let (practice, api_key) =
+                admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
+            let backend = Backend::Aws { moto_url, clients, config, practices: Arc::new(Mutex::new(vec![practice.id])) };
+            Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend)
+        } else {
+            let api_key = format!("sp_live_{}", hex::encode(sealpost::domain::random_bytes::<32>()));
+            let (service, router) = Self::embedded_app(&tmp, &base_url, &api_key, &clock).await;
+            let practice = service.store.list_practices().await.expect("practices")[0].id.clone();
+            admin::set_policy(service.store.as_ref(), &practice, policy).await.expect("policy");
+            Self::serve(listener, router, base_url, api_key, clock, tmp, service, Backend::Embedded)
+        }
+    }
+
+    async fn embedded_app(
+        tmp: &tempfile::TempDir,
+        base_url: &str,
+        api_key: &str,
+        clock: &ManualClock,
+    ) -> (Arc<Service>, sealpost::http::HttpRouter) {
         let options = sealpost::embedded::Options {
-            data_dir: data_dir.clone(),
-            public_url: base_url.clone(),
-            api_key: Some(api_key.clone()),
+            data_dir: tmp.path().to_path_buf(),
+            public_url: base_url.to_owned(),
+            api_key: Some(api_key.to_owned()),
             quiet: true,
         };
         let app = sealpost::embedded::build(options, Arc::new(clock.clone())).await.expect("embedded app");
-        let service = app.service.clone();
+        (app.service, app.router)
+    }
+
+    async fn aws_app(config: &AwsConfig, clients: &Clients, clock: &ManualClock) -> (Arc<Service>, sealpost::http::HttpRouter) {
+        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone())).await.expect("aws service");
+        (service.clone(), sealpost::http::router(service))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        listener: tokio::net::TcpListener,
+        router: sealpost::http::HttpRouter,
+        base_url: String,
+        api_key: String,
+        clock: ManualClock,
+        tmp: Arc<tempfile::TempDir>,
+        service: Arc<Service>,
+        backend: Backend,
+    ) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            sealpost::server::serve(listener, app.router, async {
+            sealpost::server::serve(listener, router, async {
                 let _ = rx.await;
             })
             .await
@@ -90,8 +164,9 @@ impl TestApp {
             api_key,
             clock,
             http: reqwest::Client::new(),
-            data_dir,
+            data_dir: tmp.path().to_path_buf(),
             service,
+            backend,
             _tmp: tmp,
             shutdown: Some(tx),
             server: Some(server),
@@ -101,7 +176,21 @@ impl TestApp {
     /// Stops the server and starts a new one on the same data (a new port): nothing may be lost.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
-        Self::start(self._tmp.clone(), self.clock.clone(), self.api_key.clone()).await
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let backend = std::mem::replace(&mut self.backend, Backend::Embedded);
+        let (service, router, backend) = match backend {
+            Backend::Embedded => {
+                let (s, r) = Self::embedded_app(&self._tmp, &base_url, &self.api_key, &self.clock).await;
+                (s, r, Backend::Embedded)
+            }
+            Backend::Aws { moto_url, clients, config, practices } => {
+                let config = AwsConfig::new(config.table.clone(), config.bucket.clone(), base_url.clone(), config.pepper_for_tests());
+                let (s, r) = Self::aws_app(&config, &clients, &self.clock).await;
+                (s, r, Backend::Aws { moto_url, clients, config, practices })
+            }
+        };
+        Self::serve(listener, router, base_url, self.api_key.clone(), self.clock.clone(), self._tmp.clone(), service, backend)
     }
 
     async fn stop(&mut self) {
@@ -128,28 +217,105 @@ impl TestApp {
         format!("{}{}", self.base_url, path)
     }
 
+    fn store(&self) -> &dyn Store {
+        self.service.store.as_ref()
+    }
+
     /// Creates another practice with `policy`; returns its API key.
     pub async fn add_practice(&self, name: &str, policy: Policy) -> String {
-        sealpost::embedded::add_practice(&self.data_dir, name, policy).await.expect("practice")
+        let mut new = admin::NewPractice::named(name).expect("practice name");
+        new.policy = policy;
+        let (practice, key) = admin::create_practice(self.store(), new, self.clock.now()).await.expect("practice");
+        if let Backend::Aws { practices, .. } = &self.backend {
+            practices.lock().expect("practices").push(practice.id);
+        }
+        key
     }
 
     /// Revokes the API key (by its secret) so that later calls with it must fail.
     pub async fn revoke_key(&self, api_key: &str) {
-        sealpost::embedded::revoke_key_by_secret(&self.data_dir, api_key).await.expect("revoke");
+        let key = self.store().find_api_key(&sealpost::domain::ApiKey::hash(api_key)).await.expect("lookup").expect("key");
+        self.store().revoke_api_key(&key.id, self.clock.now()).await.expect("revoke");
     }
 
-    /// Every SMS sent so far, oldest first.
+    /// Every SMS sent so far by this app's practices, oldest first.
     pub async fn sent_sms(&self) -> Vec<SentSms> {
-        self.outbox("sms").await.into_iter().map(|m| SentSms { to: m.to, body: m.body }).collect()
+        match &self.backend {
+            Backend::Embedded => {
+                self.outbox("sms").await.into_iter().map(|m| SentSms { to: m.to, body: m.body }).collect()
+            }
+            Backend::Aws { .. } => {
+                let references = self.own_references().await;
+                let data = self.moto_data().await;
+                data["sns"]["SMS"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| {
+                        let body = m["message"].as_str()?.to_owned();
+                        let ours = references.iter().any(|r| body.contains(r.as_str()));
+                        ours.then(|| SentSms { to: m["phone_number"].as_str().unwrap_or_default().to_owned(), body })
+                    })
+                    .collect()
+            }
+        }
     }
 
-    /// Every email sent so far, oldest first.
+    /// Every email sent so far by this app's practices, oldest first.
     pub async fn sent_emails(&self) -> Vec<SentEmail> {
-        self.outbox("email")
+        match &self.backend {
+            Backend::Embedded => self
+                .outbox("email")
+                .await
+                .into_iter()
+                .map(|m| SentEmail { to: m.to, subject: m.subject.unwrap_or_default(), body: m.body })
+                .collect(),
+            Backend::Aws { .. } => {
+                let references = self.own_references().await;
+                let data = self.moto_data().await;
+                data["ses"]["Message"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| {
+                        let subject = m["subject"].as_str()?.to_owned();
+                        let ours = references.iter().any(|r| subject.contains(r.as_str()));
+                        ours.then(|| SentEmail {
+                            to: m["destinations"]["ToAddresses"][0].as_str().unwrap_or_default().to_owned(),
+                            subject,
+                            body: m["body"].as_str().unwrap_or_default().to_owned(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// References of every share of this app's practices (they appear in each SMS and subject).
+    async fn own_references(&self) -> Vec<String> {
+        let Backend::Aws { practices, .. } = &self.backend else { return vec![] };
+        let ids = practices.lock().expect("practices").clone();
+        let mut references = Vec::new();
+        for id in ids {
+            for share in self.store().list_shares(&id, None, 10_000).await.expect("list shares") {
+                references.push(share.reference.to_string());
+            }
+        }
+        references
+    }
+
+    async fn moto_data(&self) -> serde_json::Value {
+        let Backend::Aws { moto_url, .. } = &self.backend else { unreachable!("only on AWS") };
+        self.http
+            .get(format!("{moto_url}/moto-api/data.json"))
+            .send()
             .await
-            .into_iter()
-            .map(|m| SentEmail { to: m.to, subject: m.subject.unwrap_or_default(), body: m.body })
-            .collect()
+            .expect("moto data")
+            .json()
+            .await
+            .expect("moto json")
     }
 
     async fn outbox(&self, channel: &str) -> Vec<OutboxLine> {

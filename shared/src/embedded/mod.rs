@@ -8,6 +8,8 @@
 //! <data-dir>/api-key         the generated default API key (mode 0600), unless one is given
 //! ```
 
+#[cfg(test)]
+mod archive_tests;
 mod blobs;
 mod outbox;
 mod routes;

@@ -1,7 +1,7 @@
 //! The use cases, over the ports. One `Service` serves every runtime shape; it is built once
 //! (per process or per Lambda cold start) and shared.
 
-mod archive;
+pub(crate) mod archive;
 mod create;
 mod input;
 mod manage;

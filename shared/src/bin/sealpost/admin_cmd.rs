@@ -6,10 +6,13 @@ use sealpost::domain::{Email, Language, PracticeId, Practice};
 use sealpost::ports::Store;
 use std::path::PathBuf;
 
+/// Where practices and keys live: the embedded data dir, or the AWS table (TABLE_NAME).
 #[derive(clap::Args)]
 pub struct DataDir {
     #[arg(long, env = "SEALPOST_DATA_DIR", default_value = "./.sealpost")]
     data_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: crate::Backend,
 }
 
 #[derive(Subcommand)]
@@ -78,8 +81,23 @@ pub enum KeyCommand {
     },
 }
 
-fn store(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
-    Ok(Box::new(sealpost::embedded::open_store(&dir.data_dir)?))
+async fn open(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
+    match dir.backend {
+        crate::Backend::Embedded => Ok(Box::new(sealpost::embedded::open_store(&dir.data_dir)?)),
+        crate::Backend::Aws => aws_store().await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn aws_store() -> anyhow::Result<Box<dyn Store>> {
+    let table = std::env::var("TABLE_NAME").map_err(|_| anyhow::anyhow!("TABLE_NAME is not set"))?;
+    let clients = sealpost::aws::Clients::from_env().await;
+    Ok(Box::new(sealpost::aws::DynamoStore::new(clients.dynamodb, table)))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_store() -> anyhow::Result<Box<dyn Store>> {
+    anyhow::bail!("this sealpost was built without the AWS adapters (--features aws)")
 }
 
 fn practice_id(raw: &str) -> anyhow::Result<PracticeId> {
@@ -103,14 +121,14 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             new.policy.self_service = !a.no_self_service;
             new.policy.code_lifetime_minutes = a.code_lifetime_minutes;
             new.policy.daily_sms_cap = a.daily_sms_cap;
-            let store = store(&a.dir)?;
+            let store = open(&a.dir).await?;
             let (practice, key) = admin::create_practice(store.as_ref(), new, now).await?;
             println!("practice: {}  {}", practice.id, practice.name);
             println!("API key:  {key}");
             println!("(the key is shown only now; it is stored as a hash)");
         }
         TenantCommand::List(dir) => {
-            for p in store(&dir)?.list_practices().await? {
+            for p in open(&dir).await?.list_practices().await? {
                 println!("{}  {}  {}  {}", p.id, p.created_at.format("%Y-%m-%d"), p.default_language.as_str(), p.name);
             }
         }
@@ -122,19 +140,19 @@ pub async fn key(cmd: KeyCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match cmd {
         KeyCommand::Create { tenant, dir } => {
-            let (secret, record) = admin::create_key(store(&dir)?.as_ref(), &practice_id(&tenant)?, now).await?;
+            let (secret, record) = admin::create_key(open(&dir).await?.as_ref(), &practice_id(&tenant)?, now).await?;
             println!("key id:  {}", record.id);
             println!("API key: {secret}");
             println!("(the key is shown only now; it is stored as a hash)");
         }
         KeyCommand::List { tenant, dir } => {
-            for k in store(&dir)?.list_api_keys(&practice_id(&tenant)?).await? {
+            for k in open(&dir).await?.list_api_keys(&practice_id(&tenant)?).await? {
                 let state = k.revoked_at.map_or("active".to_owned(), |t| format!("revoked {}", t.format("%Y-%m-%d")));
                 println!("{}  {}…  created {}  {state}", k.id, k.prefix, k.created_at.format("%Y-%m-%d"));
             }
         }
         KeyCommand::Revoke { key_id, dir } => {
-            if store(&dir)?.revoke_api_key(&key_id, now).await? {
+            if open(&dir).await?.revoke_api_key(&key_id, now).await? {
                 println!("revoked {key_id}");
             } else {
                 anyhow::bail!("no key {key_id}");

@@ -26,12 +26,28 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(admin_cmd::KeyCommand),
+    /// Create the table, bucket and sender identity on an AWS endpoint that is not managed by
+    /// SAM — moto's server, to try `serve --backend aws` locally. Never needed on AWS itself.
+    #[cfg(feature = "aws")]
+    AwsBootstrap {
+        #[arg(long, env = "TABLE_NAME")]
+        table: String,
+        #[arg(long, env = "BUCKET_NAME")]
+        bucket: String,
+        #[arg(long, default_value = sealpost::admin::DEFAULT_SENDER)]
+        sender: String,
+        #[arg(long, env = "AWS_REGION", default_value = "eu-central-2")]
+        region: String,
+    },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
     /// SQLite, a folder and an outbox, all in --data-dir.
     Embedded,
+    /// DynamoDB, S3, SNS and SES, configured from the environment as the Lambda functions are
+    /// (TABLE_NAME, BUCKET_NAME, PUBLIC_URL, PEPPER_PARAMETER; AWS_ENDPOINT_URL for moto).
+    Aws,
 }
 
 #[derive(clap::Args)]
@@ -59,11 +75,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Tenant(cmd) => admin_cmd::tenant(cmd).await,
         Command::Key(cmd) => admin_cmd::key(cmd).await,
+        #[cfg(feature = "aws")]
+        Command::AwsBootstrap { table, bucket, sender, region } => {
+            let clients = sealpost::aws::Clients::from_env().await;
+            sealpost::aws::provision::create_table(&clients, &table).await?;
+            sealpost::aws::provision::create_bucket(&clients, &bucket, &region).await?;
+            sealpost::aws::provision::create_sender_identity(&clients, &sender).await?;
+            println!("created table {table}, bucket {bucket}, sender identity {sender}");
+            Ok(())
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let Backend::Embedded = args.backend;
+    if args.backend == Backend::Aws {
+        return serve_aws(args).await;
+    }
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
     let public_url = args.public_url.unwrap_or_else(|| format!("http://{addr}"));
@@ -79,7 +106,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  API key: {}", app.api_key);
     println!("  outbox:  {public_url}/_outbox  (and {}/outbox.jsonl)", args.data_dir.display());
 
-    let service = app.service.clone();
+    run_with_sweeper(listener, app.router, app.service).await
+}
+
+/// Serves until Ctrl-C, sweeping expired shares every minute meanwhile.
+async fn run_with_sweeper(
+    listener: tokio::net::TcpListener,
+    router: sealpost::http::HttpRouter,
+    service: Arc<sealpost::service::Service>,
+) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -89,10 +124,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    sealpost::server::serve(listener, app.router, async {
+    sealpost::server::serve(listener, router, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
     sweeper.abort();
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+async fn serve_aws(args: ServeArgs) -> anyhow::Result<()> {
+    let config = sealpost::aws::AwsConfig::from_env()?;
+    let clients = sealpost::aws::Clients::from_env().await;
+    let service = sealpost::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
+    println!("Sealpost (AWS adapters: table {}, bucket {}) on http://{}", config.table, config.bucket, listener.local_addr()?);
+    let router = sealpost::http::router(service.clone());
+    run_with_sweeper(listener, router, service).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn serve_aws(_args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("this sealpost was built without the AWS adapters: cargo run --release --features aws -- serve --backend aws")
 }

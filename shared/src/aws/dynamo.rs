@@ -1,0 +1,505 @@
+//! The store on DynamoDB: one table, keys `pk`/`sk`, two sparse GSIs, TTL on `ttl`.
+//!
+//! | item | pk | sk | notes |
+//! |---|---|---|---|
+//! | share | `SHARE#<id>` | `SHARE` | `gsi1` = practice, newest first; `gsi2` = awaiting expiry |
+//! | event | `SHARE#<id>` | `EVENT#<ns>#<n>#<event id>` | written with its share in one transaction |
+//! | practice | `PRACTICE#<id>` | `PRACTICE` | |
+//! | API key | `APIKEY#<sha256>` | `APIKEY` | `gsi1` = practice's keys |
+//! | idempotency | `IDEMP#<practice>#<key>` | `IDEMP` | TTL 24 h |
+//! | SMS counter | `SMS#<practice>#<day>` | `SMS` | TTL 3 days |
+//!
+//! Records are JSON in `body` next to the attributes that keys, conditions and TTL need. Every
+//! share write is conditional on `version`; TTL (`ttl`, epoch seconds) is cleanup only — the
+//! application checks expiry on every read, because TTL deletion is lazy.
+
+use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
+use crate::ports::{
+    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const GSI_PRACTICE: &str = "gsi1";
+pub const GSI_EXPIRY: &str = "gsi2";
+const EXPIRY_PARTITION: &str = "EXPIRY";
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn err(e: impl std::fmt::Display) -> PortError {
+    PortError::Other(format!("dynamodb: {e}"))
+}
+
+/// The full error chain, for logs (the SDK's Display is just "service error").
+fn sdk_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> PortError {
+    PortError::Other(format!("dynamodb: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn body<T: serde::de::DeserializeOwned>(item: &Item) -> PortResult<T> {
+    serde_json::from_str(get_s(item, "body").ok_or_else(|| err("item without body"))?).map_err(err)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PortResult<AttributeValue> {
+    Ok(s(serde_json::to_string(v).map_err(err)?))
+}
+
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn share_pk(id: &str) -> String {
+    format!("SHARE#{id}")
+}
+
+/// Sort key of a share in its practice's listing: time-ordered, then by id.
+fn listing_sk(created_at: DateTime<Utc>, id: &str) -> String {
+    format!("SHARE#{:020}#{id}", us(created_at))
+}
+
+fn share_item(share: &Share) -> PortResult<Item> {
+    let mut item = Item::from([
+        ("pk".into(), s(share_pk(share.id.as_str()))),
+        ("sk".into(), s("SHARE")),
+        ("body".into(), json(share)?),
+        ("version".into(), n(share.version)),
+        ("practice_id".into(), s(share.practice_id.as_str())),
+        ("gsi1pk".into(), s(format!("PRACTICE#{}", share.practice_id))),
+        ("gsi1sk".into(), s(listing_sk(share.created_at, share.id.as_str()))),
+        ("ttl".into(), n(share.purge_at.timestamp())),
+    ]);
+    if !share.expiry_processed {
+        // Sparse index: only shares still waiting for their expiry to be processed are in it.
+        item.insert("gsi2pk".into(), s(EXPIRY_PARTITION));
+        item.insert("gsi2sk".into(), s(format!("{:020}#{}", us(share.effective_expires_at()), share.id)));
+    }
+    Ok(item)
+}
+
+/// Events sort by the moment they were written, by this host's clock in nanoseconds, then by
+/// their place in the write. Not by `created_at`: that is the service's clock, which tests hold
+/// still, and a business time need not be a storage order. Lambda hosts keep their clocks in
+/// step (Amazon Time Sync), so writes of one share from different functions keep their order.
+fn event_items(events: &[Event], ttl: i64) -> PortResult<Vec<Item>> {
+    let written = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(err)?
+        .as_nanos();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Item::from([
+                ("pk".into(), s(share_pk(e.share_id.as_str()))),
+                ("sk".into(), s(format!("EVENT#{written:024}#{i:03}#{}", e.id))),
+                ("body".into(), json(e)?),
+                ("ttl".into(), n(ttl)),
+            ]))
+        })
+        .collect()
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    fn put(&self, item: Item) -> PortResult<Put> {
+        Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(err)
+    }
+
+    /// Writes `first` (with its condition) and `events` in one transaction; `Conflict` when the
+    /// condition fails. At most 100 items per transaction: a step records a handful of events.
+    async fn transact(&self, first: Put, events: &[Event], ttl: i64) -> PortResult<()> {
+        let mut items = vec![TransactWriteItem::builder().put(first).build()];
+        for item in event_items(events, ttl)? {
+            items.push(TransactWriteItem::builder().put(self.put(item)?).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let cancelled = e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception());
+                if cancelled { Err(PortError::Conflict) } else { Err(sdk_err(e)) }
+            }
+        }
+    }
+
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> PortResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(condition)
+                .scan_index_forward(forward)
+                .consistent_read(index.is_none())
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            if let Some(l) = limit {
+                q = q.limit((l - out.len()).min(1000) as i32);
+            }
+            let page = q.send().await.map_err(sdk_err)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if limit.is_none_or(|l| out.len() < l) => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan_kind(&self, sk: &str) -> PortResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :sk")
+                .expression_attribute_values(":sk", s(sk))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> PortResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl ShareStore for DynamoStore {
+    async fn insert_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(share_item(share)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(err)?;
+        self.transact(put, events, share.purge_at.timestamp()).await
+    }
+
+    async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>> {
+        self.get(share_pk(id.as_str()), "SHARE").await?.map(|item| body(&item)).transpose()
+    }
+
+    async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(share_item(share)?))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(share.version - 1))
+            .build()
+            .map_err(err)?;
+        self.transact(put, events, share.purge_at.timestamp()).await
+    }
+
+    async fn append_events(&self, events: &[Event]) -> PortResult<()> {
+        // Events outlive nothing: they share the share's purge time, read from the share.
+        let Some(first) = events.first() else { return Ok(()) };
+        let ttl = match self.get_share(&first.share_id).await? {
+            Some(share) => share.purge_at.timestamp(),
+            None => (Utc::now() + Duration::days(120)).timestamp(),
+        };
+        for item in event_items(events, ttl)? {
+            self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_err)?;
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, id: &ShareId) -> PortResult<Vec<Event>> {
+        let items = self
+            .query_all(
+                None,
+                "pk = :pk AND begins_with(sk, :ev)",
+                vec![(":pk", s(share_pk(id.as_str()))), (":ev", s("EVENT#"))],
+                true,
+                None,
+            )
+            .await?;
+        items.iter().map(body).collect()
+    }
+
+    async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize) -> PortResult<Vec<Share>> {
+        // BETWEEN is inclusive: ask for one more and drop the cursor's own share.
+        let hi = match after {
+            Some(c) => listing_sk(c.created_at, c.id.as_str()),
+            None => "SHARE$".to_owned(), // '$' sorts right after '#': every share key is below it
+        };
+        let items = self
+            .query_all(
+                Some(GSI_PRACTICE),
+                "gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi",
+                vec![(":p", s(format!("PRACTICE#{practice}"))), (":lo", s("SHARE#")), (":hi", s(hi))],
+                false,
+                Some(limit + 1),
+            )
+            .await?;
+        let mut shares: Vec<Share> = items.iter().map(body).collect::<PortResult<_>>()?;
+        if let Some(c) = after {
+            shares.retain(|sh| sh.id != c.id);
+        }
+        shares.truncate(limit);
+        Ok(shares)
+    }
+
+    async fn shares_due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Share>> {
+        let items = self
+            .query_all(
+                Some(GSI_EXPIRY),
+                "gsi2pk = :p AND gsi2sk <= :now",
+                vec![(":p", s(EXPIRY_PARTITION)), (":now", s(format!("{:020}$", us(now))))],
+                true,
+                Some(limit),
+            )
+            .await?;
+        let mut due = Vec::with_capacity(items.len());
+        for item in items {
+            // The index is eventually consistent: read the share itself.
+            if let Some(pk) = get_s(&item, "pk") {
+                if let Some(share) = self.get(pk.to_owned(), "SHARE").await? {
+                    let share: Share = body(&share)?;
+                    if !share.expiry_processed {
+                        due.push(share);
+                    }
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// DynamoDB's TTL deletes records past `purge_at` (and the stream-fed cleanup function their
+    /// objects); nothing to do here.
+    async fn purge_shares(&self, _now: DateTime<Utc>) -> PortResult<usize> {
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl PracticeStore for DynamoStore {
+    async fn put_practice(&self, practice: &Practice) -> PortResult<()> {
+        let item = Item::from([
+            ("pk".into(), s(format!("PRACTICE#{}", practice.id))),
+            ("sk".into(), s("PRACTICE")),
+            ("body".into(), json(practice)?),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn get_practice(&self, id: &PracticeId) -> PortResult<Option<Practice>> {
+        self.get(format!("PRACTICE#{id}"), "PRACTICE").await?.map(|item| body(&item)).transpose()
+    }
+
+    async fn list_practices(&self) -> PortResult<Vec<Practice>> {
+        let mut practices: Vec<Practice> = self.scan_kind("PRACTICE").await?.iter().map(body).collect::<PortResult<_>>()?;
+        practices.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(practices)
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> PortResult<()> {
+        let item = Item::from([
+            ("pk".into(), s(format!("APIKEY#{}", key.hash))),
+            ("sk".into(), s("APIKEY")),
+            ("body".into(), json(key)?),
+            ("key_id".into(), s(&key.id)),
+            ("gsi1pk".into(), s(format!("PRACTICE#{}", key.practice_id))),
+            ("gsi1sk".into(), s(format!("KEY#{}", key.id))),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> PortResult<Option<ApiKey>> {
+        self.get(format!("APIKEY#{hash}"), "APIKEY").await?.map(|item| body(&item)).transpose()
+    }
+
+    async fn list_api_keys(&self, practice: &PracticeId) -> PortResult<Vec<ApiKey>> {
+        let items = self
+            .query_all(
+                Some(GSI_PRACTICE),
+                "gsi1pk = :p AND begins_with(gsi1sk, :k)",
+                vec![(":p", s(format!("PRACTICE#{practice}"))), (":k", s("KEY#"))],
+                true,
+                None,
+            )
+            .await?;
+        let mut keys: Vec<ApiKey> = items.iter().map(body).collect::<PortResult<_>>()?;
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: DateTime<Utc>) -> PortResult<bool> {
+        // An operator's command, rare: a scan is fine here and spares an index.
+        let found = self.scan_kind("APIKEY").await?.into_iter().find(|i| get_s(i, "key_id") == Some(key_id));
+        let Some(item) = found else { return Ok(false) };
+        let mut key: ApiKey = body(&item)?;
+        key.revoked_at.get_or_insert(now);
+        self.put_api_key(&key).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim_idempotency(
+        &self,
+        practice: &PracticeId,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> PortResult<Claim> {
+        let pk = format!("IDEMP#{practice}#{key}");
+        let item = Item::from([
+            ("pk".into(), s(&pk)),
+            ("sk".into(), s("IDEMP")),
+            ("fingerprint".into(), s(fingerprint)),
+            ("created_us".into(), n(us(now))),
+            ("ttl".into(), n((now + Duration::hours(24)).timestamp())),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR (attribute_not_exists(#st) AND created_us < :stale)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":stale", n(us(stale_before)))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                let existing = self.get(pk, "IDEMP").await?.ok_or_else(|| err("idempotency item vanished"))?;
+                let fingerprint = get_s(&existing, "fingerprint").unwrap_or_default().to_owned();
+                match (get_n(&existing, "status"), get_s(&existing, "response")) {
+                    (Some(status), Some(body)) => {
+                        Ok(Claim::Completed { fingerprint, status: status as u16, body: body.to_owned() })
+                    }
+                    _ => Ok(Claim::InProgress { fingerprint }),
+                }
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn complete_idempotency(&self, practice: &PracticeId, key: &str, status: u16, body: &str) -> PortResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("IDEMP#{practice}#{key}")))
+            .key("sk", s("IDEMP"))
+            .update_expression("SET #st = :st, #resp = :resp")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#resp", "response")
+            .expression_attribute_values(":st", n(status))
+            .expression_attribute_values(":resp", s(body))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, practice: &PracticeId, key: &str) -> PortResult<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("IDEMP#{practice}#{key}")))
+            .key("sk", s("IDEMP"))
+            .condition_expression("attribute_not_exists(#st)")
+            .expression_attribute_names("#st", "status")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SmsCounter for DynamoStore {
+    async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool> {
+        if cap == 0 {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SMS#{practice}#{day}")))
+            .key("sk", s("SMS"))
+            .update_expression("ADD #c :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#c) OR #c < :cap")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cap", n(cap))
+            .expression_attribute_values(":ttl", n((Utc::now() + Duration::days(3)).timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+}

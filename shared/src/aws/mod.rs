@@ -1,0 +1,169 @@
+//! The AWS adapters: DynamoDB, S3, SNS, SES v2, and configuration from the environment that
+//! the Lambda functions and `sealpost serve --backend aws` share.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `TABLE_NAME` | the DynamoDB table (TTL on `ttl`, stream on) |
+//! | `BUCKET_NAME` | the documents bucket |
+//! | `PUBLIC_URL` | the page's base URL, e.g. `https://docs.example.ch` |
+//! | `PEPPER_PARAMETER` | SSM SecureString holding the pepper (base64, ≥ 32 bytes) |
+//! | `SEALPOST_PEPPER` | the pepper itself (base64), instead of SSM: for tests only |
+//! | `AWS_ENDPOINT_URL` | the SDK's standard override; in tests, moto's server |
+
+mod dynamo;
+mod notify;
+pub mod provision;
+mod s3;
+
+pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
+pub use notify::{SesMail, SnsSms, mailbox};
+pub use s3::S3Blobs;
+
+use crate::ports::Clock;
+use crate::secrets::{Keys, MIN_PEPPER_BYTES};
+use crate::service::{Service, Settings};
+use anyhow::{Context, bail};
+use base64::Engine;
+use std::sync::Arc;
+
+/// What the AWS shape reads from its environment.
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub table: String,
+    pub bucket: String,
+    pub public_url: String,
+    pepper: PepperSource,
+}
+
+#[derive(Clone)]
+enum PepperSource {
+    Parameter(String),
+    Inline(Vec<u8>),
+}
+
+impl std::fmt::Debug for PepperSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Parameter(name) => write!(f, "Parameter({name})"),
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+fn var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set"))
+}
+
+impl AwsConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let pepper = match (std::env::var("SEALPOST_PEPPER"), std::env::var("PEPPER_PARAMETER")) {
+            (Ok(inline), _) => PepperSource::Inline(decode_pepper(&inline)?),
+            (_, Ok(name)) => PepperSource::Parameter(name),
+            _ => bail!("set PEPPER_PARAMETER (an SSM SecureString) or SEALPOST_PEPPER"),
+        };
+        Ok(Self {
+            table: var("TABLE_NAME")?,
+            bucket: var("BUCKET_NAME")?,
+            public_url: var("PUBLIC_URL")?.trim_end_matches('/').to_owned(),
+            pepper,
+        })
+    }
+
+    /// The inline pepper (tests restart an app on the same data with it).
+    pub fn pepper_for_tests(&self) -> Vec<u8> {
+        match &self.pepper {
+            PepperSource::Inline(bytes) => bytes.clone(),
+            PepperSource::Parameter(_) => Vec::new(),
+        }
+    }
+
+    /// For tests: explicit values instead of the environment.
+    pub fn new(table: String, bucket: String, public_url: String, pepper: Vec<u8>) -> Self {
+        Self { table, bucket, public_url, pepper: PepperSource::Inline(pepper) }
+    }
+}
+
+fn decode_pepper(b64: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).context("the pepper is not base64")?;
+    if bytes.len() < MIN_PEPPER_BYTES {
+        bail!("the pepper must hold at least {MIN_PEPPER_BYTES} bytes");
+    }
+    Ok(bytes)
+}
+
+/// SDK clients, built once per process (per Lambda cold start) and shared.
+#[derive(Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub ses: aws_sdk_sesv2::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl Clients {
+    /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
+    pub async fn from_env() -> Self {
+        let shared = aws_config::load_from_env().await;
+        // A custom endpoint (moto, LocalStack) serves buckets by path, not by subdomain.
+        let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
+        Self::from_sdk_config(&shared, path_style)
+    }
+
+    /// Clients for local endpoints (moto's servers) with dummy credentials, leaving the process
+    /// environment alone: what the tests use.
+    /// `messaging` serves SNS and SES, `storage` the rest (they may be the same server).
+    pub async fn for_endpoints(storage: &str, messaging: &str, region: &str) -> Self {
+        let config = |endpoint: &str| {
+            let credentials = aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "sealpost-tests");
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .region(aws_config::Region::new(region.to_owned()))
+                .credentials_provider(credentials)
+                .load()
+        };
+        let mut clients = Self::from_sdk_config(&config(storage).await, true);
+        let messaging = config(messaging).await;
+        clients.sns = aws_sdk_sns::Client::new(&messaging);
+        clients.ses = aws_sdk_sesv2::Client::new(&messaging);
+        clients
+    }
+
+    fn from_sdk_config(shared: &aws_config::SdkConfig, path_style: bool) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(shared).force_path_style(path_style).build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(shared),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sns: aws_sdk_sns::Client::new(shared),
+            ses: aws_sdk_sesv2::Client::new(shared),
+            ssm: aws_sdk_ssm::Client::new(shared),
+        }
+    }
+}
+
+/// The service over the AWS adapters.
+pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
+    let pepper = match &config.pepper {
+        PepperSource::Inline(bytes) => bytes.clone(),
+        PepperSource::Parameter(name) => {
+            let out = clients
+                .ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .with_context(|| format!("reading the pepper from SSM parameter {name}"))?;
+            decode_pepper(out.parameter().and_then(|p| p.value()).context("the pepper parameter is empty")?)?
+        }
+    };
+    Ok(Arc::new(Service {
+        store: Arc::new(DynamoStore::new(clients.dynamodb.clone(), config.table.clone())),
+        blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
+        sms: Arc::new(SnsSms::new(clients.sns.clone())),
+        mail: Arc::new(SesMail::new(clients.ses.clone())),
+        clock,
+        keys: Keys::from_pepper(&pepper),
+        settings: Settings { public_url: config.public_url.clone() },
+    }))
+}

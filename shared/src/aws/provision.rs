@@ -1,0 +1,94 @@
+//! Creates the table, bucket and sender identity the way `template.yaml` declares them, for
+//! moto's server in tests and for trying the AWS shape locally (`sealpost aws-bootstrap`). On a
+//! real account, SAM creates them; this is never run there.
+
+use super::Clients;
+use super::dynamo::{GSI_EXPIRY, GSI_PRACTICE};
+use anyhow::Context;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+
+fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
+    Ok(KeySchemaElement::builder().attribute_name(name).key_type(kind).build()?)
+}
+
+fn string_attr(name: &str) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()?)
+}
+
+/// `gsi1` carries the record (`body`): a listing is one query. `gsi2` only finds ids; the
+/// sweep reads each share itself, consistently.
+fn index(name: &str, pk: &str, sk: &str, with_body: bool) -> anyhow::Result<GlobalSecondaryIndex> {
+    let projection = if with_body {
+        Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("body").build()
+    } else {
+        Projection::builder().projection_type(ProjectionType::KeysOnly).build()
+    };
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(projection)
+        .build()?)
+}
+
+/// The table: `pk`/`sk`, GSIs `gsi1` (a practice's shares and keys) and `gsi2` (shares
+/// awaiting expiry), a stream with old and new images, TTL on `ttl`.
+pub async fn create_table(clients: &Clients, table: &str) -> anyhow::Result<()> {
+    let mut attrs = Vec::new();
+    for a in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+        attrs.push(string_attr(a)?);
+    }
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attrs))
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(index(GSI_PRACTICE, "gsi1pk", "gsi1sk", true)?)
+        .global_secondary_indexes(index(GSI_EXPIRY, "gsi2pk", "gsi2sk", false)?)
+        .stream_specification(
+            StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewAndOldImages).build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("creating table {table}"))?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(TimeToLiveSpecification::builder().enabled(true).attribute_name("ttl").build()?)
+        .send()
+        .await
+        .context("enabling TTL")?;
+    Ok(())
+}
+
+pub async fn create_bucket(clients: &Clients, bucket: &str, region: &str) -> anyhow::Result<()> {
+    let mut request = clients.s3.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    request.send().await.with_context(|| format!("creating bucket {bucket}"))?;
+    Ok(())
+}
+
+/// SES sends only from verified identities (as in the SES sandbox); moto enforces it too.
+pub async fn create_sender_identity(clients: &Clients, address: &str) -> anyhow::Result<()> {
+    clients
+        .ses
+        .create_email_identity()
+        .email_identity(address)
+        .send()
+        .await
+        .with_context(|| format!("creating SES identity {address}"))?;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Documents in S3: private bucket, server-side encryption, presigned GET (≤ 300 s, with
+//! `response-content-disposition`) and PUT URLs. Archives are written with a multipart upload
+//! fed part by part, so a Lambda never holds a whole archive in memory.
+
+use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult};
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
+use tokio::task::JoinHandle;
+
+/// Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps a Lambda's memory small.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct S3Blobs {
+    client: Client,
+    bucket: String,
+}
+
+fn sdk_err<E: std::error::Error + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> PortError {
+    PortError::Other(format!("s3: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
+}
+
+fn err(e: impl std::fmt::Display) -> PortError {
+    PortError::Other(format!("s3: {e}"))
+}
+
+impl S3Blobs {
+    pub fn new(client: Client, bucket: String) -> Self {
+        Self { client, bucket }
+    }
+
+    fn presign_config(ttl_secs: u64) -> PortResult<PresigningConfig> {
+        PresigningConfig::expires_in(Duration::from_secs(ttl_secs)).map_err(err)
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(Box::pin(out.body.into_async_read()))),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        let upload_id = upload.upload_id().ok_or_else(|| err("no upload id"))?.to_owned();
+        // The writer half is what callers write to; a task reads the other half in parts.
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        let task = tokio::spawn(upload_parts(self.client.clone(), self.bucket.clone(), key.to_owned(), upload_id, reader));
+        Ok(Box::new(MultipartWriter { pipe: Some(writer), task: Some(task) }))
+    }
+
+    async fn size(&self, key: &str) -> PortResult<Option<u64>> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(out.content_length().map(|l| l.max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            let ids: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(err))
+                .collect::<PortResult<_>>()?;
+            if !ids.is_empty() {
+                let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(err)?;
+                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(sdk_err)?;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn download_url(&self, key: &str, d: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(crate::http::content_disposition(d.filename))
+            .response_content_type(d.content_type)
+            .presigned(Self::presign_config(ttl_secs)?)
+            .await
+            .map_err(sdk_err)?;
+        Ok(request.uri().to_owned())
+    }
+
+    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .presigned(Self::presign_config(ttl_secs)?)
+            .await
+            .map_err(sdk_err)?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// Reads the pipe in `PART_BYTES` parts and uploads each; completes the upload at the end of
+/// the pipe, or aborts it on any error so no half archive is left behind.
+async fn upload_parts(client: Client, bucket: String, key: String, upload_id: String, mut pipe: DuplexStream) -> PortResult<u64> {
+    let result = async {
+        let mut parts = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let mut buf = Vec::with_capacity(PART_BYTES);
+            while buf.len() < PART_BYTES {
+                let read = (&mut pipe).take((PART_BYTES - buf.len()) as u64).read_to_end(&mut buf).await.map_err(err)?;
+                if read == 0 {
+                    break;
+                }
+            }
+            // An empty archive still needs one (empty) part; otherwise stop at the end.
+            if buf.is_empty() && !parts.is_empty() {
+                break;
+            }
+            let last = buf.len() < PART_BYTES;
+            total += buf.len() as u64;
+            let number = parts.len() as i32 + 1;
+            let out = client
+                .upload_part()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .body(ByteStream::from(buf))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+            if last {
+                break;
+            }
+        }
+        client
+            .complete_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(total)
+    }
+    .await;
+    if result.is_err() {
+        let _ = client.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&upload_id).send().await;
+    }
+    result
+}
+
+struct MultipartWriter {
+    pipe: Option<DuplexStream>,
+    task: Option<JoinHandle<PortResult<u64>>>,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished")
+}
+
+impl AsyncWrite for MultipartWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.pipe.as_mut() {
+            Some(p) => Pin::new(p).poll_write(cx, buf),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.pipe.as_mut() {
+            Some(p) => Pin::new(p).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.pipe.as_mut() {
+            Some(p) => Pin::new(p).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobWriter for MultipartWriter {
+    async fn finish(mut self: Box<Self>) -> PortResult<u64> {
+        drop(self.pipe.take()); // end of input for the part uploader
+        let task = self.task.take().ok_or_else(|| err("finished twice"))?;
+        task.await.map_err(err)?
+    }
+}
+
+impl Drop for MultipartWriter {
+    fn drop(&mut self) {
+        // Abandoned before finish: abort the task; the upload is aborted by S3's lifecycle rule
+        // (AbortIncompleteMultipartUpload) in the template.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! One-time codes: the written forms, the five-answer lock (also under concurrency), resend,
+//! and the other auth methods.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_code_is_accepted_in_its_three_written_forms() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    assert_eq!(code.len(), 6);
+    let forms = [
+        code.clone(),
+        format!("{}-{}", &code[..3], &code[3..]),
+        format!("{} {}", &code[..3], &code[3..]),
+        format!("  {} {}\n", &code[..3], &code[3..]),
+    ];
+    for form in forms {
+        let v = verify(&app, &id, &form).await;
+        assert_eq!(v.status, 200, "{form:?}: {}", v.text());
+        assert!(v.json["access_token"].as_str().is_some_and(|t| t.len() >= 16), "{}", v.text());
+    }
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["attempts_left"], 5, "right answers cost nothing");
+    assert_eq!(count_events(&view, "verify_failed"), 0);
+}
+
+#[tokio::test]
+async fn five_wrong_answers_lock_the_code_for_good() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    let wrong = other_code(&code);
+    for left in [4, 3, 2, 1] {
+        let r = verify(&app, &id, &wrong).await;
+        r.err(401, "wrong_code");
+        assert_eq!(r.json["error"]["attempts_left"], left, "{}", r.text());
+        assert_eq!(public_get(&app, &id).await.ok(200)["attempts_left"], left);
+    }
+    verify(&app, &id, &wrong).await.err(423, "locked");
+    // Locked: even the right code, in any form, is refused.
+    verify(&app, &id, &code).await.err(423, "locked");
+    verify(&app, &id, &dashed(&code)).await.err(423, "locked");
+    verify(&app, &id, &wrong).await.err(423, "locked");
+
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "locked");
+    assert_eq!(view["attempts_left"], 0);
+    assert_eq!(count_events(&view, "verify_failed"), 5, "{:?}", event_types(&view));
+    assert_eq!(count_events(&view, "locked"), 1, "{:?}", event_types(&view));
+    assert_eq!(count_events(&view, "verified"), 0);
+    assert!(view["verified_at"].is_null());
+    let public = public_get(&app, &id).await.ok(200);
+    assert_eq!(public["state"], "locked");
+    assert_eq!(public["attempts_left"], 0);
+}
+
+#[tokio::test]
+async fn malformed_or_missing_answers_are_invalid_requests() {
+    let app = TestApp::spawn().await;
+    let (share, _) = create_default(&app).await;
+    let id = id_of(&share);
+    verify_body(&app, &id, &json!({})).await.err(400, "invalid_request");
+    verify_body(&app, &id, &json!({"date_of_birth": "1980-02-29"})).await.err(400, "invalid_request");
+    verify_body(&app, &id, &json!({"code": 123456})).await.err(400, "invalid_request");
+    let reply = call_raw(&app, "POST", &format!("/v1/public/shares/{id}/verify"), None, Some("application/json"), b"nope".to_vec()).await;
+    reply.err(400, "invalid_request");
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["attempts_left"], 5, "a malformed request is not an answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_concurrent_wrong_guesses_cannot_pass_the_limit() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    let url = app.url(&format!("/v1/public/shares/{id}/verify"));
+    let mut tasks = Vec::new();
+    for i in 0..30u32 {
+        let http = app.http.clone();
+        let url = url.clone();
+        // Thirty different wrong codes.
+        let guess = format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000);
+        tasks.push(tokio::spawn(async move {
+            let resp = http.post(url).json(&json!({"code": guess})).send().await.expect("sent");
+            Reply::from(resp).await
+        }));
+    }
+    let mut wrong = 0;
+    let mut locked = 0;
+    let mut busy = 0;
+    for t in tasks {
+        let r = t.await.expect("task");
+        match r.status {
+            401 => {
+                r.err(401, "wrong_code");
+                wrong += 1;
+            }
+            423 => {
+                r.err(423, "locked");
+                locked += 1;
+            }
+            429 => {
+                // Contention may be answered "try again"; such a request counted nothing.
+                r.err(429, "rate_limited");
+                r.retry_after();
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(wrong, 4, "exactly four answers may be told 'wrong' ({locked} locked, {busy} busy)");
+    assert_eq!(locked + busy, 26);
+    assert!(locked >= 1, "the fifth wrong answer locks");
+
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["attempts_left"], 0);
+    assert_eq!(view["status"], "locked");
+    assert_eq!(count_events(&view, "verify_failed"), 5, "{:?}", event_types(&view));
+    assert_eq!(count_events(&view, "locked"), 1, "{:?}", event_types(&view));
+    verify(&app, &id, &code).await.err(423, "locked");
+}
+
+#[tokio::test]
+async fn resend_kills_the_old_code_and_sessions_and_resets_attempts() {
+    let app = TestApp::spawn().await;
+    let (share, old_code) = create_default(&app).await;
+    let id = id_of(&share);
+    let doc_id = share["documents"][0]["id"].as_str().unwrap().to_owned();
+    let old_token = token_of(&verify_ok(&app, &id, &old_code).await);
+    document_link(&app, &id, &doc_id, Some(&old_token)).await.ok(200);
+    let wrong = other_code(&old_code);
+    verify(&app, &id, &wrong).await.err(401, "wrong_code");
+    verify(&app, &id, &wrong).await.err(401, "wrong_code");
+    assert_eq!(get_share(&app, &id).await["attempts_left"], 3);
+
+    let view = resend(&app, &id).await.ok(200);
+    assert_eq!(view["id"], id.as_str());
+    assert_eq!(view["attempts_left"], 5);
+    assert_eq!(view["notifications"]["email"]["status"], "sent");
+    assert_eq!(view["notifications"]["sms"]["status"], "sent");
+    assert!(view.get("code").is_none(), "no code for an sms share: {view}");
+
+    let sms = app.sent_sms().await;
+    let emails = app.sent_emails().await;
+    assert_eq!(sms.len(), 2, "SMS again");
+    assert_eq!(emails.len(), 2, "email again");
+    let new_code = code_in(&sms[1].body).unwrap();
+    assert_ne!(new_code, old_code, "a new code");
+
+    // The old token died with the old code.
+    document_link(&app, &id, &doc_id, Some(&old_token)).await.err(401, "unauthorized");
+    archive_link(&app, &id, Some(&old_token)).await.err(401, "unauthorized");
+    // The old code is just a wrong code now, counted against the new count.
+    let r = verify(&app, &id, &old_code).await;
+    r.err(401, "wrong_code");
+    assert_eq!(r.json["error"]["attempts_left"], 4);
+    let token = token_of(&verify_ok(&app, &id, &new_code).await);
+    document_link(&app, &id, &doc_id, Some(&token)).await.ok(200);
+
+    for e in &emails {
+        for c in [&old_code, &new_code] {
+            assert!(!e.body.contains(c.as_str()) && !e.body.contains(&dashed(c)), "code in email: {}", e.body);
+        }
+    }
+    let types = events_of(&app, &id).await;
+    assert_eq!(types.iter().filter(|t| *t == "resent").count(), 1, "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "sms_sent").count(), 2, "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "email_sent").count(), 2, "{types:?}");
+}
+
+#[tokio::test]
+async fn resend_unlocks_a_locked_share() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    let wrong = other_code(&code);
+    for _ in 0..4 {
+        verify(&app, &id, &wrong).await.err(401, "wrong_code");
+    }
+    verify(&app, &id, &wrong).await.err(423, "locked");
+    let view = resend(&app, &id).await.ok(200);
+    assert_eq!(view["status"], "active");
+    assert_eq!(view["attempts_left"], 5);
+    let new_code = last_code(&app).await;
+    verify(&app, &id, &code).await.err(401, "wrong_code");
+    verify_ok(&app, &id, &new_code).await;
+}
+
+#[tokio::test]
+async fn manual_codes_are_shown_once_to_the_practice() {
+    let app = TestApp::spawn().await;
+    let share = create_share(&app, &share_body_with_method("manual")).await;
+    let id = id_of(&share);
+    assert_eq!(share["auth_method"], "manual");
+    let code = share["code"].as_str().expect("manual create answers the code").to_owned();
+    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(digits.len(), 6, "{code}");
+    assert!(app.sent_sms().await.is_empty(), "no SMS for manual");
+    assert_eq!(app.sent_emails().await.len(), 1, "the email still goes out");
+    assert_eq!(share["notifications"]["email"]["status"], "sent");
+    assert!(share["notifications"].get("sms").is_none(), "{share}");
+
+    // Never again: not in the view, not in the list, not on the public page.
+    let view = get_share(&app, &id).await;
+    assert!(view.get("code").is_none());
+    assert!(!view.to_string().contains(&digits) && !view.to_string().contains(&dashed(&digits)), "{view}");
+    let list = list_shares(&app, "").await.ok(200);
+    assert!(!list.to_string().contains(&digits) && !list.to_string().contains(&dashed(&digits)), "{list}");
+    let public = public_get(&app, &id).await.ok(200);
+    assert_eq!(public["auth_method"], "manual");
+    assert!(public.get("masked_phone").is_none_or(Value::is_null), "{public}");
+    assert!(!public.to_string().contains(&digits));
+    for e in app.sent_emails().await {
+        assert!(!e.body.contains(&digits) && !e.body.contains(&dashed(&digits)), "code in email: {}", e.body);
+    }
+
+    verify_ok(&app, &id, &code).await;
+    verify_ok(&app, &id, &digits).await;
+
+    // Resend answers a new code, once more.
+    let again = resend(&app, &id).await.ok(200);
+    let new_code = again["code"].as_str().expect("resend of a manual share answers the new code").to_owned();
+    assert_ne!(new_code, code);
+    verify(&app, &id, &code).await.err(401, "wrong_code");
+    verify_ok(&app, &id, &new_code).await;
+    assert!(app.sent_sms().await.is_empty());
+    assert!(get_share(&app, &id).await.get("code").is_none());
+}
+
+#[tokio::test]
+async fn date_of_birth_method() {
+    let app = TestApp::spawn().await;
+    let share = create_share(&app, &share_body_with_method("date_of_birth")).await;
+    let id = id_of(&share);
+    assert_eq!(share["auth_method"], "date_of_birth");
+    assert!(share.get("code").is_none());
+    assert!(app.sent_sms().await.is_empty());
+    assert_eq!(app.sent_emails().await.len(), 1);
+    let view = get_share(&app, &id).await;
+    assert!(!view.to_string().contains("1980"), "the secret is stored as a hash only: {view}");
+    assert_eq!(public_get(&app, &id).await.ok(200)["auth_method"], "date_of_birth");
+
+    let r = verify_body(&app, &id, &json!({"date_of_birth": "1980-03-01"})).await;
+    r.err(401, "wrong_code");
+    assert_eq!(r.json["error"]["attempts_left"], 4);
+    verify_body(&app, &id, &json!({"code": "123456"})).await.err(400, "invalid_request");
+    verify_body(&app, &id, &json!({"date_of_birth": "1980-02-29"})).await.ok(200);
+    let v = verify_body(&app, &id, &json!({"date_of_birth": "29.02.1980"})).await.ok(200);
+    assert_eq!(v["documents"][0]["filename"], FILENAME);
+    // Self-service is for SMS codes only.
+    request_code(&app, &id).await.err(403, "forbidden");
+}
+
+#[tokio::test]
+async fn insurance_number_method() {
+    let app = TestApp::spawn().await;
+    let share = create_share(&app, &share_body_with_method("insurance_number")).await;
+    let id = id_of(&share);
+    assert_eq!(share["auth_method"], "insurance_number");
+    assert!(app.sent_sms().await.is_empty());
+    let view = get_share(&app, &id).await;
+    assert!(!view.to_string().contains("7561234567897"), "{view}");
+    let r = verify_body(&app, &id, &json!({"insurance_number": "756.1234.5678.98"})).await;
+    r.err(401, "wrong_code");
+    assert_eq!(r.json["error"]["attempts_left"], 4);
+    verify_body(&app, &id, &json!({"insurance_number": "756.1234.5678.97"})).await.ok(200);
+    verify_body(&app, &id, &json!({"insurance_number": "7561234567897"})).await.ok(200);
+    // Five wrong answers lock it as well.
+    for _ in 0..3 {
+        verify_body(&app, &id, &json!({"insurance_number": "0000"})).await.err(401, "wrong_code");
+    }
+    verify_body(&app, &id, &json!({"insurance_number": "0000"})).await.err(423, "locked");
+    verify_body(&app, &id, &json!({"insurance_number": "7561234567897"})).await.err(423, "locked");
+    // Resend resets the count (email only).
+    let view = resend(&app, &id).await.ok(200);
+    assert_eq!(view["attempts_left"], 5);
+    assert!(app.sent_sms().await.is_empty());
+    assert_eq!(app.sent_emails().await.len(), 2);
+    verify_body(&app, &id, &json!({"insurance_number": "7561234567897"})).await.ok(200);
+}
+
+#[tokio::test]
+async fn an_sms_code_is_never_in_an_api_answer() {
+    let app = TestApp::spawn().await;
+    let body = share_body();
+    let created = post_share(&app, &body).await;
+    let code = last_code(&app).await;
+    let id = id_of(&created.json);
+    let mut answers = vec![created.text()];
+    answers.push(get_share_reply(&app, &id).await.text());
+    answers.push(list_shares(&app, "").await.text());
+    answers.push(public_get(&app, &id).await.text());
+    answers.push(verify(&app, &id, &code).await.text());
+    answers.push(verify(&app, &id, &other_code(&code)).await.text());
+    let resent = resend(&app, &id).await;
+    let new_code = last_code(&app).await;
+    answers.push(resent.text());
+    answers.push(get_share_reply(&app, &id).await.text());
+    for a in &answers {
+        for c in [&code, &new_code] {
+            assert!(!a.contains(c.as_str()) && !a.contains(&dashed(c)), "a code in an API answer: {a}");
+        }
+    }
+}

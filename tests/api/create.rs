@@ -1,0 +1,368 @@
+//! `POST /v1/shares`: the happy path's shape, and every invalid input refused with the field
+//! named, leaving nothing half-written.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn create_answers_the_documented_shape() {
+    let app = TestApp::spawn().await;
+    let reply = post_share(&app, &share_body()).await;
+    assert!(reply.header("content-type").unwrap_or_default().starts_with("application/json"));
+    let share = reply.ok(201);
+
+    let id = id_of(&share);
+    assert_eq!(id.len(), 22, "128-bit base64url id: {id}");
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+    let reference = share["reference"].as_str().unwrap();
+    assert!(reference.starts_with("SP-"), "{reference}");
+    assert_eq!(share["link"].as_str().unwrap(), format!("{}/s/{id}", app.base_url));
+    assert_eq!(share["status"], "active");
+    assert_eq!(share["auth_method"], "sms");
+    assert_eq!(time(&share["created_at"]), start_time());
+    assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(30));
+    assert!(share.get("code").is_none(), "code only for manual: {share}");
+
+    let docs = share["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0]["id"].as_str().unwrap().starts_with("doc_"));
+    assert_eq!(docs[0]["filename"], FILENAME);
+    assert_eq!(docs[0]["content_type"], "application/pdf");
+    assert_eq!(docs[0]["size"], PDF.len());
+    assert_eq!(docs[0]["sha256"], sha256_hex(PDF));
+    assert!(docs[0].get("upload_url").is_none(), "inline documents get no upload_url: {share}");
+
+    assert_eq!(share["notifications"]["email"]["status"], "sent");
+    assert_eq!(share["notifications"]["sms"]["status"], "sent");
+
+    // Two ids differ.
+    let other = create_share(&app, &share_body()).await;
+    assert_ne!(id_of(&other), id);
+    assert_ne!(other["reference"], share["reference"]);
+}
+
+#[tokio::test]
+async fn defaults_and_bounds_of_expires_in_days() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body();
+    body.as_object_mut().unwrap().remove("expires_in_days");
+    let share = create_share(&app, &body).await;
+    assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(30), "default 30 days");
+
+    for days in [1, 7, 90] {
+        let mut body = share_body();
+        body["expires_in_days"] = json!(days);
+        let share = create_share(&app, &body).await;
+        assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(days));
+    }
+    for days in [json!(0), json!(91), json!(-1), json!(1000)] {
+        let mut body = share_body();
+        body["expires_in_days"] = days.clone();
+        post_share(&app, &body).await.invalid("expires_in_days");
+    }
+}
+
+#[tokio::test]
+async fn expires_in_days_respects_the_practice_maximum_and_default() {
+    let app = TestApp::spawn_with(Policy { max_link_days: 10, default_link_days: 5, ..Policy::default() }).await;
+    let mut body = share_body();
+    body.as_object_mut().unwrap().remove("expires_in_days");
+    let share = create_share(&app, &body).await;
+    assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(5), "the practice's default");
+
+    body["expires_in_days"] = json!(10);
+    create_share(&app, &body).await;
+    body["expires_in_days"] = json!(11);
+    post_share(&app, &body).await.invalid("expires_in_days");
+}
+
+#[tokio::test]
+async fn invalid_recipient_fields_are_named() {
+    let app = TestApp::spawn().await;
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("0791234567"))),
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("hello"))),
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41"))),
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+99912345678"))),
+        ("recipient.phone", Box::new(|b| {
+            b["recipient"].as_object_mut().unwrap().remove("phone");
+        })),
+        ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna"))),
+        ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@"))),
+        ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("Anna <anna@example.ch>"))),
+        ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@localhost"))),
+        ("recipient.email", Box::new(|b| {
+            b["recipient"].as_object_mut().unwrap().remove("email");
+        })),
+        ("recipient.language", Box::new(|b| b["recipient"]["language"] = json!("xx"))),
+        ("recipient.language", Box::new(|b| b["recipient"]["language"] = json!("klingon"))),
+        ("recipient.name", Box::new(|b| b["recipient"]["name"] = json!("a".repeat(201)))),
+        ("recipient.name", Box::new(|b| b["recipient"]["name"] = json!("Anna\u{7}Muster"))),
+        ("auth.method", Box::new(|b| b["auth"]["method"] = json!("carrier_pigeon"))),
+    ];
+    for (field, mutate) in cases {
+        let mut body = share_body();
+        mutate(&mut body);
+        let reply = post_share(&app, &body).await;
+        assert_eq!(reply.json["error"]["field"].as_str(), Some(field), "body {body}: {}", reply.text());
+        reply.invalid(field);
+    }
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn accepted_recipient_variants() {
+    let app = TestApp::spawn().await;
+    for (lang, want) in [("de", "de"), ("fr", "fr"), ("it", "it"), ("en", "en"), ("de-CH", "de"), ("FR", "fr")] {
+        let mut body = share_body();
+        body["recipient"]["language"] = json!(lang);
+        let share = create_share(&app, &body).await;
+        assert_eq!(public_get(&app, &id_of(&share)).await.ok(200)["language"], want, "{lang}");
+    }
+    let mut body = share_body();
+    body["recipient"]["name"] = json!("a".repeat(200));
+    create_share(&app, &body).await;
+    let mut body = share_body();
+    body["recipient"].as_object_mut().unwrap().remove("name");
+    body["recipient"].as_object_mut().unwrap().remove("language");
+    body.as_object_mut().unwrap().remove("auth");
+    body.as_object_mut().unwrap().remove("message");
+    let share = create_share(&app, &body).await;
+    assert_eq!(share["auth_method"], "sms", "sms is the default method");
+    let public = public_get(&app, &id_of(&share)).await.ok(200);
+    assert_eq!(public["language"], "de", "the practice's default language");
+    assert_eq!(public["self_service"]["available"], true, "self_service defaults to true");
+    assert_eq!(share["notifications"]["sms"]["status"], "sent");
+    // A phone written with spaces is normalised.
+    let mut body = share_body();
+    body["recipient"]["phone"] = json!("+41 79 123 45 67");
+    create_share(&app, &body).await;
+    assert_eq!(app.sent_sms().await.last().unwrap().to, PHONE);
+}
+
+#[tokio::test]
+async fn method_specific_secrets_are_required() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body_with_method("date_of_birth");
+    body["recipient"].as_object_mut().unwrap().remove("date_of_birth");
+    post_share(&app, &body).await.invalid("recipient.date_of_birth");
+    body["recipient"]["date_of_birth"] = json!("not a date");
+    post_share(&app, &body).await.invalid("recipient.date_of_birth");
+
+    let mut body = share_body_with_method("insurance_number");
+    body["recipient"].as_object_mut().unwrap().remove("insurance_number");
+    post_share(&app, &body).await.invalid("recipient.insurance_number");
+    body["recipient"]["insurance_number"] = json!("!");
+    post_share(&app, &body).await.invalid("recipient.insurance_number");
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn filenames_lose_path_parts_and_control_characters() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("C:\\Befunde\\Röntgen.pdf", "Röntgen.pdf"),
+        ("../../etc/passwd", "passwd"),
+        ("/var/data/Befund.pdf", "Befund.pdf"),
+        ("bad\u{0}name\r\n.pdf", "badname.pdf"),
+        ("evil\u{202e}fdp.exe", "evilfdp.exe"),
+    ];
+    for (raw, want) in cases {
+        let mut body = share_body();
+        body["documents"] = json!([doc(raw, "application/pdf", PDF)]);
+        let share = create_share(&app, &body).await;
+        assert_eq!(share["documents"][0]["filename"], want, "{raw:?}");
+        let view = get_share(&app, &id_of(&share)).await;
+        assert_eq!(view["documents"][0]["filename"], want, "{raw:?}");
+    }
+    for bad in ["", "/", "..", "dir/", "\u{1}\u{2}"] {
+        let mut body = share_body();
+        body["documents"] = json!([doc(bad, "application/pdf", PDF)]);
+        post_share(&app, &body).await.invalid("documents[0].filename");
+    }
+}
+
+#[tokio::test]
+async fn invalid_documents_are_named_by_index() {
+    let app = TestApp::spawn().await;
+    let good = doc("a.pdf", "application/pdf", PDF);
+
+    let mut body = share_body();
+    body["documents"] = json!([good.clone(), doc("b.pdf", "pdf", PDF)]);
+    post_share(&app, &body).await.invalid("documents[1].content_type");
+    body["documents"] = json!([doc("b.pdf", "*/*", PDF)]);
+    post_share(&app, &body).await.invalid("documents[0].content_type");
+
+    body["documents"] = json!([good.clone(), good.clone(), {"filename": "c.pdf", "content_type": "application/pdf", "content_base64": "!!! not base64 !!!"}]);
+    post_share(&app, &body).await.invalid("documents[2].content_base64");
+
+    body["documents"] = json!([]);
+    post_share(&app, &body).await.invalid("documents");
+
+    body.as_object_mut().unwrap().remove("documents");
+    post_share(&app, &body).await.invalid("documents");
+
+    let fifty_one: Vec<Value> = (0..51).map(|i| doc(&format!("d{i}.txt"), "text/plain", b"x")).collect();
+    body["documents"] = json!(fifty_one);
+    post_share(&app, &body).await.invalid("documents");
+
+    assert_nothing_written(&app).await;
+
+    let fifty: Vec<Value> = (0..50).map(|i| doc(&format!("d{i}.txt"), "text/plain", b"x")).collect();
+    body["documents"] = json!(fifty);
+    let share = create_share(&app, &body).await;
+    assert_eq!(share["documents"].as_array().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn messages_are_bounded_and_never_code_shaped() {
+    let app = TestApp::spawn().await;
+    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654"] {
+        let mut body = share_body();
+        body["message"] = json!(msg);
+        post_share(&app, &body).await.invalid("message");
+    }
+    let mut body = share_body();
+    body["message"] = json!("a".repeat(1001));
+    post_share(&app, &body).await.invalid("message");
+    assert_nothing_written(&app).await;
+
+    for msg in ["a".repeat(1000), "Termin am 12.03.2025 um 14:30".to_owned(), "Rechnung 2024-001".to_owned()] {
+        let mut body = share_body();
+        body["message"] = json!(msg);
+        create_share(&app, &body).await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_36_mib_is_payload_too_large() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body();
+    // 37 MiB of base64 'A's (valid base64 of zero bytes).
+    body["documents"] = json!([{"filename": "big.pdf", "content_type": "application/pdf", "content_base64": "A".repeat(37 * 1024 * 1024)}]);
+    let reply = post_share(&app, &body).await;
+    reply.err(413, "payload_too_large");
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn inline_documents_over_25_mib_are_refused() {
+    let app = TestApp::spawn().await;
+    // Two of 13 MiB: each is fine alone, together they pass 25 MiB (base64 ~34.7 MiB, under 36).
+    let bytes = vec![7u8; 13 * 1024 * 1024];
+    let mut body = share_body();
+    body["documents"] = json!([doc("a.bin", "application/octet-stream", &bytes), doc("b.bin", "application/octet-stream", &bytes)]);
+    let reply = post_share(&app, &body).await;
+    assert!(
+        matches!(reply.status, 400 | 413),
+        "26 MiB inline must be refused, got {}: {}",
+        reply.status,
+        reply.text()
+    );
+    reply.client_error();
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn non_json_and_wrong_types_are_400_json_errors() {
+    let app = TestApp::spawn().await;
+    let key = app.api_key.clone();
+    for raw in ["hello", "{", "", "[]", "null", "42", "{\"recipient\": "] {
+        let reply = call_raw(&app, "POST", "/v1/shares", Some(&key), Some("application/json"), raw.as_bytes().to_vec()).await;
+        reply.err(400, "invalid_request");
+    }
+    let wrong_types = [
+        json!({"recipient": "anna"}),
+        json!({"recipient": {"email": 5, "phone": PHONE}, "documents": [doc("a.pdf", "application/pdf", PDF)]}),
+        {
+            let mut b = share_body();
+            b["expires_in_days"] = json!("thirty");
+            b
+        },
+        {
+            let mut b = share_body();
+            b["documents"] = json!("a.pdf");
+            b
+        },
+        {
+            let mut b = share_body();
+            b["auth"] = json!("sms");
+            b
+        },
+        {
+            let mut b = share_body();
+            b["documents"][0]["content_base64"] = json!(12);
+            b
+        },
+        {
+            let mut b = share_body();
+            b["expires_in_days"] = json!(1.5);
+            b
+        },
+    ];
+    for body in wrong_types {
+        let reply = post_share(&app, &body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        reply.err(400, "invalid_request");
+    }
+    // Invalid UTF-8.
+    let reply = call_raw(&app, "POST", "/v1/shares", Some(&key), Some("application/json"), vec![0xff, 0xfe, b'{']).await;
+    reply.err(400, "invalid_request");
+    // JSON without a JSON content type: a JSON 4xx, never a 5xx.
+    let raw = serde_json::to_vec(&share_body()).unwrap();
+    let reply = call_raw(&app, "POST", "/v1/shares", Some(&key), Some("text/plain"), raw.clone()).await;
+    assert!(reply.status == 201 || (400..500).contains(&reply.status), "{}: {}", reply.status, reply.text());
+    if reply.status != 201 {
+        reply.client_error();
+    }
+}
+
+#[tokio::test]
+async fn a_refused_create_leaves_nothing_behind() {
+    let app = TestApp::spawn().await;
+    // Valid first document, invalid second: nothing of the first may be kept.
+    let mut body = share_body();
+    body["documents"] = json!([doc("ok.pdf", "application/pdf", PDF), doc("bad.pdf", "application/pdf", PDF)]);
+    body["documents"][1]["content_base64"] = json!("%%%");
+    post_share(&app, &body).await.invalid("documents[1].content_base64");
+    let mut body = share_body();
+    body["recipient"]["phone"] = json!("12");
+    post_share(&app, &body).await.invalid("recipient.phone");
+    assert_nothing_written(&app).await;
+    // The blob folder holds no document bytes either.
+    if !embedded() {
+        return;
+    }
+    let mut stack = vec![app.data_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                assert!(
+                    !bytes.windows(PDF.len()).any(|w| w == PDF),
+                    "document bytes left behind in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idempotency_key_must_be_visible_ascii_up_to_255() {
+    let app = TestApp::spawn().await;
+    post_share_idem(&app, &"k".repeat(256), &share_body()).await.invalid("Idempotency-Key");
+    post_share_idem(&app, "", &share_body()).await.invalid("Idempotency-Key");
+    assert_nothing_written(&app).await;
+    post_share_idem(&app, &"k".repeat(255), &share_body()).await.ok(201);
+}
+
+/// No share listed, no SMS, no email.
+pub async fn assert_nothing_written(app: &TestApp) {
+    let list = list_shares(app, "").await.ok(200);
+    assert_eq!(list["shares"], json!([]), "a refused create left a share: {list}");
+    assert!(app.sent_sms().await.is_empty(), "a refused create sent an SMS");
+    assert!(app.sent_emails().await.is_empty(), "a refused create sent an email");
+}

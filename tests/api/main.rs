@@ -1,0 +1,18 @@
+//! Sealpost's HTTP contract suite: one binary, one module per topic (SPEC + docs/api.md).
+#![allow(clippy::unwrap_used)]
+
+mod architecture;
+mod auth;
+mod codes;
+mod create;
+mod email_sms;
+mod expiry;
+mod helpers;
+mod idempotency;
+mod lifecycle;
+mod listing;
+mod page;
+mod restart;
+mod revoke;
+mod self_service;
+mod upload;

@@ -1,0 +1,216 @@
+//! Large documents: `size` + `sha256` → `upload_url`, PUT, then `POST /v1/shares/{id}/send`.
+
+use crate::helpers::*;
+
+fn big_bytes() -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n".to_vec();
+    v.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    v.extend_from_slice(b"\n%%EOF\n");
+    v
+}
+
+fn large_body(bytes: &[u8]) -> Value {
+    let mut body = share_body();
+    body["documents"] = json!([large_doc("Scan.pdf", "application/pdf", bytes)]);
+    body
+}
+
+#[tokio::test]
+async fn upload_then_send_notifies_and_serves_the_bytes() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let id = id_of(&share);
+    assert_eq!(share["status"], "awaiting_upload");
+    assert_eq!(share["notifications"], json!({}), "nothing sent before send");
+    let d = &share["documents"][0];
+    assert_eq!(d["size"], bytes.len());
+    assert_eq!(d["sha256"], sha256_hex(&bytes));
+    assert_eq!(d["filename"], "Scan.pdf");
+    let upload_url = d["upload_url"].as_str().expect("upload_url").to_owned();
+    assert!(d["upload_expires_in"].as_u64().is_some_and(|s| s > 0), "{d}");
+    assert!(app.sent_sms().await.is_empty());
+    assert!(app.sent_emails().await.is_empty());
+    assert_eq!(get_share(&app, &id).await["status"], "awaiting_upload");
+
+    // Not visible to the patient yet.
+    let r = public_get(&app, &id).await;
+    r.err(404, "not_found");
+    r.only_error();
+    verify(&app, &id, "123456").await.err(404, "not_found");
+    request_code(&app, &id).await.err(404, "not_found");
+    // Resend makes no sense yet.
+    resend(&app, &id).await.err(400, "invalid_request");
+
+    let put = put_url(&app, &upload_url, &bytes).await;
+    assert!((200..300).contains(&put.status), "upload: {} {}", put.status, put.text());
+
+    let sent = send(&app, &id).await.ok(200);
+    assert_eq!(sent["id"], id.as_str());
+    assert_eq!(sent["status"], "active");
+    assert_eq!(sent["notifications"]["email"]["status"], "sent");
+    assert_eq!(sent["notifications"]["sms"]["status"], "sent");
+    assert_eq!(app.sent_sms().await.len(), 1);
+    assert_eq!(app.sent_emails().await.len(), 1);
+
+    let code = last_code(&app).await;
+    let verified = verify_ok(&app, &id, &code).await;
+    let doc_id = verified["documents"][0]["id"].as_str().unwrap().to_owned();
+    let link = document_link(&app, &id, &doc_id, Some(&token_of(&verified))).await.ok(200);
+    let got = fetch_url(&app, link["url"].as_str().unwrap()).await;
+    assert_eq!(got.status, 200);
+    assert!(got.bytes == bytes, "the uploaded bytes, exactly");
+    let archive = archive_link(&app, &id, Some(&token_of(&verified))).await.ok(200);
+    let zip = fetch_url(&app, archive["url"].as_str().unwrap()).await;
+    let entries = unzip(&zip.bytes);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "Scan.pdf");
+    assert!(entries[0].1 == bytes);
+
+    // Send again: the view, nothing sent twice.
+    let again = send(&app, &id).await.ok(200);
+    assert_eq!(again["status"], "active");
+    assert_eq!(app.sent_sms().await.len(), 1);
+    assert_eq!(app.sent_emails().await.len(), 1);
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "sms_sent"), 1);
+    assert_eq!(count_events(&view, "created"), 1);
+}
+
+#[tokio::test]
+async fn wrong_bytes_keep_the_share_waiting() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let id = id_of(&share);
+    let upload_url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+
+    // Nothing uploaded yet.
+    send(&app, &id).await.invalid("documents[0]");
+    // Same size, other bytes.
+    let mut wrong = bytes.clone();
+    wrong[100] ^= 0xff;
+    let put = put_url(&app, &upload_url, &wrong).await;
+    assert!((200..300).contains(&put.status), "{} {}", put.status, put.text());
+    send(&app, &id).await.invalid("documents[0]");
+    // Other size.
+    let put = put_url(&app, &upload_url, &bytes[..1000]).await;
+    if (200..300).contains(&put.status) {
+        send(&app, &id).await.invalid("documents[0]");
+    }
+    assert_eq!(get_share(&app, &id).await["status"], "awaiting_upload");
+    public_get(&app, &id).await.err(404, "not_found");
+    assert!(app.sent_sms().await.is_empty());
+    assert!(app.sent_emails().await.is_empty());
+
+    // The right bytes fix it.
+    let put = put_url(&app, &upload_url, &bytes).await;
+    assert!((200..300).contains(&put.status));
+    send(&app, &id).await.ok(200);
+    assert_eq!(app.sent_sms().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_mix_of_inline_and_large_names_the_missing_one() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let mut body = share_body();
+    body["documents"] = json!([doc("klein.pdf", "application/pdf", PDF), large_doc("gross.pdf", "application/pdf", &bytes)]);
+    let share = create_share(&app, &body).await;
+    let id = id_of(&share);
+    assert_eq!(share["status"], "awaiting_upload");
+    assert!(share["documents"][0].get("upload_url").is_none_or(Value::is_null), "inline needs no upload: {share}");
+    let url = share["documents"][1]["upload_url"].as_str().expect("upload_url for the large one").to_owned();
+    send(&app, &id).await.invalid("documents[1]");
+    put_url(&app, &url, &bytes).await;
+    send(&app, &id).await.ok(200);
+    let verified = verify_ok(&app, &id, &last_code(&app).await).await;
+    assert_eq!(verified["documents"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_tampered_upload_url_is_forbidden() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    if presigned_by_s3(&url, 3600) {
+        return;
+    }
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+    let tampered = if query.is_empty() {
+        let mut b = url.clone().into_bytes();
+        let last = b.len() - 1;
+        b[last] = if b[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    } else {
+        let mut q = query.to_owned().into_bytes();
+        let last = q.len() - 1;
+        q[last] = if q[last] == b'A' { b'B' } else { b'A' };
+        format!("{base}?{}", String::from_utf8(q).unwrap())
+    };
+    assert_url_refused(&put_url(&app, &tampered, &bytes).await, &[403]);
+    send(&app, &id_of(&share)).await.invalid("documents[0]");
+}
+
+#[tokio::test]
+async fn large_documents_need_size_and_hash() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body();
+    body["documents"] = json!([{"filename": "a.pdf", "content_type": "application/pdf", "size": 10}]);
+    post_share(&app, &body).await.err(400, "invalid_request");
+    body["documents"] = json!([{"filename": "a.pdf", "content_type": "application/pdf", "size": 10, "sha256": "xyz"}]);
+    post_share(&app, &body).await.invalid("documents[0].sha256");
+    body["documents"] = json!([{"filename": "a.pdf", "content_type": "application/pdf", "size": 3u64 * 1024 * 1024 * 1024, "sha256": sha256_hex(b"x")}]);
+    post_share(&app, &body).await.invalid("documents[0].size");
+    body["documents"] = json!([{"filename": "a.pdf", "content_type": "application/pdf"}]);
+    post_share(&app, &body).await.err(400, "invalid_request");
+    let list = list_shares(&app, "").await.ok(200);
+    assert_eq!(list["shares"], json!([]));
+}
+
+#[tokio::test]
+async fn send_on_an_active_share_sends_nothing_again() {
+    let app = TestApp::spawn().await;
+    let (share, _) = create_default(&app).await;
+    let view = send(&app, &id_of(&share)).await.ok(200);
+    assert_eq!(view["status"], "active");
+    assert_eq!(app.sent_sms().await.len(), 1);
+    assert_eq!(app.sent_emails().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_upload_url_expires() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    let lifetime = share["documents"][0]["upload_expires_in"].as_i64().unwrap();
+    if presigned_by_s3(&url, lifetime) {
+        return;
+    }
+    app.advance(Duration::seconds(lifetime + 1));
+    assert_url_refused(&put_url(&app, &url, &bytes).await, &[403]);
+    send(&app, &id_of(&share)).await.invalid("documents[0]");
+    assert!(app.sent_sms().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_manual_share_with_a_large_document_answers_its_code_on_send() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let mut body = share_body_with_method("manual");
+    body["documents"] = json!([large_doc("Scan.pdf", "application/pdf", &bytes)]);
+    let share = create_share(&app, &body).await;
+    assert_eq!(share["status"], "awaiting_upload");
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    put_url(&app, &url, &bytes).await;
+    let sent = send(&app, &id_of(&share)).await.ok(200);
+    assert_eq!(sent["status"], "active");
+    let code = sent["code"].as_str().or(share["code"].as_str()).expect("the manual code, on create or on send").to_owned();
+    assert!(sent["notifications"].get("sms").is_none(), "{sent}");
+    assert!(app.sent_sms().await.is_empty());
+    assert_eq!(app.sent_emails().await.len(), 1);
+    verify_ok(&app, &id_of(&share), &code).await;
+    assert!(get_share(&app, &id_of(&share)).await.get("code").is_none());
+}

@@ -20,7 +20,7 @@ pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
-    Access, AuthMethod, Lifecycle, Recipient, SecretState, SelfServiceDenied, Share, VerifyOutcome,
+    Access, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share, VerifyOutcome,
 };
 
 /// A value that failed to parse, with a human-readable reason (the field is named by the caller).

@@ -116,7 +116,74 @@ pub enum SelfServiceDenied {
 /// and `expired_unread`; documents are deleted at expiry all the same.
 pub const RECORD_RETENTION_DAYS: i64 = 7;
 
+/// What a new share is made of; everything else starts empty.
+#[derive(Debug, Clone)]
+pub struct NewShareParts {
+    pub id: ShareId,
+    pub practice_id: PracticeId,
+    pub recipient: Recipient,
+    pub auth: AuthMethod,
+    pub policy: SharePolicy,
+    pub message: Option<String>,
+    pub documents: Vec<Document>,
+    pub link_days: u32,
+}
+
 impl Share {
+    /// A share awaiting its documents, created `now`: its link lives `link_days`, its record
+    /// `RECORD_RETENTION_DAYS` longer.
+    pub fn new(parts: NewShareParts, now: DateTime<Utc>) -> Self {
+        let expires_at = now + Duration::days(i64::from(parts.link_days));
+        Self {
+            id: parts.id,
+            practice_id: parts.practice_id,
+            reference: Reference::generate(),
+            version: 1,
+            lifecycle: Lifecycle::AwaitingUpload,
+            created_at: now,
+            expires_at,
+            purge_at: expires_at + Duration::days(RECORD_RETENTION_DAYS),
+            recipient: parts.recipient,
+            auth: parts.auth,
+            policy: parts.policy,
+            message: parts.message,
+            documents: parts.documents,
+            archive_size: None,
+            secret: None,
+            self_service_requests: 0,
+            first_opened_at: None,
+            first_verified_at: None,
+            first_downloaded_at: None,
+            revoked_at: None,
+            expiry_processed: false,
+        }
+    }
+
+    /// An active SMS share for Anna, sent `now`, for tests of rules and adapters.
+    #[cfg(test)]
+    pub fn fixture(policy: &super::Policy, now: DateTime<Utc>) -> Self {
+        let mut share = Self::new(
+            NewShareParts {
+                id: ShareId::generate(),
+                practice_id: PracticeId::generate(),
+                recipient: Recipient {
+                    email: Email::parse("anna@example.ch").expect("email"),
+                    phone: Some(Phone::parse("+41791234567").expect("phone")),
+                    name: None,
+                    language: Language::De,
+                },
+                auth: AuthMethod::Sms,
+                policy: policy.for_share(true),
+                message: None,
+                documents: vec![],
+                link_days: 30,
+            },
+            now,
+        );
+        share.lifecycle = Lifecycle::Active;
+        share
+    }
+
     /// When the link stops working: its expiry, or the end of the window after first use.
     pub fn effective_expires_at(&self) -> DateTime<Utc> {
         match (self.policy.window_after_first_verify_hours, self.first_verified_at) {
@@ -234,43 +301,15 @@ impl Share {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Policy, Reference};
+    use crate::domain::Policy;
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     fn share(policy: Policy) -> Share {
-        let now = t0();
-        let mut s = Share {
-            id: ShareId::generate(),
-            practice_id: PracticeId::generate(),
-            reference: Reference::generate(),
-            version: 1,
-            lifecycle: Lifecycle::Active,
-            created_at: now,
-            expires_at: now + Duration::days(30),
-            purge_at: now + Duration::days(37),
-            recipient: Recipient {
-                email: Email::parse("anna@example.ch").unwrap(),
-                phone: Some(Phone::parse("+41791234567").unwrap()),
-                name: None,
-                language: Language::De,
-            },
-            auth: AuthMethod::Sms,
-            policy: policy.for_share(true),
-            message: None,
-            documents: vec![],
-            archive_size: None,
-            secret: None,
-            self_service_requests: 0,
-            first_opened_at: None,
-            first_verified_at: None,
-            first_downloaded_at: None,
-            revoked_at: None,
-            expiry_processed: false,
-        };
-        s.replace_secret("h1".into(), now, true);
+        let mut s = Share::fixture(&policy, t0());
+        s.replace_secret("h1".into(), t0(), true);
         s
     }
 

@@ -4,9 +4,7 @@ use super::archive::{build_archive, document_key, share_prefix};
 use super::input::{Content, CreateShareRequest, KnownSecret, NewShare, parse_json};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step, UPLOAD_URL_SECS};
-use crate::domain::{
-    Code, Document, DocumentId, Event, EventKind, Lifecycle, Practice, Reference, Share, ShareId,
-};
+use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::ports::Claim;
 use chrono::Duration;
@@ -89,30 +87,19 @@ impl Service {
             };
             documents.push(Document { id: doc_id, filename: doc.filename, content_type: doc.content_type, size, sha256 });
         }
-        let expires_at = now + Duration::days(i64::from(new.expires_in_days));
-        let mut share = Share {
-            id: id.clone(),
-            practice_id: practice.id.clone(),
-            reference: Reference::generate(),
-            version: 1,
-            lifecycle: Lifecycle::AwaitingUpload,
-            created_at: now,
-            expires_at,
-            purge_at: expires_at + Duration::days(crate::domain::share::RECORD_RETENTION_DAYS),
-            recipient: new.recipient,
-            auth: new.auth,
-            policy: practice.policy.for_share(new.self_service),
-            message: new.message,
-            documents,
-            archive_size: None,
-            secret: None,
-            self_service_requests: 0,
-            first_opened_at: None,
-            first_verified_at: None,
-            first_downloaded_at: None,
-            revoked_at: None,
-            expiry_processed: false,
-        };
+        let mut share = Share::new(
+            NewShareParts {
+                id: id.clone(),
+                practice_id: practice.id.clone(),
+                recipient: new.recipient,
+                auth: new.auth,
+                policy: practice.policy.for_share(new.self_service),
+                message: new.message,
+                documents,
+                link_days: new.expires_in_days,
+            },
+            now,
+        );
         if let Some(known) = &new.known_secret {
             let canonical = match known {
                 KnownSecret::DateOfBirth(d) => d.canonical(),

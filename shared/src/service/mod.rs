@@ -163,38 +163,7 @@ impl Service {
 /// Fixtures for adapter tests in this crate.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use crate::domain::*;
-    use chrono::{Duration, Utc};
-
-    pub fn share_fixture() -> Share {
-        let now = Utc::now();
-        Share {
-            id: ShareId::generate(),
-            practice_id: PracticeId::generate(),
-            reference: Reference::generate(),
-            version: 1,
-            lifecycle: Lifecycle::Active,
-            created_at: now,
-            expires_at: now + Duration::days(30),
-            purge_at: now + Duration::days(37),
-            recipient: Recipient {
-                email: Email::parse("anna@example.ch").expect("email"),
-                phone: Some(Phone::parse("+41791234567").expect("phone")),
-                name: None,
-                language: Language::De,
-            },
-            auth: AuthMethod::Sms,
-            policy: Policy::default().for_share(true),
-            message: None,
-            documents: vec![],
-            archive_size: None,
-            secret: None,
-            self_service_requests: 0,
-            first_opened_at: None,
-            first_verified_at: None,
-            first_downloaded_at: None,
-            revoked_at: None,
-            expiry_processed: false,
-        }
+    pub fn share_fixture() -> crate::domain::Share {
+        crate::domain::Share::fixture(&crate::domain::Policy::default(), chrono::Utc::now())
     }
 }

@@ -15,6 +15,9 @@ pub enum Error {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    /// No route for this method and path (a 404 like `NotFound`, with its own message).
+    #[error("no such route: check the method and the path")]
+    NoRoute,
     #[error("this link has expired")]
     Expired,
     #[error("this share was revoked by the practice")]

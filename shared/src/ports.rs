@@ -132,6 +132,8 @@ pub trait BlobStore: Send + Sync {
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>>;
     /// The blob's size, `None` if absent.
     async fn size(&self, key: &str) -> PortResult<Option<u64>>;
+    /// Moves a blob to another key (replacing what is there); `false` if `from` is absent.
+    async fn rename(&self, from: &str, to: &str) -> PortResult<bool>;
     /// Deletes every blob whose key starts with `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()>;
     /// A URL anyone holding it may GET for `ttl_secs`, served as an attachment.

@@ -303,3 +303,40 @@ async fn an_sms_code_is_never_in_an_api_answer() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_first_verify_concurrent_guesses_with_the_right_one_among_them_still_lock() {
+    // Once verified, a right answer must still be a conditional write: otherwise the right
+    // guess among many parallel wrong ones is judged on a stale, unlocked read and passes.
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    verify_ok(&app, &id, &code).await;
+    let url = app.url(&format!("/v1/public/shares/{id}/verify"));
+    let mut tasks = Vec::new();
+    for i in 0..40u32 {
+        let http = app.http.clone();
+        let url = url.clone();
+        // Ten wrong guesses first, then the right one, then more wrong ones, all at once.
+        let guess = if i == 10 { code.clone() } else { format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000) };
+        tasks.push(tokio::spawn(async move {
+            let resp = http.post(url).json(&json!({"code": guess})).send().await.expect("sent");
+            (i, Reply::from(resp).await)
+        }));
+    }
+    let mut wrong = 0;
+    for t in tasks {
+        let (i, r) = t.await.expect("task");
+        match r.status {
+            401 => wrong += 1,
+            200 => assert_eq!(i, 10, "only the right code may pass"),
+            423 | 429 => {}
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(wrong <= 4, "at most four answers told 'wrong', got {wrong}");
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "verify_failed"), 5, "exactly five wrong answers counted");
+    assert_eq!(view["status"], "locked");
+    verify(&app, &id, &code).await.err(423, "locked");
+}

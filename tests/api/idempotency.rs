@@ -75,15 +75,26 @@ async fn keys_belong_to_one_practice() {
 }
 
 #[tokio::test]
-async fn a_manual_retry_answers_the_same_code() {
+async fn a_manual_retry_answers_the_same_share_but_never_the_code_again() {
+    // SPEC: a code is never returned by the API except once for manual, and stored only as an
+    // HMAC — so the stored idempotent answer holds no code, and a replay cannot reveal it.
     let app = TestApp::spawn().await;
     let body = share_body_with_method("manual");
     let first = post_share_idem(&app, "manual-1", &body).await.ok(201);
     let second = post_share_idem(&app, "manual-1", &body).await.ok(201);
-    assert_eq!(first["code"], second["code"]);
+    assert!(first["code"].is_string(), "{first}");
+    assert!(second.get("code").is_none(), "the code is answered once: {second}");
     assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["reference"], second["reference"]);
     verify_ok(&app, &id_of(&first), first["code"].as_str().unwrap()).await;
     assert_eq!(app.sent_emails().await.len(), 1);
+    if embedded() {
+        let mut db = std::fs::read(app.data_dir.join("sealpost.db")).unwrap();
+        db.extend(std::fs::read(app.data_dir.join("sealpost.db-wal")).unwrap_or_default());
+        let code = first["code"].as_str().unwrap();
+        let text = String::from_utf8_lossy(&db);
+        assert!(!text.contains(code) && !text.contains(&code.replace('-', "")), "code stored in clear");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -214,3 +214,26 @@ async fn a_manual_share_with_a_large_document_answers_its_code_on_send() {
     verify_ok(&app, &id_of(&share), &code).await;
     assert!(get_share(&app, &id_of(&share)).await.get("code").is_none());
 }
+
+#[tokio::test]
+async fn a_late_upload_cannot_change_a_sent_document() {
+    // The upload URL stays valid for an hour; after `send` checked the bytes, a second PUT to
+    // it must not change what the patient downloads (nor what the ZIP holds).
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let id = id_of(&share);
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    put_url(&app, &url, &bytes).await;
+    send(&app, &id).await.ok(200);
+
+    let mut other = bytes.clone();
+    other[0] ^= 0xff;
+    put_url(&app, &url, &other).await; // accepted or refused: either way it must change nothing
+
+    let code = last_code(&app).await;
+    let token = token_of(&verify_ok(&app, &id, &code).await);
+    let doc_id = share["documents"][0]["id"].as_str().unwrap().to_owned();
+    let link = document_link(&app, &id, &doc_id, Some(&token)).await.ok(200);
+    assert!(fetch_url(&app, link["url"].as_str().unwrap()).await.bytes == bytes, "the checked bytes are served");
+}

@@ -90,6 +90,28 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    /// S3 has no rename: a server-side copy (up to 5 GB, above our 2 GiB limit), then a delete.
+    async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(format!("{}/{}", self.bucket, from))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await;
+        match copied {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se) == Some("NoSuchKey")) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(sdk_err(e)),
+        }
+        self.client.delete_object().bucket(&self.bucket).key(from).send().await.map_err(sdk_err)?;
+        Ok(true)
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
         let mut token = None;
         loop {

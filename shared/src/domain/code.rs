@@ -29,13 +29,15 @@ impl Code {
     /// Accepts `123456`, `123-456`, `123 456`, and the same with spaces around it, as pasted
     /// from an SMS. Anything else is refused rather than guessed at.
     pub fn parse(input: &str) -> Result<Self, CodeParseError> {
-        let trimmed = input.trim();
-        let digits: String = trimmed
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '\u{a0}' | '\u{2009}' | '\u{202f}'))
-            .collect();
-        let separators = trimmed.chars().count() - digits.chars().count();
-        if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) && separators <= 1 {
+        let is_separator = |c: char| matches!(c, ' ' | '-' | '\u{a0}' | '\u{2009}' | '\u{202f}');
+        let chars: Vec<char> = input.trim().chars().collect();
+        // One separator, and only between the two groups of three.
+        let digits: String = if chars.len() == 7 && is_separator(chars[3]) {
+            chars[..3].iter().chain(&chars[4..]).collect()
+        } else {
+            chars.iter().collect()
+        };
+        if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(digits))
         } else {
             Err(CodeParseError)
@@ -110,7 +112,7 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for input in ["", "12345", "1234567", "12a456", "123--456", "1-2-3456", "１２３４５６", "123+456"] {
+        for input in ["", "12345", "1234567", "12a456", "123--456", "1-2-3456", "１２３４５６", "123+456", "1-23456", "12345 6", "1234-56"] {
             assert_eq!(Code::parse(input), Err(CodeParseError), "{input:?}");
         }
     }

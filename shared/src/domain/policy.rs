@@ -51,8 +51,17 @@ impl Policy {
         if !(1..=self.max_link_days).contains(&self.default_link_days) {
             return Err(Invalid::new("default_link_days must be 1..=max_link_days"));
         }
-        if self.window_after_first_verify_hours == Some(0) || self.code_lifetime_minutes == Some(0) {
-            return Err(Invalid::new("a window or code lifetime must be at least 1"));
+        if self.window_after_first_verify_hours.is_some_and(|h| !(1..=90 * 24).contains(&h)) {
+            return Err(Invalid::new("window_after_first_verify_hours must be 1..=2160 (90 days)"));
+        }
+        if self.code_lifetime_minutes.is_some_and(|m| !(1..=90 * 24 * 60).contains(&m)) {
+            return Err(Invalid::new("code_lifetime_minutes must be 1..=129600 (90 days)"));
+        }
+        if self.self_service_max_requests > 20 || self.self_service_min_interval_minutes > 7 * 24 * 60 {
+            return Err(Invalid::new("self-service allows at most 20 requests, at most a week apart"));
+        }
+        if self.daily_sms_cap > 1_000_000 {
+            return Err(Invalid::new("daily_sms_cap must be at most 1000000"));
         }
         Ok(())
     }

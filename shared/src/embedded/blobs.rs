@@ -95,9 +95,26 @@ impl BlobStore for FolderBlobs {
         }
     }
 
+    async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
+        let (from, to) = (self.path(from)?, self.path(to)?);
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_err)?;
+        }
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
-        let dir = self.path(prefix.trim_end_matches('/'))?;
-        match tokio::fs::remove_dir_all(&dir).await {
+        let path = self.path(prefix.trim_end_matches('/'))?;
+        // Prefixes here are folders (`shares/<id>/`) or whole keys (one document).
+        let removed = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => tokio::fs::remove_file(&path).await,
+            _ => tokio::fs::remove_dir_all(&path).await,
+        };
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e)),

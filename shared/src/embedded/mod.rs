@@ -37,6 +37,9 @@ pub struct Options {
     pub api_key: Option<String>,
     /// Don't print outbox messages to the console (tests).
     pub quiet: bool,
+    /// Serve `GET /_outbox`. It lists every code sent, so `serve` turns it on only when it
+    /// listens on a loopback address.
+    pub outbox_route: bool,
 }
 
 pub struct App {
@@ -77,7 +80,7 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         settings: Settings { public_url },
     });
     let router = crate::http::router(service.clone())
-        .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }).layer(
+        .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route).layer(
             axum::middleware::map_response(crate::http::security_headers),
         ));
     Ok(App { router, service, api_key })

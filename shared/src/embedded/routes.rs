@@ -25,11 +25,10 @@ pub struct EmbeddedState {
     pub clock: Arc<dyn Clock>,
 }
 
-pub fn routes(state: EmbeddedState) -> Router {
-    Router::new()
-        .route("/_outbox", get(outbox))
-        .route("/_blobs/{*key}", get(download).put(upload))
-        .with_state(state)
+pub fn routes(state: EmbeddedState, outbox_route: bool) -> Router {
+    let router = Router::new().route("/_blobs/{*key}", get(download).put(upload));
+    let router = if outbox_route { router.route("/_outbox", get(outbox)) } else { router };
+    router.with_state(state)
 }
 
 async fn outbox(State(s): State<EmbeddedState>) -> Result<Response, Error> {
@@ -68,6 +67,8 @@ async fn download(
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_DISPOSITION, disposition);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    // A document is data, never a page of ours: even an HTML or SVG file cannot run here.
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(response)
 }
 

@@ -13,40 +13,127 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use bytes::Bytes;
 use std::sync::Arc;
 
 /// A create body may be this big: 25 MiB of documents as base64 (×4/3) plus JSON around them.
 pub const MAX_BODY_BYTES: usize = 36 * 1024 * 1024;
+/// Every other body (a code, a date): anonymous callers must not make the server hold megabytes.
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
 
 pub type AppState = Arc<Service>;
 
 /// The router type, for callers that hold one without depending on axum themselves.
 pub use axum::Router as HttpRouter;
+/// The body type of requests the router takes.
+pub use axum::body::Body;
 
-/// Every route of the practice and patient APIs.
+/// The API's routes. Each Lambda function mounts exactly one; `sealpost serve` mounts all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    CreateShare,
+    ListShares,
+    GetShare,
+    RevokeShare,
+    ResendShare,
+    SendShare,
+    PublicShare,
+    VerifyCode,
+    RequestCode,
+    DocumentUrl,
+    ArchiveUrl,
+}
+
+impl Route {
+    pub const ALL: [Route; 11] = [
+        Route::CreateShare,
+        Route::ListShares,
+        Route::GetShare,
+        Route::RevokeShare,
+        Route::ResendShare,
+        Route::SendShare,
+        Route::PublicShare,
+        Route::VerifyCode,
+        Route::RequestCode,
+        Route::DocumentUrl,
+        Route::ArchiveUrl,
+    ];
+
+    /// The path pattern (axum syntax, as in the HTTP API's route keys).
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::CreateShare | Route::ListShares => "/v1/shares",
+            Route::GetShare | Route::RevokeShare => "/v1/shares/{id}",
+            Route::ResendShare => "/v1/shares/{id}/resend",
+            Route::SendShare => "/v1/shares/{id}/send",
+            Route::PublicShare => "/v1/public/shares/{id}",
+            Route::VerifyCode => "/v1/public/shares/{id}/verify",
+            Route::RequestCode => "/v1/public/shares/{id}/code",
+            Route::DocumentUrl => "/v1/public/shares/{id}/documents/{doc}",
+            Route::ArchiveUrl => "/v1/public/shares/{id}/archive",
+        }
+    }
+
+    /// The function's name in `functions/` and `template.yaml`.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Route::CreateShare => "create-share",
+            Route::ListShares => "list-shares",
+            Route::GetShare => "get-share",
+            Route::RevokeShare => "revoke-share",
+            Route::ResendShare => "resend-share",
+            Route::SendShare => "send-share",
+            Route::PublicShare => "public-share",
+            Route::VerifyCode => "verify-code",
+            Route::RequestCode => "request-code",
+            Route::DocumentUrl => "document-url",
+            Route::ArchiveUrl => "archive-url",
+        }
+    }
+
+    fn handler(self) -> MethodRouter<AppState> {
+        match self {
+            Route::CreateShare => post(practice::create),
+            Route::ListShares => get(practice::list),
+            Route::GetShare => get(practice::get),
+            Route::RevokeShare => delete(practice::revoke),
+            Route::ResendShare => post(practice::resend),
+            Route::SendShare => post(practice::send),
+            Route::PublicShare => get(patient::info),
+            Route::VerifyCode => post(patient::verify),
+            Route::RequestCode => post(patient::request_code),
+            Route::DocumentUrl => get(patient::document),
+            Route::ArchiveUrl => get(patient::archive),
+        }
+    }
+}
+
+/// Every route of the practice and patient APIs, and the download page.
 pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
-        .route("/v1/shares", post(practice::create).get(practice::list))
-        .route("/v1/shares/{id}", get(practice::get).delete(practice::revoke))
-        .route("/v1/shares/{id}/resend", post(practice::resend))
-        .route("/v1/shares/{id}/send", post(practice::send))
-        .route("/v1/public/shares/{id}", get(patient::info))
-        .route("/v1/public/shares/{id}/verify", post(patient::verify))
-        .route("/v1/public/shares/{id}/code", post(patient::request_code))
-        .route("/v1/public/shares/{id}/documents/{doc}", get(patient::document))
-        .route("/v1/public/shares/{id}/archive", get(patient::archive))
-        .merge(page::routes())
+    finish(mount(&Route::ALL).merge(page::routes()), service)
+}
+
+/// One route only: what a Lambda function serves. Anything else it is sent is a 404.
+pub fn route_router(route: Route, service: Arc<Service>) -> Router {
+    finish(mount(&[route]), service)
+}
+
+fn mount(routes: &[Route]) -> Router<AppState> {
+    routes.iter().fold(Router::new(), |router, r| router.route(r.path(), r.handler()))
+}
+
+fn finish(routes: Router<AppState>, service: Arc<Service>) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(service)
 }
 
 async fn not_found() -> Error {
-    Error::NotFound
+    Error::NoRoute
 }
 
 /// Headers every answer carries: nothing cached, nothing sniffed, no referrer leaking a link.
@@ -74,7 +161,7 @@ fn json_errors_only(response: Response) -> Response {
     }
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Error::NotFound,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Error::NoRoute,
         s if s.is_server_error() => Error::Internal(format!("framework answered {s}")),
         _ => Error::invalid("request", "the request could not be read"),
     }

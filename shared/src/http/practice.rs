@@ -1,22 +1,29 @@
 //! The practice API: bearer API key, a practice sees only its own shares.
 
-use super::{AppState, body_or_error, header_str, json_response};
+use super::{AppState, MAX_BODY_BYTES, header_str, json_response};
+use axum::body::Body;
 use crate::error::Error;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use bytes::Bytes;
 use serde::Deserialize;
 
-pub async fn create(
-    State(svc): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Error> {
+/// Takes the raw body and reads it only once the API key checked out: up to 36 MiB are for
+/// practices, not for anyone who can reach the port.
+pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    let body = body_or_error(body)?;
-    let (status, value) = svc.create_share(&practice, &body, header_str(&headers, "idempotency-key")).await?;
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
+    })?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?),
+    };
+    let (status, value) = svc.create_share(&practice, &body, key).await?;
     Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), value))
 }
 

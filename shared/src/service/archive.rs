@@ -16,6 +16,12 @@ pub fn document_key(share: &Share, doc: &crate::domain::Document) -> String {
     format!("{}{}", share_prefix(share), doc.id)
 }
 
+/// Where a large document is uploaded (the signed PUT URL's key). `send` moves it to
+/// [`document_key`], which no upload URL points at, so a late PUT cannot change checked bytes.
+pub fn upload_key(share: &Share, doc: &crate::domain::Document) -> String {
+    format!("{}uploads/{}", share_prefix(share), doc.id)
+}
+
 pub fn archive_key(share: &Share) -> String {
     format!("{}archive.zip", share_prefix(share))
 }

@@ -1,6 +1,6 @@
 //! Creating a share, and sending one whose large documents were uploaded.
 
-use super::archive::{build_archive, document_key, share_prefix};
+use super::archive::{build_archive, document_key, share_prefix, upload_key};
 use super::input::{Content, CreateShareRequest, KnownSecret, NewShare, parse_json};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step, UPLOAD_URL_SECS};
@@ -53,7 +53,13 @@ impl Service {
             Claim::Claimed => match self.create_validated(practice, new).await {
                 Ok(view) => {
                     let value = serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?;
-                    self.store.complete_idempotency(&practice.id, key, 201, &value.to_string()).await?;
+                    // A manual code is answered once and stored only as its HMAC: the replayed
+                    // answer goes without it (the practice resends for a new one).
+                    let mut stored = value.clone();
+                    if let Some(fields) = stored.as_object_mut() {
+                        fields.remove("code");
+                    }
+                    self.store.complete_idempotency(&practice.id, key, 201, &stored.to_string()).await?;
                     Ok((201, value))
                 }
                 Err(e) => {
@@ -136,7 +142,7 @@ impl Service {
         let mut view = ShareView::new(&share, self.link(&share.id), now);
         for (doc_id, size) in uploads {
             let doc = share.documents.iter().find(|d| d.id == doc_id).expect("document just added");
-            let url = self.blobs.upload_url(&document_key(&share, doc), size, UPLOAD_URL_SECS).await?;
+            let url = self.blobs.upload_url(&upload_key(&share, doc), size, UPLOAD_URL_SECS).await?;
             if let Some(v) = view.documents.iter_mut().find(|v: &&mut DocumentView| v.id == doc_id.as_str()) {
                 v.upload_url = Some(url);
                 v.upload_expires_in = Some(UPLOAD_URL_SECS);
@@ -205,10 +211,22 @@ impl Service {
         Ok(view)
     }
 
-    /// An uploaded document must be there, with the size and SHA-256 the practice declared.
+    /// Moves an uploaded document into place, then checks that what is now in place has the
+    /// size and SHA-256 the practice declared (what is checked is what will be served). A
+    /// document that fails is removed: the practice uploads it again.
     async fn check_upload(&self, share: &Share, doc: &Document) -> Result<()> {
         let key = document_key(share, doc);
-        let Some(mut reader) = self.blobs.open(&key).await? else {
+        // Absent at the upload key: moved by an earlier `send` that failed on another document.
+        self.blobs.rename(&upload_key(share, doc), &key).await?;
+        let result = self.check_document(&key, doc).await;
+        if matches!(result, Err(Error::InvalidRequest { .. })) {
+            self.blobs.delete_prefix(&key).await?;
+        }
+        result
+    }
+
+    async fn check_document(&self, key: &str, doc: &Document) -> Result<()> {
+        let Some(mut reader) = self.blobs.open(key).await? else {
             return Err(Error::invalid("", format!("{} has not been uploaded", doc.id)));
         };
         let mut ctx = digest::Context::new(&digest::SHA256);

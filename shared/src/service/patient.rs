@@ -69,11 +69,12 @@ impl Service {
                     let share_id = share.id.clone();
                     let event = |kind| Event::new(&share_id, kind, now);
                     match share.check_answer(now, correct) {
-                        VerifyOutcome::Verified { first: true } => {
+                        // A right answer is a conditional write too, every time: judged on a read
+                        // that a concurrent wrong answer has since outdated (and maybe locked),
+                        // it must lose and be judged again, or parallel guesses would get past
+                        // the limit once the patient has verified once.
+                        VerifyOutcome::Verified { .. } => {
                             Step::write(vec![event(EventKind::Verified)], Ok(share.clone()))
-                        }
-                        VerifyOutcome::Verified { first: false } => {
-                            Step::append(vec![event(EventKind::Verified)], Ok(share.clone()))
                         }
                         VerifyOutcome::WrongCode { attempts_left } => {
                             Step::write(vec![event(EventKind::VerifyFailed)], Err(Error::WrongCode { attempts_left }))
@@ -144,7 +145,10 @@ impl Service {
             )
             .await?;
         tracing::info!(share_id = %share.id, reference = %share.reference, "code requested by patient");
-        self.send_code_sms(&practice, &share, &code, true).await;
+        let sent = self.send_code_sms(&practice, &share, &code, true).await;
+        if sent.status != "sent" {
+            return Err(Error::Internal("the SMS provider refused a self-service code".into()));
+        }
         Ok(CodeSentView { status: "sent", masked_phone: share.recipient.phone.as_ref().map(|p| p.masked()) })
     }
 
@@ -157,13 +161,13 @@ impl Service {
             .download_url(
                 &document_key(&share, doc),
                 Disposition { filename: doc.filename.as_str(), content_type: doc.content_type.as_str() },
-                DOWNLOAD_URL_SECS,
+                self.url_lifetime(&share),
             )
             .await?;
         let event = Event::new(&share.id, EventKind::DocumentDownloaded, self.now())
             .with_data(json!({ "document_id": doc.id }));
         self.record_download(&share, event).await?;
-        Ok(UrlView { url, expires_in: DOWNLOAD_URL_SECS })
+        Ok(UrlView { url, expires_in: self.url_lifetime(&share) })
     }
 
     /// `GET /v1/public/shares/{id}/archive`: a short-lived URL for the ZIP of all documents.
@@ -175,11 +179,17 @@ impl Service {
             .download_url(
                 &archive_key(&share),
                 Disposition { filename: &filename, content_type: "application/zip" },
-                DOWNLOAD_URL_SECS,
+                self.url_lifetime(&share),
             )
             .await?;
         self.record_download(&share, Event::new(&share.id, EventKind::ArchiveDownloaded, self.now())).await?;
-        Ok(UrlView { url, expires_in: DOWNLOAD_URL_SECS })
+        Ok(UrlView { url, expires_in: self.url_lifetime(&share) })
+    }
+
+    /// A download URL lives 5 minutes, but never past the link itself.
+    fn url_lifetime(&self, share: &Share) -> u64 {
+        let left = (share.effective_expires_at() - self.now()).num_seconds().max(1) as u64;
+        left.min(DOWNLOAD_URL_SECS)
     }
 
     /// The share, if `token` is a live access token from its current code.

@@ -19,6 +19,9 @@ impl Service {
                 break;
             }
             for share in due {
+                // Documents first: deleting is idempotent, so if anything below fails the next
+                // sweep finds the share again and finishes; the other order could lose a delete.
+                self.blobs.delete_prefix(&share_prefix(&share)).await?;
                 let id = share.id.clone();
                 let processed = self
                     .mutate(
@@ -41,7 +44,6 @@ impl Service {
                     .await;
                 match processed {
                     Ok(true) => {
-                        self.blobs.delete_prefix(&share_prefix(&share)).await?;
                         tracing::info!(share_id = %share.id, reference = %share.reference, "share expired");
                         done += 1;
                     }

@@ -99,12 +99,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         api_key: args.api_key,
         quiet: false,
+        outbox_route: addr.ip().is_loopback(),
     };
     let app = sealpost::embedded::build(options, Arc::new(SystemClock)).await?;
     println!("Sealpost (embedded) on {public_url}");
     println!("  data:    {}", args.data_dir.display());
     println!("  API key: {}", app.api_key);
-    println!("  outbox:  {public_url}/_outbox  (and {}/outbox.jsonl)", args.data_dir.display());
+    if addr.ip().is_loopback() {
+        println!("  outbox:  {public_url}/_outbox  (and {}/outbox.jsonl)", args.data_dir.display());
+    } else {
+        println!("  outbox:  {}/outbox.jsonl  (GET /_outbox is off: it lists codes, and {addr} is not loopback)", args.data_dir.display());
+    }
 
     run_with_sweeper(listener, app.router, app.service).await
 }

@@ -23,3 +23,5 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "lambda")]
+pub mod lambda;

@@ -6,6 +6,7 @@ mod auth;
 mod codes;
 mod create;
 mod email_sms;
+mod events;
 mod expiry;
 mod helpers;
 mod idempotency;

@@ -63,7 +63,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The embedded backend's data dir (empty on AWS).
     pub data_dir: PathBuf,
-    service: Arc<Service>,
+    /// The service behind the server (the events test mounts single routes over it).
+    pub service: Arc<Service>,
     backend: Backend,
     _tmp: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -130,6 +131,7 @@ impl TestApp {
             public_url: base_url.to_owned(),
             api_key: Some(api_key.to_owned()),
             quiet: true,
+            outbox_route: true,
         };
         let app = sealpost::embedded::build(options, Arc::new(clock.clone())).await.expect("embedded app");
         (app.service, app.router)
@@ -230,6 +232,13 @@ impl TestApp {
             practices.lock().expect("practices").push(practice.id);
         }
         key
+    }
+
+    /// Lets `secret` (a fixed key, as in `events/`) act for the default practice.
+    pub async fn add_api_key(&self, secret: &str) {
+        let practice = self.store().list_practices().await.expect("practices")[0].id.clone();
+        let key = sealpost::domain::ApiKey::for_secret(secret, practice, self.clock.now());
+        self.store().put_api_key(&key).await.expect("key");
     }
 
     /// Revokes the API key (by its secret) so that later calls with it must fail.

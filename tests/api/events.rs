@@ -1,0 +1,112 @@
+//! Every file in `events/` runs through its function's handler, so the sample events (for
+//! `cargo lambda invoke --data-file`, or `sam local invoke` where Docker exists) never rot: an
+//! API Gateway HTTP API (payload 2.0) event must reach its route's handler, not the fallback,
+//! and the stream and schedule events must do their work.
+
+use crate::helpers::*;
+use sealpost::http::{Route, route_router};
+use sealpost_tests::TestApp;
+use std::path::{Path, PathBuf};
+use tower::ServiceExt;
+
+/// The API key in the practice events (`events/create-share.json` and its siblings).
+const EVENT_KEY: &str = "sp_live_EventsExampleKeyDoNotUseInProduction0000000";
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn read_event(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(format!("{name}.json"))).unwrap_or_else(|e| panic!("events/{name}.json: {e}"))
+}
+
+/// Runs an API event through the one-route router its function mounts.
+async fn invoke(app: &TestApp, route: Route) -> (u16, serde_json::Value) {
+    let request = lambda_http::request::from_str(&read_event(route.function_name()))
+        .unwrap_or_else(|e| panic!("events/{}.json is not an HTTP API event: {e}", route.function_name()));
+    let (parts, body) = request.into_parts();
+    let request = http::Request::from_parts(parts, sealpost::http::Body::from(body.to_vec()));
+    let response = route_router(route, app.service.clone()).oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn every_file_in_events_belongs_to_a_function() {
+    let mut names: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = Route::ALL.iter().map(|r| r.function_name().to_owned()).collect();
+    expected.extend(["cleanup".to_owned(), "sweep".to_owned()]);
+    expected.sort();
+    assert_eq!(names, expected, "one event per function, named after it");
+    for name in &names {
+        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs")).exists(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn each_api_event_reaches_its_handler() {
+    let app = TestApp::spawn().await;
+    app.add_api_key(EVENT_KEY).await;
+    for route in Route::ALL {
+        let (status, body) = invoke(&app, route).await;
+        let name = route.function_name();
+        // A 404 from the fallback would mean the event does not match the function's route.
+        assert_ne!(body["error"]["message"], "no such route: check the method and the path", "{name}: {body}");
+        let expected: &[u16] = match route {
+            Route::CreateShare => &[201],
+            Route::ListShares => &[200],
+            // The events name a share that does not exist here: the handler answers so.
+            _ => &[404],
+        };
+        assert!(expected.contains(&status), "{name}: {status} {body}");
+        if status == 404 {
+            assert_eq!(body["error"]["code"], "not_found", "{name}");
+        }
+    }
+    // The created share is real: listed, with its SMS sent.
+    let list = invoke(&app, Route::ListShares).await.1;
+    assert_eq!(list["shares"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(app.sent_sms().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_cleanup_event_deletes_the_removed_share_s_objects() {
+    let app = TestApp::spawn().await;
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("cleanup")).expect("a stream event");
+    let id = sealpost::lambda::removed_share_id(&event.records[0]).expect("the first record is a TTL removal of a share");
+    let blobs = app.service.blobs.clone();
+    blobs.put(&format!("shares/{id}/doc_a"), b"a").await.unwrap();
+    blobs.put(&format!("shares/{id}/archive.zip"), b"zip").await.unwrap();
+    blobs.put("shares/someoneelse0000000000/doc_b", b"b").await.unwrap();
+
+    let response = sealpost::lambda::cleanup_removed_shares(blobs.as_ref(), &event.records).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(blobs.open(&format!("shares/{id}/doc_a")).await.unwrap().is_none());
+    assert!(blobs.open(&format!("shares/{id}/archive.zip")).await.unwrap().is_none());
+    assert!(blobs.open("shares/someoneelse0000000000/doc_b").await.unwrap().is_some(), "other shares untouched");
+    // The second record removes an event item, not a share: nothing of its own to delete.
+    assert_eq!(sealpost::lambda::removed_share_id(&event.records[1]), None);
+}
+
+#[tokio::test]
+async fn removals_not_made_by_ttl_are_ignored() {
+    let mut event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("cleanup")).unwrap();
+    let record = &mut event.records[0];
+    record.user_identity = None; // a delete by the application, not by TTL
+    assert_eq!(sealpost::lambda::removed_share_id(record), None);
+    record.event_name = "MODIFY".into();
+    assert_eq!(sealpost::lambda::removed_share_id(record), None);
+}
+
+#[tokio::test]
+async fn the_sweep_event_is_a_scheduler_event() {
+    let event: serde_json::Value = serde_json::from_str(&read_event("sweep")).unwrap();
+    assert_eq!(event["source"], "aws.scheduler");
+    // What the sweep function does with it is the expiry sweep, tested in expiry.rs.
+    let _ = share_body();
+}

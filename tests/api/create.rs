@@ -333,21 +333,8 @@ async fn a_refused_create_leaves_nothing_behind() {
     if !embedded() {
         return;
     }
-    let mut stack = vec![app.data_dir.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                assert!(
-                    !bytes.windows(PDF.len()).any(|w| w == PDF),
-                    "document bytes left behind in {}",
-                    path.display()
-                );
-            }
-        }
-    }
+    let left = files_containing(&app.data_dir, PDF);
+    assert!(left.is_empty(), "document bytes left behind in {left:?}");
 }
 
 #[tokio::test]

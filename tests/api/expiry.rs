@@ -285,17 +285,8 @@ async fn the_expiry_sweep_records_expired_and_expired_unread_and_deletes_documen
     // The documents are gone.
     if embedded() {
         for marker in [&marker_read, &marker_unread] {
-            let mut stack = vec![app.data_dir.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                    let path = entry.path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else if let Ok(bytes) = std::fs::read(&path) {
-                        assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_slice()), "expired bytes left in {}", path.display());
-                    }
-                }
-            }
+            let left = files_containing(&app.data_dir, marker);
+            assert!(left.is_empty(), "expired bytes left in {left:?}");
         }
     }
 }

@@ -404,3 +404,20 @@ pub async fn create_and_verify(app: &TestApp) -> (Value, Value, String) {
     let token = token_of(&verified);
     (share, verified, token)
 }
+
+/// Files under `dir` (recursively) whose bytes contain `needle`: what a delete left behind.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

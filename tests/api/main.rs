@@ -12,6 +12,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod listing;
+mod notify_failures;
 mod page;
 mod restart;
 mod revoke;

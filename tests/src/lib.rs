@@ -89,6 +89,17 @@ impl TestApp {
 
     /// A fresh app whose default practice has `policy`.
     pub async fn spawn_with(policy: Policy) -> Self {
+        Self::spawn_inner(policy, false).await
+    }
+
+    /// A fresh app whose SMS and email providers fail, for real: on AWS, SES refuses the
+    /// practice's unverified sender and SNS is unreachable (a closed port); on the embedded
+    /// backend the outbox file cannot be written.
+    pub async fn spawn_with_failing_notifications() -> Self {
+        Self::spawn_inner(Policy::default(), true).await
+    }
+
+    async fn spawn_inner(policy: Policy, failing_notifications: bool) -> Self {
         let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
         let clock = ManualClock::new(start_time());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -96,7 +107,10 @@ impl TestApp {
         if aws_backend() {
             let storage = std::env::var("SEALPOST_TEST_MOTO_URL").expect("SEALPOST_TEST_MOTO_URL (tests/run sets it)");
             let moto_url = std::env::var("SEALPOST_TEST_MOTO_MESSAGING_URL").unwrap_or_else(|_| storage.clone());
-            let clients = Clients::for_endpoints(&storage, &moto_url, REGION).await;
+            let mut clients = Clients::for_endpoints(&storage, &moto_url, REGION).await;
+            if failing_notifications {
+                clients.sns = Clients::for_endpoints(&storage, "http://127.0.0.1:1", REGION).await.sns;
+            }
             let name = format!("sealpost-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
             sealpost::aws::provision::create_table(&clients, &name).await.expect("table");
             sealpost::aws::provision::create_bucket(&clients, &name, REGION).await.expect("bucket");
@@ -107,12 +121,19 @@ impl TestApp {
             let (service, router) = Self::aws_app(&config, &clients, &clock).await;
             let mut new = admin::NewPractice::named("Sealpost Demo").expect("name");
             new.policy = policy;
+            if failing_notifications {
+                new.sender_email = sealpost::domain::Email::parse("unverified@sealpost.invalid").expect("email");
+            }
             let (practice, api_key) =
                 admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
             let backend = Backend::Aws { moto_url, clients, config, practices: Arc::new(Mutex::new(vec![practice.id])) };
             Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend)
         } else {
             let api_key = format!("sp_live_{}", hex::encode(sealpost::domain::random_bytes::<32>()));
+            if failing_notifications {
+                // A directory where the outbox file should be: every append fails.
+                std::fs::create_dir_all(tmp.path().join("outbox.jsonl")).expect("dir");
+            }
             let (service, router) = Self::embedded_app(&tmp, &base_url, &api_key, &clock).await;
             let practice = service.store.list_practices().await.expect("practices")[0].id.clone();
             admin::set_policy(service.store.as_ref(), &practice, policy).await.expect("policy");

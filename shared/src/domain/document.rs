@@ -49,10 +49,6 @@ impl Filename {
         }
     }
 
-    /// Trusted input from storage.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
 }
 
 fn cap_keeping_extension(name: &str, max: usize) -> String {
@@ -89,10 +85,6 @@ impl ContentType {
         &self.0
     }
 
-    /// Trusted input from storage.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
 }
 
 /// True for formats that are already compressed: deflating them again costs time and saves

@@ -117,25 +117,9 @@ impl Reference {
         Self(format!("SP-{}-{}", &chars[..4], &chars[4..]))
     }
 
-    /// Trusted input from storage.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
 }
 
-impl ShareId {
-    /// Trusted input from storage.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
-}
 
-impl PracticeId {
-    /// Trusted input from storage.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
-}
 
 #[cfg(test)]
 mod tests {

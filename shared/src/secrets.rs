@@ -85,8 +85,12 @@ impl Keys {
         hex::encode(hmac::sign(&self.url, canonical.as_bytes()))
     }
 
-    /// Constant-time check of a local URL's signature.
+    /// Constant-time check of a local URL's signature. Only the lowercase hex that
+    /// [`Keys::sign_url`] writes is accepted, so a URL has exactly one valid spelling.
     pub fn url_signature_matches(&self, canonical: &str, signature_hex: &str) -> bool {
+        if signature_hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
         let Ok(tag) = hex::decode(signature_hex) else { return false };
         hmac::verify(&self.url, canonical.as_bytes(), &tag).is_ok()
     }
@@ -124,5 +128,21 @@ mod tests {
         forged.replace_range(0..1, if t.starts_with('A') { "B" } else { "A" });
         assert_eq!(k.check_token(&forged, "share-a", now), None);
         assert_eq!(Keys::from_pepper(&[9u8; 32]).check_token(&t, "share-a", now), None);
+    }
+
+    #[test]
+    fn a_url_signature_has_one_spelling() {
+        let k = keys();
+        let sig = k.sign_url("GET /_blobs/x 1700000000");
+        assert!(k.url_signature_matches("GET /_blobs/x 1700000000", &sig));
+        assert!(!k.url_signature_matches("GET /_blobs/y 1700000000", &sig));
+        // Hex decoding alone would take the uppercase spelling of the same bytes.
+        let upper = sig.to_ascii_uppercase();
+        assert_ne!(upper, sig, "a signature with a letter in it, for this key");
+        assert!(!k.url_signature_matches("GET /_blobs/x 1700000000", &upper));
+        let mut last_upper = sig.clone();
+        let i = sig.rfind(|c: char| c.is_ascii_alphabetic()).unwrap();
+        last_upper.replace_range(i..=i, &sig[i..=i].to_ascii_uppercase());
+        assert!(!k.url_signature_matches("GET /_blobs/x 1700000000", &last_upper));
     }
 }

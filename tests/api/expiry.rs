@@ -194,27 +194,14 @@ fn tampered_variants(url: &str) -> Vec<String> {
                 continue;
             }
             let mut changed = pairs.clone();
-            let mut bytes = v.clone().into_bytes();
-            let last = bytes.len() - 1;
-            bytes[last] = match bytes[last] {
-                b'0' => b'1',
-                b'9' => b'8',
-                b'A' => b'B',
-                b'a' => b'b',
-                c if c.is_ascii_digit() => b'0',
-                _ => b'A',
-            };
-            changed[i].1 = String::from_utf8(bytes).unwrap();
+            changed[i].1 = tamper_last(v);
             let q: Vec<String> = changed.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push(format!("{base}?{}", q.join("&")));
         }
         out.push(base.to_owned());
     } else {
         // The signature lives in the path: change its last character.
-        let mut bytes = url.as_bytes().to_vec();
-        let last = bytes.len() - 1;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        out.push(String::from_utf8(bytes).unwrap());
+        out.push(tamper_last(url));
     }
     out
 }

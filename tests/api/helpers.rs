@@ -421,3 +421,20 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::
     }
     found
 }
+
+/// `s` with its last character changed to another of the same kind (digit, lower- or uppercase
+/// letter), so the change means a different value in hex and base64 alike.
+pub fn tamper_last(s: &str) -> String {
+    let mut b = s.as_bytes().to_vec();
+    let last = b.last_mut().expect("a non-empty string");
+    *last = match *last {
+        b'0' => b'1',
+        c if c.is_ascii_digit() => b'0',
+        b'a' => b'b',
+        c if c.is_ascii_lowercase() => b'a',
+        b'A' => b'B',
+        c if c.is_ascii_uppercase() => b'A',
+        _ => b'A',
+    };
+    String::from_utf8(b).expect("ASCII in, ASCII out")
+}

@@ -183,10 +183,7 @@ async fn download_routes_need_the_right_token() {
         archive_link(&app, &id, bad).await.err(401, "unauthorized");
     }
     // The token with one character changed.
-    let mut tampered = token.clone().into_bytes();
-    let last = tampered.len() - 1;
-    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
+    let tampered = tamper_last(&token);
     document_link(&app, &id, &doc_id, Some(&tampered)).await.err(401, "unauthorized");
 
     // A token of another share.

@@ -137,18 +137,7 @@ async fn a_tampered_upload_url_is_forbidden() {
     if presigned_by_s3(&url, 3600) {
         return;
     }
-    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
-    let tampered = if query.is_empty() {
-        let mut b = url.clone().into_bytes();
-        let last = b.len() - 1;
-        b[last] = if b[last] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(b).unwrap()
-    } else {
-        let mut q = query.to_owned().into_bytes();
-        let last = q.len() - 1;
-        q[last] = if q[last] == b'A' { b'B' } else { b'A' };
-        format!("{base}?{}", String::from_utf8(q).unwrap())
-    };
+    let tampered = tamper_last(&url);
     assert_url_refused(&put_url(&app, &tampered, &bytes).await, &[403]);
     send(&app, &id_of(&share)).await.invalid("documents[0]");
 }

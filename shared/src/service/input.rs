@@ -25,13 +25,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         let inner = e.into_inner();
         let message = inner.to_string();
         // serde reports a missing field at its parent; name the field itself.
+        let syntax = inner.is_syntax() || inner.is_eof();
         let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            // Where a broken document stopped is no field of ours: name the body.
+            _ if syntax => "body".to_owned(),
             Some(missing) if path == "." => missing.to_owned(),
             Some(missing) => format!("{path}.{missing}"),
             None if path == "." => "body".to_owned(),
             None => path,
         };
-        let message = if inner.is_syntax() || inner.is_eof() {
+        let message = if syntax {
             "the body is not valid JSON".to_owned()
         } else {
             // serde's data errors name types and fields, never values: safe to show.

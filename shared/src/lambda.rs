@@ -2,10 +2,13 @@
 //! [`serve_route`] (or [`serve_cleanup`]). Adapters are built once per cold start, from the
 //! environment (`crate::aws`), then every invocation reuses them.
 
-use crate::aws::{AwsConfig, Clients, S3Blobs};
+use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_queued};
+use crate::domain::Event;
+use crate::service::Service;
 use crate::http::{Route, route_router};
 use crate::ports::{BlobStore, SystemClock};
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ pub async fn serve_route(route: Route) -> Result<(), Error> {
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_env().await;
     let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
-    lambda_http::run(route_router(route, service)).await
+    lambda_http::run(route_router(&Route::of_function(route.function_name()), service)).await
 }
 
 /// Deletes the documents of shares that DynamoDB's TTL removed (stream `REMOVE` records by
@@ -47,6 +50,107 @@ pub async fn serve_sweep() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
         Ok::<_, Error>(serde_json::json!({ "expired": processed }))
+    }))
+    .await
+}
+
+/// The service and the webhook queue, for the webhook functions.
+async fn webhook_context() -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
+    crate::telemetry::init();
+    let config = AwsConfig::from_env()?;
+    let clients = Clients::from_env().await;
+    let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    Ok((service, WebhookQueue::new(clients.sqs, queue_url)))
+}
+
+/// Fed by the table's stream: each new event becomes one queued delivery per endpoint of its
+/// practice. A failed record is reported, so the stream resumes from it (SQS drops duplicates
+/// of what was queued already, by deduplication id).
+pub async fn serve_webhook_fanout() -> Result<(), Error> {
+    let (service, queue) = webhook_context().await?;
+    let (service, queue) = (&service, &queue);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
+        Ok::<_, Error>(fan_out_records(service, queue, &event.payload.records).await)
+    }))
+    .await
+}
+
+/// The event a stream record inserted, if it is one (shares, keys, counters are not).
+pub fn inserted_event(record: &EventRecord) -> Option<Event> {
+    if record.event_name != "INSERT" {
+        return None;
+    }
+    let image = &record.change.new_image;
+    let is_event = matches!(image.get("sk"), Some(serde_dynamo::AttributeValue::S(sk)) if sk.starts_with("EVENT#"));
+    match image.get("body") {
+        Some(serde_dynamo::AttributeValue::S(body)) if is_event => serde_json::from_str(body).ok(),
+        _ => None,
+    }
+}
+
+/// Queues the deliveries of each record's event, in order; stops at the first failure and
+/// reports it (and so everything after it) for a retry.
+pub async fn fan_out_records(service: &Service, queue: &WebhookQueue, records: &[EventRecord]) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    for record in records {
+        let Some(event) = inserted_event(record) else { continue };
+        if let Err(e) = fan_out_event(service, queue, &event).await {
+            tracing::error!(event_id = %event.id, error = %e, "could not queue webhook deliveries");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+            break;
+        }
+    }
+    response
+}
+
+pub async fn fan_out_event(service: &Service, queue: &WebhookQueue, event: &Event) -> anyhow::Result<()> {
+    let deliveries = service.fan_out(event).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    queue.enqueue(&deliveries).await
+}
+
+/// Fed by the FIFO queue (with `ReportBatchItemFailures`): one attempt per message; messages
+/// to retry stay in the queue, hidden until their time.
+pub async fn serve_webhook_sender() -> Result<(), Error> {
+    let (service, queue) = webhook_context().await?;
+    let (service, queue) = (&service, &queue);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let messages: Vec<QueuedMessage> = event.payload.records.iter().filter_map(queued_message).collect();
+        let outcome = send_queued(service, queue, &messages).await;
+        let mut response = SqsBatchResponse::default();
+        for id in outcome.retry {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        Ok::<_, Error>(response)
+    }))
+    .await
+}
+
+fn queued_message(m: &aws_lambda_events::event::sqs::SqsMessage) -> Option<QueuedMessage> {
+    Some(QueuedMessage {
+        message_id: m.message_id.clone()?,
+        receipt_handle: m.receipt_handle.clone()?,
+        body: m.body.clone()?,
+        receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+        group_id: m.attributes.get("MessageGroupId").cloned().unwrap_or_default(),
+    })
+}
+
+/// SES bounce and complaint notifications (SNS) and SNS SMS delivery failures (CloudWatch
+/// Logs) become `email_bounced` and `sms_delivery_failed` events (see `crate::feedback`).
+pub async fn serve_feedback() -> Result<(), Error> {
+    crate::telemetry::init();
+    let config = AwsConfig::from_env()?;
+    let clients = Clients::from_env().await;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let service = &service;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;
+        Ok::<_, Error>(serde_json::json!({ "recorded": recorded }))
     }))
     .await
 }

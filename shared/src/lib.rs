@@ -12,10 +12,12 @@
 pub mod domain;
 pub mod ports;
 pub mod secrets;
+pub mod poster;
 pub mod error;
 pub use error::{Error, Result};
 pub mod messages;
 pub mod service;
+pub mod feedback;
 pub mod http;
 pub mod admin;
 pub mod embedded;

@@ -6,7 +6,7 @@
 //! `ConditionExpression`), so 30 concurrent wrong guesses cannot count fewer than 30 or let a
 //! sixth through.
 
-use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
+use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId, Webhook, WebhookId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::pin::Pin;
@@ -55,6 +55,11 @@ pub trait ShareStore: Send + Sync {
     async fn shares_due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Share>>;
     /// Deletes records (and their events) past their `purge_at`; returns how many.
     async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize>;
+    /// Remembers which share a provider's message id (SES, SNS) belongs to, until `until`, so
+    /// that a bounce or delivery failure the provider reports later finds its share.
+    async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>)
+    -> PortResult<()>;
+    async fn find_provider_message(&self, message_id: &str) -> PortResult<Option<ShareId>>;
 }
 
 #[async_trait]
@@ -105,9 +110,61 @@ pub trait SmsCounter: Send + Sync {
     async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool>;
 }
 
+/// The outcome of one delivery attempt to a webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub event_id: String,
+    /// The endpoint answered 2xx.
+    pub ok: bool,
+    /// The HTTP status, if the endpoint answered at all.
+    pub status: Option<u16>,
+    /// Why it failed (`timeout`, `connect`, `status 500`, …), never the response body.
+    pub error: Option<String>,
+}
+
+/// What the practice sees of an endpoint's deliveries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookHealth {
+    pub last_attempt: Option<Attempt>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// A delivery that was retried for the whole window and given up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedDelivery {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub share_id: Option<String>,
+    pub attempts: u32,
+    pub failed_at: DateTime<Utc>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Creates or replaces an endpoint.
+    async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()>;
+    async fn get_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<Option<Webhook>>;
+    /// A practice's endpoints, oldest first.
+    async fn list_webhooks(&self, practice: &PracticeId) -> PortResult<Vec<Webhook>>;
+    /// Removes an endpoint with its health and failures; `false` if there was none.
+    async fn delete_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<bool>;
+    /// Records an attempt as the endpoint's latest (and, if `ok`, its latest success).
+    async fn record_attempt(&self, practice: &PracticeId, id: &WebhookId, attempt: &Attempt) -> PortResult<()>;
+    async fn webhook_health(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<WebhookHealth>;
+    async fn record_failed_delivery(&self, practice: &PracticeId, id: &WebhookId, failed: &FailedDelivery)
+    -> PortResult<()>;
+    /// Failed deliveries, newest first (kept 30 days).
+    async fn list_failed_deliveries(&self, practice: &PracticeId, id: &WebhookId, limit: usize)
+    -> PortResult<Vec<FailedDelivery>>;
+}
+
 /// Everything the use cases keep in a database.
-pub trait Store: ShareStore + PracticeStore + IdempotencyStore + SmsCounter {}
-impl<T: ShareStore + PracticeStore + IdempotencyStore + SmsCounter> Store for T {}
+pub trait Store: ShareStore + PracticeStore + IdempotencyStore + SmsCounter + WebhookStore {}
+impl<T: ShareStore + PracticeStore + IdempotencyStore + SmsCounter + WebhookStore> Store for T {}
 
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -163,14 +220,46 @@ pub struct Mail {
     pub share_id: ShareId,
 }
 
+/// A message the provider took: its id, when the provider gives one (for bounce reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: Option<String>,
+}
+
 #[async_trait]
 pub trait SmsSender: Send + Sync {
-    async fn send_sms(&self, sms: &Sms) -> PortResult<()>;
+    async fn send_sms(&self, sms: &Sms) -> PortResult<Sent>;
 }
 
 #[async_trait]
 pub trait MailSender: Send + Sync {
-    async fn send_mail(&self, mail: &Mail) -> PortResult<()>;
+    async fn send_mail(&self, mail: &Mail) -> PortResult<Sent>;
+}
+
+/// A webhook POST as it goes out: the exact body and the headers (signature included).
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What the endpoint did with a POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// It answered, with this status.
+    Status(u16),
+    /// No answer within the timeout.
+    Timeout,
+    /// No connection, TLS failure, or a broken answer; the text is for the practice to read
+    /// (it names the kind of failure, never a response body).
+    Failed(String),
+}
+
+/// Posts webhook deliveries (an HTTP client with a 10 s timeout).
+#[async_trait]
+pub trait WebhookPoster: Send + Sync {
+    async fn post(&self, request: &WebhookRequest) -> PostOutcome;
 }
 
 pub trait Clock: Send + Sync {

@@ -16,6 +16,7 @@ pub struct Keys {
     secret: hmac::Key,
     token: hmac::Key,
     url: hmac::Key,
+    webhook: hmac::Key,
 }
 
 impl std::fmt::Debug for Keys {
@@ -38,6 +39,7 @@ impl Keys {
             secret: derive(b"sealpost/v1/secret-hash"),
             token: derive(b"sealpost/v1/access-token"),
             url: derive(b"sealpost/v1/signed-url"),
+            webhook: derive(b"sealpost/v1/webhook-secret"),
         }
     }
 
@@ -78,6 +80,13 @@ impl Keys {
         let exp: i64 = exp.parse().ok()?;
         (id == share_id && now.timestamp() < exp && parts.next().is_none()).then_some(())?;
         generation.parse().ok()
+    }
+
+    /// A webhook endpoint's signing secret (`whsec_…`), derived from the endpoint's id and salt
+    /// rather than stored: the database alone cannot forge deliveries.
+    pub fn webhook_secret(&self, webhook_id: &str, salt: &str) -> String {
+        let mac = hmac::sign(&self.webhook, format!("{webhook_id}\n{salt}").as_bytes());
+        format!("whsec_{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
     /// Signs a local URL's canonical string (embedded blob URLs), hex.

@@ -26,7 +26,7 @@ async fn invoke(app: &TestApp, route: Route) -> (u16, serde_json::Value) {
         .unwrap_or_else(|e| panic!("events/{}.json is not an HTTP API event: {e}", route.function_name()));
     let (parts, body) = request.into_parts();
     let request = http::Request::from_parts(parts, sealpost::http::Body::from(body.to_vec()));
-    let response = route_router(route, app.service.clone()).oneshot(request).await.expect("infallible");
+    let response = route_router(&Route::of_function(route.function_name()), app.service.clone()).oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
@@ -40,8 +40,9 @@ async fn every_file_in_events_belongs_to_a_function() {
         .collect();
     names.sort();
     let mut expected: Vec<String> = Route::ALL.iter().map(|r| r.function_name().to_owned()).collect();
-    expected.extend(["cleanup".to_owned(), "sweep".to_owned()]);
+    expected.extend(["cleanup", "sweep", "webhook-fanout", "webhook-sender", "feedback"].map(String::from));
     expected.sort();
+    expected.dedup();
     assert_eq!(names, expected, "one event per function, named after it");
     for name in &names {
         assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs")).exists(), "{name}");
@@ -52,7 +53,13 @@ async fn every_file_in_events_belongs_to_a_function() {
 async fn each_api_event_reaches_its_handler() {
     let app = TestApp::spawn().await;
     app.add_api_key(EVENT_KEY).await;
+    let mut functions: Vec<Route> = Vec::new();
     for route in Route::ALL {
+        if !functions.iter().any(|f| f.function_name() == route.function_name()) {
+            functions.push(route);
+        }
+    }
+    for route in functions {
         let (status, body) = invoke(&app, route).await;
         let name = route.function_name();
         // A 404 from the fallback would mean the event does not match the function's route.
@@ -60,6 +67,8 @@ async fn each_api_event_reaches_its_handler() {
         let expected: &[u16] = match route {
             Route::CreateShare => &[201],
             Route::ListShares => &[200],
+            // `webhooks` serves every webhook route; its event lists the endpoints.
+            Route::CreateWebhook => &[200],
             // The events name a share that does not exist here: the handler answers so.
             _ => &[404],
         };
@@ -109,4 +118,37 @@ async fn the_sweep_event_is_a_scheduler_event() {
     assert_eq!(event["source"], "aws.scheduler");
     // What the sweep function does with it is the expiry sweep, tested in expiry.rs.
     let _ = share_body();
+}
+
+#[tokio::test]
+async fn the_fanout_event_carries_an_inserted_event() {
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("webhook-fanout")).unwrap();
+    let inserted = sealpost::lambda::inserted_event(&event.records[0]).expect("an INSERT of an event item");
+    assert_eq!(inserted.id.as_str(), "evt_Q2xZk9dWm3VtR8pL4nYc0A");
+    assert_eq!(inserted.share_id.as_str(), "q3Zt0d8YwV1mKb6Xr2NcAa");
+    assert_eq!(sealpost::lambda::inserted_event(&event.records[1]), None, "a share update is not an event");
+}
+
+#[tokio::test]
+async fn the_sender_event_carries_a_delivery() {
+    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&read_event("webhook-sender")).unwrap();
+    let message = &event.records[0];
+    let delivery: sealpost::service::Delivery = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+    assert_eq!(message.attributes["MessageGroupId"], format!("{}:{}", delivery.webhook_id, delivery.share_id));
+    let payload: serde_json::Value = serde_json::from_str(&delivery.body).unwrap();
+    assert_eq!(payload["id"], delivery.event_id.as_str());
+    // Its endpoint does not exist here: the delivery is dropped, not retried.
+    let app = TestApp::spawn().await;
+    assert_eq!(app.service.deliver(&delivery, 0).await, sealpost::service::Delivered::Dropped);
+}
+
+#[tokio::test]
+async fn the_feedback_event_is_an_ses_bounce_through_sns() {
+    let app = TestApp::spawn().await;
+    let event: serde_json::Value = serde_json::from_str(&read_event("feedback")).unwrap();
+    let (id, report) = sealpost::feedback::ses_report(&event["Records"][0]["Sns"]["Message"]).expect("a bounce");
+    assert_eq!(id, "0107019b2d7e4f1a-5c1e9f0d-3a7b-4c2e-9d8f-1a2b3c4d5e6f-000000");
+    assert_eq!(report.data["bounce_type"], "Permanent");
+    // Not one of this app's messages: read, and nothing recorded.
+    assert_eq!(sealpost::feedback::handle(&app.service, &event).await.unwrap(), 0);
 }

@@ -18,3 +18,4 @@ mod restart;
 mod revoke;
 mod self_service;
 mod upload;
+mod webhooks;

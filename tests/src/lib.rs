@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
+pub mod receiver;
+
 /// An SMS as the backend's provider (outbox, or moto's SNS record) saw it.
 #[derive(Debug, Clone)]
 pub struct SentSms {
@@ -51,6 +53,9 @@ enum Backend {
         /// This app's practices: their shares' references pick its own SMS and email out of
         /// moto's record, which every test shares.
         practices: Arc<Mutex<Vec<PracticeId>>>,
+        /// The webhook FIFO queue, and where each shard of the table's stream was read to.
+        webhook_queue: String,
+        stream_iterators: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Option<String>>>>,
     },
 }
 
@@ -66,6 +71,8 @@ pub struct TestApp {
     /// The service behind the server (the events test mounts single routes over it).
     pub service: Arc<Service>,
     backend: Backend,
+    /// The embedded backend's webhook sender (`None` on AWS, where Lambda functions send).
+    webhook_worker: Option<sealpost::embedded::WebhookWorker>,
     _tmp: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -112,13 +119,16 @@ impl TestApp {
                 clients.sns = Clients::for_endpoints(&storage, "http://127.0.0.1:1", REGION).await.sns;
             }
             let name = format!("sealpost-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
-            sealpost::aws::provision::create_table(&clients, &name).await.expect("table");
-            sealpost::aws::provision::create_bucket(&clients, &name, REGION).await.expect("bucket");
+            let name = name.as_str();
+            sealpost::aws::provision::create_table(&clients, name).await.expect("table");
+            sealpost::aws::provision::create_bucket(&clients, name, REGION).await.expect("bucket");
             // Shared by every test's practices; creating it twice is refused, which is fine.
             let _ = sealpost::aws::provision::create_sender_identity(&clients, admin::DEFAULT_SENDER).await;
             let pepper = sealpost::domain::random_bytes::<32>().to_vec();
-            let config = AwsConfig::new(name.clone(), name, base_url.clone(), pepper);
-            let (service, router) = Self::aws_app(&config, &clients, &clock).await;
+            let mut config = AwsConfig::new(name.to_owned(), name.to_owned(), base_url.clone(), pepper);
+            // The tests' webhook receiver is plain HTTP on loopback, which AWS refuses otherwise.
+            config.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
+            let (service, router, worker) = Self::aws_app(&config, &clients, &clock).await;
             let mut new = admin::NewPractice::named("Sealpost Demo").expect("name");
             new.policy = policy;
             if failing_notifications {
@@ -126,18 +136,26 @@ impl TestApp {
             }
             let (practice, api_key) =
                 admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
-            let backend = Backend::Aws { moto_url, clients, config, practices: Arc::new(Mutex::new(vec![practice.id])) };
-            Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend)
+            let webhook_queue = sealpost::aws::provision::create_webhook_queue(&clients, &name).await.expect("queue");
+            let backend = Backend::Aws {
+                moto_url,
+                clients,
+                config,
+                practices: Arc::new(Mutex::new(vec![practice.id])),
+                webhook_queue,
+                stream_iterators: Arc::default(),
+            };
+            Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend, worker)
         } else {
             let api_key = format!("sp_live_{}", hex::encode(sealpost::domain::random_bytes::<32>()));
             if failing_notifications {
                 // A directory where the outbox file should be: every append fails.
                 std::fs::create_dir_all(tmp.path().join("outbox.jsonl")).expect("dir");
             }
-            let (service, router) = Self::embedded_app(&tmp, &base_url, &api_key, &clock).await;
+            let (service, router, worker) = Self::embedded_app(&tmp, &base_url, &api_key, &clock).await;
             let practice = service.store.list_practices().await.expect("practices")[0].id.clone();
             admin::set_policy(service.store.as_ref(), &practice, policy).await.expect("policy");
-            Self::serve(listener, router, base_url, api_key, clock, tmp, service, Backend::Embedded)
+            Self::serve(listener, router, base_url, api_key, clock, tmp, service, Backend::Embedded, worker)
         }
     }
 
@@ -146,7 +164,7 @@ impl TestApp {
         base_url: &str,
         api_key: &str,
         clock: &ManualClock,
-    ) -> (Arc<Service>, sealpost::http::HttpRouter) {
+    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
         let options = sealpost::embedded::Options {
             data_dir: tmp.path().to_path_buf(),
             public_url: base_url.to_owned(),
@@ -155,12 +173,16 @@ impl TestApp {
             outbox_route: true,
         };
         let app = sealpost::embedded::build(options, Arc::new(clock.clone())).await.expect("embedded app");
-        (app.service, app.router)
+        (app.service, app.router, Some(app.webhooks))
     }
 
-    async fn aws_app(config: &AwsConfig, clients: &Clients, clock: &ManualClock) -> (Arc<Service>, sealpost::http::HttpRouter) {
+    async fn aws_app(
+        config: &AwsConfig,
+        clients: &Clients,
+        clock: &ManualClock,
+    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
         let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone())).await.expect("aws service");
-        (service.clone(), sealpost::http::router(service))
+        (service.clone(), sealpost::http::router(service), None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -173,6 +195,7 @@ impl TestApp {
         tmp: Arc<tempfile::TempDir>,
         service: Arc<Service>,
         backend: Backend,
+        webhook_worker: Option<sealpost::embedded::WebhookWorker>,
     ) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -190,6 +213,7 @@ impl TestApp {
             data_dir: tmp.path().to_path_buf(),
             service,
             backend,
+            webhook_worker,
             _tmp: tmp,
             shutdown: Some(tx),
             server: Some(server),
@@ -202,18 +226,21 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let backend = std::mem::replace(&mut self.backend, Backend::Embedded);
-        let (service, router, backend) = match backend {
+        let (service, router, backend, worker) = match backend {
             Backend::Embedded => {
-                let (s, r) = Self::embedded_app(&self._tmp, &base_url, &self.api_key, &self.clock).await;
-                (s, r, Backend::Embedded)
+                let (s, r, w) = Self::embedded_app(&self._tmp, &base_url, &self.api_key, &self.clock).await;
+                (s, r, Backend::Embedded, w)
             }
-            Backend::Aws { moto_url, clients, config, practices } => {
-                let config = AwsConfig::new(config.table.clone(), config.bucket.clone(), base_url.clone(), config.pepper_for_tests());
-                let (s, r) = Self::aws_app(&config, &clients, &self.clock).await;
-                (s, r, Backend::Aws { moto_url, clients, config, practices })
+            Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators } => {
+                let mut config =
+                    AwsConfig::new(config.table.clone(), config.bucket.clone(), base_url.clone(), config.pepper_for_tests());
+                config.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
+                let (s, r, w) = Self::aws_app(&config, &clients, &self.clock).await;
+                (s, r, Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators }, w)
             }
         };
-        Self::serve(listener, router, base_url, self.api_key.clone(), self.clock.clone(), self._tmp.clone(), service, backend)
+        let (api_key, clock, tmp) = (self.api_key.clone(), self.clock.clone(), self._tmp.clone());
+        Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend, worker)
     }
 
     async fn stop(&mut self) {
@@ -233,6 +260,186 @@ impl TestApp {
     /// Runs the expiry sweep once, as the server's periodic task does (after moving the clock).
     pub async fn sweep(&self) -> usize {
         self.service.sweep_expired().await.expect("sweep")
+    }
+
+    /// Delivers the webhooks that are due, as the backend's sender does: on the embedded
+    /// backend, one run of the background task; on AWS, the table's stream records through the
+    /// `webhook-fanout` handler into the SQS FIFO queue, then the queue's messages through the
+    /// `webhook-sender` handler, as Lambda's event source mappings would. Returns the attempts made.
+    pub async fn deliver_webhooks(&self) -> usize {
+        match &self.webhook_worker {
+            Some(worker) => worker.run_once().await.expect("webhook run"),
+            None => self.pump_aws_webhooks().await,
+        }
+    }
+
+    /// Starts the embedded backend's background sender, as `sealpost serve` does (`false` on
+    /// AWS, where Lambda functions send).
+    pub fn start_webhook_task(&self, every: std::time::Duration) -> bool {
+        match &self.webhook_worker {
+            Some(worker) => {
+                let task = worker.clone().spawn(every);
+                // Stops with the test's runtime.
+                drop(task);
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn pump_aws_webhooks(&self) -> usize {
+        let Backend::Aws { clients, config, webhook_queue, stream_iterators, .. } = &self.backend else {
+            unreachable!("only on AWS")
+        };
+        let queue = sealpost::aws::WebhookQueue::new(clients.sqs.clone(), webhook_queue.clone());
+        // The stream, as the `webhook-fanout` event source mapping reads it.
+        let streams = aws_sdk_dynamodbstreams::Client::new(&self.streams_config().await);
+        let table = clients.dynamodb.describe_table().table_name(&config.table).send().await.expect("table");
+        let arn = table.table().and_then(|t| t.latest_stream_arn()).expect("the table has a stream").to_owned();
+        let stream = streams.describe_stream().stream_arn(&arn).send().await.expect("stream");
+        let mut iterators = stream_iterators.lock().await;
+        for shard in stream.stream_description().map(|d| d.shards()).unwrap_or_default() {
+            let id = shard.shard_id().expect("shard id").to_owned();
+            if !iterators.contains_key(&id) {
+                let it = streams
+                    .get_shard_iterator()
+                    .stream_arn(&arn)
+                    .shard_id(&id)
+                    .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .expect("iterator");
+                iterators.insert(id, it.shard_iterator().map(str::to_owned));
+            }
+        }
+        for iterator in iterators.values_mut() {
+            while let Some(it) = iterator.clone() {
+                let page = streams.get_records().shard_iterator(&it).send().await.expect("records");
+                for record in page.records() {
+                    let image = record.dynamodb().and_then(|d| d.new_image());
+                    let is_event = image
+                        .and_then(|i| i.get("sk"))
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|sk| sk.starts_with("EVENT#"));
+                    let inserted = record.event_name().is_some_and(|n| n.as_str() == "INSERT");
+                    if let (true, true, Some(body)) = (inserted, is_event, image.and_then(|i| i.get("body"))) {
+                        let event = serde_json::from_str(body.as_s().expect("body")).expect("an event");
+                        sealpost::lambda::fan_out_event(&self.service, &queue, &event).await.expect("fan out");
+                    }
+                }
+                let next = page.next_shard_iterator().map(str::to_owned);
+                let done = page.records().is_empty();
+                *iterator = next;
+                if done {
+                    break;
+                }
+            }
+        }
+        drop(iterators);
+        // The queue, as the `webhook-sender` event source mapping reads it: batches of up to
+        // ten, successes deleted, failures left (the sender hid them until their retry).
+        let mut attempts = 0;
+        loop {
+            let received = clients
+                .sqs
+                .receive_message()
+                .queue_url(webhook_queue)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            let messages: Vec<sealpost::aws::QueuedMessage> = received
+                .messages()
+                .iter()
+                .map(|m| {
+                    let attr = |name| m.attributes().and_then(|a| a.get(&name)).cloned().unwrap_or_default();
+                    sealpost::aws::QueuedMessage {
+                        message_id: m.message_id().expect("id").to_owned(),
+                        receipt_handle: m.receipt_handle().expect("receipt").to_owned(),
+                        body: m.body().expect("body").to_owned(),
+                        receive_count: attr(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                            .parse()
+                            .unwrap_or(1),
+                        group_id: attr(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId),
+                    }
+                })
+                .collect();
+            if messages.is_empty() {
+                break;
+            }
+            let outcome = sealpost::aws::send_queued(&self.service, &queue, &messages).await;
+            attempts += outcome.attempts;
+            for m in messages.iter().filter(|m| !outcome.retry.contains(&m.message_id)) {
+                clients.sqs.delete_message().queue_url(webhook_queue).receipt_handle(&m.receipt_handle).send().await.expect("delete");
+            }
+        }
+        attempts
+    }
+
+    /// The SDK config of the storage moto server (DynamoDB streams live there too).
+    async fn streams_config(&self) -> aws_config::SdkConfig {
+        let storage = std::env::var("SEALPOST_TEST_MOTO_URL").expect("SEALPOST_TEST_MOTO_URL");
+        let credentials = aws_sdk_dynamodbstreams::config::Credentials::new("test", "test", None, None, "sealpost-tests");
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(storage)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    /// The ids the SMS or email provider gave this app's messages (`channel`: `sms`, `email`).
+    pub async fn provider_message_ids(&self, channel: &str) -> Vec<String> {
+        match &self.backend {
+            Backend::Embedded => self.outbox(channel).await.into_iter().map(|m| m.message_id).collect(),
+            Backend::Aws { .. } => {
+                let references = self.own_references().await;
+                let data = self.moto_data().await;
+                let (list, text, id) = match channel {
+                    "sms" => (&data["sns"]["SMS"], "message", "message_id"),
+                    _ => (&data["ses"]["Message"], "subject", "id"),
+                };
+                list.as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| references.iter().any(|r| m[text].as_str().is_some_and(|t| t.contains(r.as_str()))))
+                    .filter_map(|m| m[id].as_str().map(str::to_owned))
+                    .collect()
+            }
+        }
+    }
+
+    /// SES reports a permanent bounce of `message_id`: an SNS event as the `feedback` function
+    /// gets it (the SES event publishing format), run through its handler.
+    pub async fn report_bounce(&self, message_id: &str) {
+        let notification = serde_json::json!({
+            "eventType": "Bounce",
+            "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                       "bouncedRecipients": [{"emailAddress": "anna@example.ch", "status": "5.1.1"}]},
+            "mail": {"messageId": message_id, "destination": ["anna@example.ch"]},
+        });
+        let event = serde_json::json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+            "Type": "Notification", "Message": notification.to_string()}}]});
+        assert_eq!(sealpost::feedback::handle(&self.service, &event).await.expect("feedback"), 1);
+    }
+
+    /// SNS logs a failed SMS delivery of `message_id`: a CloudWatch Logs subscription event
+    /// (gzip'd, base64'd), run through the `feedback` handler.
+    pub async fn report_sms_failure(&self, message_id: &str) {
+        use base64::Engine;
+        use std::io::Write;
+        let line = serde_json::json!({"notification": {"messageId": message_id},
+            "delivery": {"destination": "+41791234567", "providerResponse": "Unknown error attempting to reach phone"},
+            "status": "FAILURE"});
+        let batch = serde_json::json!({"messageType": "DATA_MESSAGE", "logEvents": [
+            {"id": "1", "timestamp": 0, "message": line.to_string()}]});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(batch.to_string().as_bytes()).expect("gzip");
+        let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+        let event = serde_json::json!({"awslogs": {"data": data}});
+        assert_eq!(sealpost::feedback::handle(&self.service, &event).await.expect("feedback"), 1);
     }
 
     /// `base_url` + `path`.
@@ -380,6 +587,8 @@ struct OutboxLine {
     to: String,
     subject: Option<String>,
     body: String,
+    #[serde(default)]
+    message_id: String,
 }
 
 /// The first run of exactly six digits in an SMS: the code.

@@ -8,6 +8,10 @@
 //! | API key | `APIKEY#<sha256>` | `APIKEY` | `gsi1` = practice's keys |
 //! | idempotency | `IDEMP#<practice>#<key>` | `IDEMP` | TTL 24 h |
 //! | SMS counter | `SMS#<practice>#<day>` | `SMS` | TTL 3 days |
+//! | provider message | `MSG#<SES/SNS message id>` | `MSG` | → share id; TTL with the share |
+//! | webhook endpoint | `PRACTICE#<id>` | `WEBHOOK#<id>` | next to its practice |
+//! | endpoint health | `PRACTICE#<id>` | `WHHEALTH#<id>` | last attempt, last success |
+//! | failed delivery | `WHFAIL#<webhook id>` | `<failed µs>#<event id>` | TTL 30 days |
 //!
 //! Records are JSON in `body` next to the attributes that keys, conditions and TTL need. Every
 //! share write is conditional on `version`; TTL (`ttl`, epoch seconds) is cleanup only — the
@@ -23,7 +27,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 pub const GSI_PRACTICE: &str = "gsi1";
 pub const GSI_EXPIRY: &str = "gsi2";
@@ -31,28 +35,28 @@ const EXPIRY_PARTITION: &str = "EXPIRY";
 
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
-fn err(e: impl std::fmt::Display) -> PortError {
+pub(super) fn err(e: impl std::fmt::Display) -> PortError {
     PortError::Other(format!("dynamodb: {e}"))
 }
 
 /// The full error chain, for logs (the SDK's Display is just "service error").
-fn sdk_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> PortError {
+pub(super) fn sdk_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> PortError {
     PortError::Other(format!("dynamodb: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl std::fmt::Display) -> AttributeValue {
+pub(super) fn n(v: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+pub(super) fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
     item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
@@ -60,15 +64,15 @@ fn get_n(item: &Item, key: &str) -> Option<i64> {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
-fn body<T: serde::de::DeserializeOwned>(item: &Item) -> PortResult<T> {
+pub(super) fn body<T: serde::de::DeserializeOwned>(item: &Item) -> PortResult<T> {
     serde_json::from_str(get_s(item, "body").ok_or_else(|| err("item without body"))?).map_err(err)
 }
 
-fn json<T: serde::Serialize>(v: &T) -> PortResult<AttributeValue> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> PortResult<AttributeValue> {
     Ok(s(serde_json::to_string(v).map_err(err)?))
 }
 
-fn us(t: DateTime<Utc>) -> i64 {
+pub(super) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -148,7 +152,7 @@ impl DynamoStore {
         }
     }
 
-    async fn query_all(
+    pub(super) async fn query_all(
         &self,
         index: Option<&str>,
         condition: &str,
@@ -207,7 +211,7 @@ impl DynamoStore {
         Ok(out)
     }
 
-    async fn get(&self, pk: String, sk: &str) -> PortResult<Option<Item>> {
+    pub(super) async fn get(&self, pk: String, sk: &str) -> PortResult<Option<Item>> {
         let out = self
             .client
             .get_item()
@@ -327,6 +331,22 @@ impl ShareStore for DynamoStore {
     /// objects); nothing to do here.
     async fn purge_shares(&self, _now: DateTime<Utc>) -> PortResult<usize> {
         Ok(0)
+    }
+
+    async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>) -> PortResult<()> {
+        let item = Item::from([
+            ("pk".into(), s(format!("MSG#{message_id}"))),
+            ("sk".into(), s("MSG")),
+            ("share_id".into(), s(share.as_str())),
+            ("ttl".into(), n(until.timestamp())),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn find_provider_message(&self, message_id: &str) -> PortResult<Option<ShareId>> {
+        let item = self.get(format!("MSG#{message_id}"), "MSG").await?;
+        Ok(item.and_then(|i| get_s(&i, "share_id").and_then(ShareId::parse)))
     }
 }
 

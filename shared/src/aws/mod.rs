@@ -8,17 +8,24 @@
 //! | `PUBLIC_URL` | the page's base URL, e.g. `https://docs.example.ch` |
 //! | `PEPPER_PARAMETER` | SSM SecureString holding the pepper (base64, ≥ 32 bytes) |
 //! | `SEALPOST_PEPPER` | the pepper itself (base64), instead of SSM: for tests only |
+//! | `SES_CONFIGURATION_SET` | optional: SES reports bounces and complaints through it |
+//! | `WEBHOOK_QUEUE_URL` | the webhook deliveries' SQS FIFO queue (`webhook-fanout` only) |
 //! | `AWS_ENDPOINT_URL` | the SDK's standard override; in tests, moto's server |
 
 mod dynamo;
+mod dynamo_webhooks;
 mod notify;
 pub mod provision;
+mod queue;
 mod s3;
 
 pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
 pub use notify::{SesMail, SnsSms, mailbox};
+pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
 pub use s3::S3Blobs;
 
+use crate::domain::UrlRule;
+use crate::poster::HttpPoster;
 use crate::ports::Clock;
 use crate::secrets::{Keys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
@@ -32,6 +39,10 @@ pub struct AwsConfig {
     pub table: String,
     pub bucket: String,
     pub public_url: String,
+    pub ses_configuration_set: Option<String>,
+    /// HTTPS to public hosts only, always, from the environment; tests with a loopback
+    /// receiver relax it explicitly.
+    pub webhook_urls: UrlRule,
     pepper: PepperSource,
 }
 
@@ -65,6 +76,8 @@ impl AwsConfig {
             table: var("TABLE_NAME")?,
             bucket: var("BUCKET_NAME")?,
             public_url: var("PUBLIC_URL")?.trim_end_matches('/').to_owned(),
+            ses_configuration_set: std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty()),
+            webhook_urls: UrlRule::HttpsOnly,
             pepper,
         })
     }
@@ -79,7 +92,14 @@ impl AwsConfig {
 
     /// For tests: explicit values instead of the environment.
     pub fn new(table: String, bucket: String, public_url: String, pepper: Vec<u8>) -> Self {
-        Self { table, bucket, public_url, pepper: PepperSource::Inline(pepper) }
+        Self {
+            table,
+            bucket,
+            public_url,
+            ses_configuration_set: None,
+            webhook_urls: UrlRule::HttpsOnly,
+            pepper: PepperSource::Inline(pepper),
+        }
     }
 }
 
@@ -99,6 +119,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub ses: aws_sdk_sesv2::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Clients {
@@ -137,6 +158,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(shared),
             ses: aws_sdk_sesv2::Client::new(shared),
             ssm: aws_sdk_ssm::Client::new(shared),
+            sqs: aws_sdk_sqs::Client::new(shared),
         }
     }
 }
@@ -161,9 +183,10 @@ pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn
         store: Arc::new(DynamoStore::new(clients.dynamodb.clone(), config.table.clone())),
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
         sms: Arc::new(SnsSms::new(clients.sns.clone())),
-        mail: Arc::new(SesMail::new(clients.ses.clone())),
+        mail: Arc::new(SesMail::new(clients.ses.clone(), config.ses_configuration_set.clone())),
+        poster: Arc::new(HttpPoster::new().map_err(anyhow::Error::msg)?),
         clock,
         keys: Keys::from_pepper(&pepper),
-        settings: Settings { public_url: config.public_url.clone() },
+        settings: Settings { public_url: config.public_url.clone(), webhook_urls: config.webhook_urls },
     }))
 }

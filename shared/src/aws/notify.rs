@@ -1,7 +1,7 @@
 //! SMS through SNS, email through SES v2. Errors name the provider's error code, never the
 //! recipient.
 
-use crate::ports::{Mail, MailSender, PortError, PortResult, Sms, SmsSender};
+use crate::ports::{Mail, MailSender, PortError, PortResult, Sent, Sms, SmsSender};
 use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -32,7 +32,7 @@ where
 
 #[async_trait]
 impl SmsSender for SnsSms {
-    async fn send_sms(&self, sms: &Sms) -> PortResult<()> {
+    async fn send_sms(&self, sms: &Sms) -> PortResult<Sent> {
         let mut request = self
             .client
             .publish()
@@ -43,18 +43,20 @@ impl SmsSender for SnsSms {
         if let Some(sender) = &sms.sender {
             request = request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender)?);
         }
-        request.send().await.map_err(|e| provider_error("sns", &e))?;
-        Ok(())
+        let out = request.send().await.map_err(|e| provider_error("sns", &e))?;
+        Ok(Sent { message_id: out.message_id })
     }
 }
 
 pub struct SesMail {
     client: aws_sdk_sesv2::Client,
+    /// Its event destination reports bounces and complaints (to SNS, then `feedback`).
+    configuration_set: Option<String>,
 }
 
 impl SesMail {
-    pub fn new(client: aws_sdk_sesv2::Client) -> Self {
-        Self { client }
+    pub fn new(client: aws_sdk_sesv2::Client, configuration_set: Option<String>) -> Self {
+        Self { client, configuration_set }
     }
 }
 
@@ -76,21 +78,23 @@ fn utf8(text: &str) -> PortResult<Content> {
 
 #[async_trait]
 impl MailSender for SesMail {
-    async fn send_mail(&self, mail: &Mail) -> PortResult<()> {
+    async fn send_mail(&self, mail: &Mail) -> PortResult<Sent> {
         let message = Message::builder()
             .subject(utf8(&mail.subject)?)
             .body(Body::builder().text(utf8(&mail.text)?).html(utf8(&mail.html)?).build())
             .build();
-        self.client
+        let out = self
+            .client
             .send_email()
             .from_email_address(mailbox(&mail.from_name, &mail.from_address))
             .destination(Destination::builder().to_addresses(&mail.to).build())
             .set_reply_to_addresses(mail.reply_to.clone().map(|r| vec![r]))
             .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
             .map_err(|e| provider_error("ses", &e))?;
-        Ok(())
+        Ok(Sent { message_id: out.message_id })
     }
 }
 

@@ -92,3 +92,31 @@ pub async fn create_sender_identity(clients: &Clients, address: &str) -> anyhow:
         .with_context(|| format!("creating SES identity {address}"))?;
     Ok(())
 }
+
+/// The webhook deliveries' FIFO queue and its dead-letter queue (as `template.yaml` makes them);
+/// returns the queue's URL.
+pub async fn create_webhook_queue(clients: &Clients, name: &str) -> anyhow::Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let dlq = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-webhooks-dlq.fifo"))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?;
+    let dlq_url = dlq.queue_url().context("no DLQ URL")?;
+    let arn = clients.sqs.get_queue_attributes().queue_url(dlq_url).attribute_names(A::QueueArn).send().await?;
+    let dlq_arn = arn.attributes().and_then(|a| a.get(&A::QueueArn)).context("no DLQ ARN")?;
+    let queue = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-webhooks.fifo"))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::VisibilityTimeout, "60")
+        .attributes(A::MessageRetentionPeriod, "172800")
+        .attributes(A::RedrivePolicy, serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 100}).to_string())
+        .send()
+        .await?;
+    Ok(queue.queue_url().context("no queue URL")?.to_owned())
+}

@@ -22,6 +22,10 @@ pub enum EventKind {
     Revoked,
     Expired,
     ExpiredUnread,
+    /// The email provider reported a bounce or complaint (AWS: SES via SNS).
+    EmailBounced,
+    /// The SMS provider reported that the code did not reach the phone (AWS: SNS delivery logs).
+    SmsDeliveryFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,6 +102,21 @@ impl EventId {
 }
 
 string_id!(
+    /// A practice's webhook endpoint (`wh_…`).
+    WebhookId
+);
+
+impl WebhookId {
+    pub fn generate() -> Self {
+        Self(format!("wh_{}", random_token::<12>()))
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 19 && s.starts_with("wh_") && is_url_safe(&s[3..])).then(|| Self(s.to_owned()))
+    }
+}
+
+string_id!(
     /// The short reference shown in email, SMS and on the page, e.g. `SP-7K4Q-9XMD`.
     ///
     /// It is for humans to match the three together and to quote on the phone, not a secret:
@@ -116,10 +131,7 @@ impl Reference {
         let chars: String = bytes.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect();
         Self(format!("SP-{}-{}", &chars[..4], &chars[4..]))
     }
-
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -142,6 +154,8 @@ mod tests {
         assert_eq!(DocumentId::parse(d.as_str()), Some(d));
         let p = PracticeId::generate();
         assert_eq!(PracticeId::parse(p.as_str()), Some(p));
+        let w = WebhookId::generate();
+        assert_eq!(WebhookId::parse(w.as_str()), Some(w));
     }
 
     #[test]

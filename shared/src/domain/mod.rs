@@ -11,16 +11,22 @@ mod policy;
 mod practice;
 mod recipient;
 pub mod share;
+mod webhook;
 
 pub use code::{Code, CodeParseError, message_contains_code};
 pub use document::{ContentType, Document, Filename, is_precompressed};
 pub use event::{Event, EventKind};
-pub use ids::{DocumentId, EventId, PracticeId, Reference, ShareId, random_bytes, random_token};
+pub use ids::{DocumentId, EventId, PracticeId, Reference, ShareId, WebhookId, random_bytes, random_token};
 pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
     Access, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share, VerifyOutcome,
+};
+
+pub use webhook::{
+    DELIVERY_TIMEOUT_SECS, MAX_WEBHOOKS_PER_PRACTICE, Payload, RETRY_WINDOW_HOURS, UrlRule, Webhook, next_attempt,
+    signature_header,
 };
 
 /// A value that failed to parse, with a human-readable reason (the field is named by the caller).

@@ -1,7 +1,8 @@
 //! The embedded backend: everything on one machine, in one data dir.
 //!
 //! ```text
-//! <data-dir>/sealpost.db     SQLite: practices, keys, shares, events, idempotency, SMS counters
+//! <data-dir>/sealpost.db     SQLite: practices, keys, shares, events, idempotency, SMS counters,
+//!                            webhook endpoints and their delivery queue
 //! <data-dir>/blobs/          documents and archives, served by signed local URLs
 //! <data-dir>/outbox.jsonl    every SMS and email, one JSON object a line
 //! <data-dir>/pepper          32 random bytes (mode 0600), never in the database
@@ -14,13 +15,17 @@ mod blobs;
 mod outbox;
 mod routes;
 mod sqlite;
+mod sqlite_webhooks;
+mod webhooks;
 
 pub use blobs::FolderBlobs;
 pub use outbox::{Outbox, OutboxMessage};
 pub use sqlite::SqliteStore;
+pub use webhooks::WebhookWorker;
 
 use crate::admin;
-use crate::domain::{Policy, PracticeId};
+use crate::domain::{Policy, PracticeId, UrlRule};
+use crate::poster::HttpPoster;
 use crate::ports::{Clock, PracticeStore, Store};
 use crate::secrets::{Keys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
@@ -47,6 +52,8 @@ pub struct App {
     pub service: Arc<Service>,
     /// The default practice's key, when this start made or read it (to print).
     pub api_key: String,
+    /// Delivers webhooks; `serve` spawns it.
+    pub webhooks: WebhookWorker,
 }
 
 /// Opens (or creates) the data dir and builds the router over the embedded adapters.
@@ -75,15 +82,38 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         blobs: blobs.clone(),
         sms: outbox.clone(),
         mail: outbox.clone(),
+        poster: Arc::new(HttpPoster::new().map_err(anyhow::Error::msg)?),
         clock: clock.clone(),
         keys: keys.clone(),
-        settings: Settings { public_url },
+        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp },
     });
     let router = crate::http::router(service.clone())
         .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route).layer(
             axum::middleware::map_response(crate::http::security_headers),
         ));
-    Ok(App { router, service, api_key })
+    let webhooks = WebhookWorker::new(store, service.clone());
+    Ok(App { router, service, api_key, webhooks })
+}
+
+/// The service over a data dir, for the operator's commands (`sealpost tenant webhook …`):
+/// no router, no default practice, the outbox quiet.
+pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
+    let keys = Keys::from_pepper(&load_or_create_secret(&data_dir.join("pepper"), || {
+        crate::domain::random_bytes::<32>().to_vec()
+    })?);
+    let store = Arc::new(open_store(data_dir)?);
+    let public_url = "http://127.0.0.1:8080".to_owned();
+    let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), false, clock.clone()));
+    Ok(Arc::new(Service {
+        store,
+        blobs: Arc::new(FolderBlobs::new(data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone())),
+        sms: outbox.clone(),
+        mail: outbox,
+        poster: Arc::new(HttpPoster::new().map_err(anyhow::Error::msg)?),
+        clock,
+        keys,
+        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp },
+    }))
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {

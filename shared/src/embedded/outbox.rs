@@ -3,7 +3,7 @@
 //! `<data-dir>/outbox.jsonl`, which `GET /_outbox` lists. It is never a log: logs stay free of
 //! codes and addresses.
 
-use crate::ports::{Clock, Mail, MailSender, PortError, PortResult, Sms, SmsSender};
+use crate::ports::{Clock, Mail, MailSender, PortError, PortResult, Sent, Sms, SmsSender};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -20,6 +20,9 @@ pub struct OutboxMessage {
     pub body: String,
     pub share_id: String,
     pub sent_at: chrono::DateTime<chrono::Utc>,
+    /// The id a provider would give the message (for bounce reports), `out_…`.
+    #[serde(default)]
+    pub message_id: String,
 }
 
 pub struct Outbox {
@@ -34,7 +37,7 @@ impl Outbox {
         Self { path, print, clock, lock: Mutex::new(()) }
     }
 
-    async fn append(&self, message: OutboxMessage) -> PortResult<()> {
+    async fn append(&self, message: OutboxMessage) -> PortResult<Sent> {
         let mut line = serde_json::to_string(&message).map_err(PortError::other)?;
         line.push('\n');
         let _guard = self.lock.lock().await;
@@ -53,7 +56,7 @@ impl Outbox {
                 message.channel, message.to, message.share_id, message.body
             );
         }
-        Ok(())
+        Ok(Sent { message_id: Some(message.message_id) })
     }
 
     /// Every message so far, oldest first.
@@ -70,7 +73,7 @@ impl Outbox {
 
 #[async_trait]
 impl SmsSender for Outbox {
-    async fn send_sms(&self, sms: &Sms) -> PortResult<()> {
+    async fn send_sms(&self, sms: &Sms) -> PortResult<Sent> {
         self.append(OutboxMessage {
             channel: "sms".into(),
             to: sms.to.clone(),
@@ -78,6 +81,7 @@ impl SmsSender for Outbox {
             body: sms.body.clone(),
             share_id: sms.share_id.to_string(),
             sent_at: self.clock.now(),
+            message_id: format!("out_{}", crate::domain::random_token::<12>()),
         })
         .await
     }
@@ -85,7 +89,7 @@ impl SmsSender for Outbox {
 
 #[async_trait]
 impl MailSender for Outbox {
-    async fn send_mail(&self, mail: &Mail) -> PortResult<()> {
+    async fn send_mail(&self, mail: &Mail) -> PortResult<Sent> {
         self.append(OutboxMessage {
             channel: "email".into(),
             to: mail.to.clone(),
@@ -93,6 +97,7 @@ impl MailSender for Outbox {
             body: mail.text.clone(),
             share_id: mail.share_id.to_string(),
             sent_at: self.clock.now(),
+            message_id: format!("out_{}", crate::domain::random_token::<12>()),
         })
         .await
     }

@@ -34,6 +34,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
     response TEXT, created_us INTEGER NOT NULL, PRIMARY KEY (practice_id, key));
 CREATE TABLE IF NOT EXISTS sms_counters (
     practice_id TEXT NOT NULL, day TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (practice_id, day));
+CREATE TABLE IF NOT EXISTS provider_messages (
+    message_id TEXT PRIMARY KEY, share_id TEXT NOT NULL, until_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, practice_id TEXT NOT NULL, created_us INTEGER NOT NULL, body TEXT NOT NULL, health TEXT);
+CREATE INDEX IF NOT EXISTS webhooks_by_practice ON webhooks (practice_id, created_us, id);
+CREATE TABLE IF NOT EXISTS webhook_failures (
+    webhook_id TEXT NOT NULL, event_id TEXT NOT NULL, failed_us INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (webhook_id, event_id));
+CREATE TABLE IF NOT EXISTS webhook_queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT NOT NULL, share_id TEXT NOT NULL,
+    event_id TEXT NOT NULL, attempts INTEGER NOT NULL, next_us INTEGER NOT NULL, body TEXT NOT NULL,
+    UNIQUE (webhook_id, event_id));
+CREATE INDEX IF NOT EXISTS webhook_queue_groups ON webhook_queue (webhook_id, share_id, seq);
+CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 ";
 
 #[derive(Clone)]
@@ -41,19 +55,19 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn db_err(e: impl std::fmt::Display) -> PortError {
+pub(super) fn db_err(e: impl std::fmt::Display) -> PortError {
     PortError::Other(format!("sqlite: {e}"))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> PortResult<String> {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> PortResult<String> {
     serde_json::to_string(v).map_err(db_err)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> PortResult<T> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> PortResult<T> {
     serde_json::from_str(s).map_err(db_err)
 }
 
-fn us(t: DateTime<Utc>) -> i64 {
+pub(super) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -68,7 +82,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the connection on a blocking thread: SQLite calls block, the runtime must not.
-    async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> PortResult<T> + Send + 'static,
     ) -> PortResult<T> {
@@ -227,6 +241,12 @@ impl ShareStore for SqliteStore {
             )
             .map_err(db_err)?;
             let purged = tx.execute("DELETE FROM shares WHERE purge_us <= ?1", [us(now)]).map_err(db_err)?;
+            tx.execute("DELETE FROM provider_messages WHERE until_us <= ?1", [us(now)]).map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM webhook_failures WHERE failed_us <= ?1",
+                [us(now - Duration::days(super::sqlite_webhooks::FAILURES_KEPT_DAYS))],
+            )
+            .map_err(db_err)?;
             tx.execute(
                 "DELETE FROM idempotency WHERE created_us <= ?1",
                 [us(now - Duration::hours(IDEMPOTENCY_HOURS))],
@@ -234,6 +254,31 @@ impl ShareStore for SqliteStore {
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(purged)
+        })
+        .await
+    }
+
+    async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>) -> PortResult<()> {
+        let (message_id, share) = (message_id.to_owned(), share.clone());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO provider_messages (message_id, share_id, until_us) VALUES (?1, ?2, ?3)",
+                params![message_id, share.as_str(), us(until)],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_provider_message(&self, message_id: &str) -> PortResult<Option<ShareId>> {
+        let message_id = message_id.to_owned();
+        self.run(move |conn| {
+            let id: Option<String> = conn
+                .prepare_cached("SELECT share_id FROM provider_messages WHERE message_id = ?1")
+                .and_then(|mut s| s.query_row([message_id], |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            Ok(id.and_then(|id| ShareId::parse(&id)))
         })
         .await
     }

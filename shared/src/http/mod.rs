@@ -5,6 +5,7 @@ mod error;
 mod page;
 mod patient;
 mod practice;
+mod webhooks;
 
 use crate::error::Error;
 use crate::service::Service;
@@ -13,7 +14,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -43,10 +44,17 @@ pub enum Route {
     RequestCode,
     DocumentUrl,
     ArchiveUrl,
+    CreateWebhook,
+    ListWebhooks,
+    GetWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    TestWebhook,
+    WebhookFailures,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 18] = [
         Route::CreateShare,
         Route::ListShares,
         Route::GetShare,
@@ -58,6 +66,13 @@ impl Route {
         Route::RequestCode,
         Route::DocumentUrl,
         Route::ArchiveUrl,
+        Route::CreateWebhook,
+        Route::ListWebhooks,
+        Route::GetWebhook,
+        Route::UpdateWebhook,
+        Route::DeleteWebhook,
+        Route::TestWebhook,
+        Route::WebhookFailures,
     ];
 
     /// The path pattern (axum syntax, as in the HTTP API's route keys).
@@ -72,10 +87,15 @@ impl Route {
             Route::RequestCode => "/v1/public/shares/{id}/code",
             Route::DocumentUrl => "/v1/public/shares/{id}/documents/{doc}",
             Route::ArchiveUrl => "/v1/public/shares/{id}/archive",
+            Route::CreateWebhook | Route::ListWebhooks => "/v1/webhooks",
+            Route::GetWebhook | Route::UpdateWebhook | Route::DeleteWebhook => "/v1/webhooks/{id}",
+            Route::TestWebhook => "/v1/webhooks/{id}/test",
+            Route::WebhookFailures => "/v1/webhooks/{id}/failures",
         }
     }
 
-    /// The function's name in `functions/` and `template.yaml`.
+    /// The function's name in `functions/` and `template.yaml`. Every share route has its own;
+    /// the webhook settings (a few calls a month per practice) share one, `webhooks`.
     pub fn function_name(self) -> &'static str {
         match self {
             Route::CreateShare => "create-share",
@@ -89,7 +109,19 @@ impl Route {
             Route::RequestCode => "request-code",
             Route::DocumentUrl => "document-url",
             Route::ArchiveUrl => "archive-url",
+            Route::CreateWebhook
+            | Route::ListWebhooks
+            | Route::GetWebhook
+            | Route::UpdateWebhook
+            | Route::DeleteWebhook
+            | Route::TestWebhook
+            | Route::WebhookFailures => "webhooks",
         }
+    }
+
+    /// The routes a function serves.
+    pub fn of_function(name: &str) -> Vec<Route> {
+        Route::ALL.into_iter().filter(|r| r.function_name() == name).collect()
     }
 
     fn handler(self) -> MethodRouter<AppState> {
@@ -105,6 +137,13 @@ impl Route {
             Route::RequestCode => post(patient::request_code),
             Route::DocumentUrl => get(patient::document),
             Route::ArchiveUrl => get(patient::archive),
+            Route::CreateWebhook => post(webhooks::create),
+            Route::ListWebhooks => get(webhooks::list),
+            Route::GetWebhook => get(webhooks::get),
+            Route::UpdateWebhook => patch(webhooks::update),
+            Route::DeleteWebhook => delete(webhooks::remove),
+            Route::TestWebhook => post(webhooks::test),
+            Route::WebhookFailures => get(webhooks::failures),
         }
     }
 }
@@ -114,9 +153,9 @@ pub fn router(service: Arc<Service>) -> Router {
     finish(mount(&Route::ALL).merge(page::routes()), service)
 }
 
-/// One route only: what a Lambda function serves. Anything else it is sent is a 404.
-pub fn route_router(route: Route, service: Arc<Service>) -> Router {
-    finish(mount(&[route]), service)
+/// The routes of one Lambda function. Anything else it is sent is a 404.
+pub fn route_router(routes: &[Route], service: Arc<Service>) -> Router {
+    finish(mount(routes), service)
 }
 
 fn mount(routes: &[Route]) -> Router<AppState> {

@@ -9,14 +9,17 @@ mod notify;
 mod patient;
 mod sweep;
 mod views;
+mod webhooks;
 
 pub use input::{parse_json, CreateShareRequest};
-pub use notify::{ChannelResult, Notifications};
+pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
+pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};
 
 use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
-use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store};
+use crate::domain::UrlRule;
+use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store, WebhookPoster};
 use crate::secrets::Keys;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -35,6 +38,8 @@ const MAX_WRITE_RETRIES: usize = 64;
 pub struct Settings {
     /// Base URL of the download page and API, e.g. `https://docs.example.ch` (no trailing `/`).
     pub public_url: String,
+    /// Which webhook endpoint URLs are accepted (HTTPS only on AWS).
+    pub webhook_urls: UrlRule,
 }
 
 impl Settings {
@@ -51,6 +56,7 @@ pub struct Service {
     pub blobs: Arc<dyn BlobStore>,
     pub sms: Arc<dyn SmsSender>,
     pub mail: Arc<dyn MailSender>,
+    pub poster: Arc<dyn WebhookPoster>,
     pub clock: Arc<dyn Clock>,
     pub keys: Keys,
     pub settings: Settings,

@@ -4,7 +4,7 @@
 use super::Service;
 use crate::domain::{AuthMethod, Code, Event, EventKind, Practice, Share};
 use crate::messages::{render_email, render_sms, CodeSms, ShareNotice};
-use crate::ports::{Mail, Sms};
+use crate::ports::{Mail, Sent, Sms};
 use serde::Serialize;
 use serde_json::json;
 
@@ -121,13 +121,19 @@ impl Service {
         &self,
         share: &Share,
         channel: &'static str,
-        sent: EventKind,
-        result: crate::ports::PortResult<()>,
+        kind: EventKind,
+        result: crate::ports::PortResult<Sent>,
     ) -> ChannelResult {
         match result {
-            Ok(()) => {
+            Ok(sent) => {
                 tracing::info!(share_id = %share.id, reference = %share.reference, channel, "notification sent");
-                let event = Event::new(&share.id, sent, self.now()).with_data(json!({ "channel": channel }));
+                if let Some(message_id) = sent.message_id {
+                    // Kept as long as the share's record, for the provider's later reports.
+                    if let Err(e) = self.store.record_provider_message(&message_id, &share.id, share.purge_at).await {
+                        tracing::error!(share_id = %share.id, error = %e, "could not record the provider's message id");
+                    }
+                }
+                let event = Event::new(&share.id, kind, self.now()).with_data(json!({ "channel": channel }));
                 self.append_quietly(share, event).await;
                 ChannelResult::sent()
             }
@@ -146,12 +152,33 @@ impl Service {
         ChannelResult::failed(error)
     }
 
+    /// A provider's later report on a message it took (an SES bounce or complaint, an SNS SMS
+    /// delivery failure): recorded on the message's share as `email_bounced` or
+    /// `sms_delivery_failed`. `false` when the message is not one of ours (or long gone).
+    pub async fn record_provider_report(&self, message_id: &str, report: ProviderReport) -> crate::Result<bool> {
+        let Some(share_id) = self.store.find_provider_message(message_id).await? else {
+            tracing::info!(kind = ?report.kind, "provider report for an unknown message");
+            return Ok(false);
+        };
+        let event = Event::new(&share_id, report.kind, self.now()).with_data(report.data);
+        self.store.append_events(&[event]).await?;
+        tracing::info!(share_id = %share_id, kind = ?report.kind, "provider report recorded");
+        Ok(true)
+    }
+
     /// Records an event whose loss must not fail the request that caused it.
     pub(super) async fn append_quietly(&self, share: &Share, event: Event) {
         if let Err(e) = self.store.append_events(&[event]).await {
             tracing::error!(share_id = %share.id, error = %e, "could not record event");
         }
     }
+}
+
+/// What a provider reported, and the details to keep (never an address or a number).
+#[derive(Debug, Clone)]
+pub struct ProviderReport {
+    pub kind: EventKind,
+    pub data: serde_json::Value,
 }
 
 fn error_kind(e: &crate::ports::PortError) -> &'static str {

@@ -21,6 +21,55 @@ pub enum TenantCommand {
     Create(CreateTenant),
     /// List practices.
     List(DataDir),
+    /// A practice's webhook endpoints (the same as the `/v1/webhooks` API).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// Register an endpoint; prints its signing secret (shown once).
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List endpoints with their last attempt.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Remove an endpoint (wh_…).
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Post a signed test event to an endpoint now and show the answer.
+    Test {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Deliveries that failed for good.
+    Failures {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(clap::Args)]
@@ -81,6 +130,56 @@ pub enum KeyCommand {
     },
 }
 
+async fn service(dir: &DataDir) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
+    let clock = std::sync::Arc::new(sealpost::ports::SystemClock);
+    match dir.backend {
+        crate::Backend::Embedded => sealpost::embedded::admin_service(&dir.data_dir, clock).await,
+        crate::Backend::Aws => aws_service(clock).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn aws_service(clock: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
+    let config = sealpost::aws::AwsConfig::from_env()?;
+    let clients = sealpost::aws::Clients::from_env().await;
+    sealpost::aws::build_service(&config, &clients, clock).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_service(_: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
+    anyhow::bail!("this sealpost was built without the AWS adapters (--features aws)")
+}
+
+async fn webhook(cmd: WebhookCommand) -> anyhow::Result<()> {
+    let (tenant, dir) = match &cmd {
+        WebhookCommand::Add { tenant, dir, .. }
+        | WebhookCommand::List { tenant, dir }
+        | WebhookCommand::Remove { tenant, dir, .. }
+        | WebhookCommand::Test { tenant, dir, .. }
+        | WebhookCommand::Failures { tenant, dir, .. } => (tenant, dir),
+    };
+    let svc = service(dir).await?;
+    let practice =
+        svc.store.get_practice(&practice_id(tenant)?).await?.ok_or_else(|| anyhow::anyhow!("no practice {tenant}"))?;
+    // The API's own errors (a refused URL names its field) read well as they are.
+    let api = |e: sealpost::Error| anyhow::anyhow!("{e}");
+    let shown = match &cmd {
+        WebhookCommand::Add { url, description, .. } => {
+            let body = serde_json::json!({ "url": url, "description": description });
+            serde_json::to_value(svc.create_webhook(&practice, body.to_string().as_bytes()).await.map_err(api)?)?
+        }
+        WebhookCommand::List { .. } => serde_json::to_value(svc.list_webhooks(&practice).await.map_err(api)?)?,
+        WebhookCommand::Remove { id, .. } => {
+            svc.delete_webhook(&practice, id).await.map_err(api)?;
+            serde_json::json!({ "removed": id })
+        }
+        WebhookCommand::Test { id, .. } => serde_json::to_value(svc.test_webhook(&practice, id).await.map_err(api)?)?,
+        WebhookCommand::Failures { id, .. } => serde_json::to_value(svc.failed_deliveries(&practice, id).await.map_err(api)?)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
 async fn open(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
     match dir.backend {
         crate::Backend::Embedded => Ok(Box::new(sealpost::embedded::open_store(&dir.data_dir)?)),
@@ -132,6 +231,7 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
                 println!("{}  {}  {}  {}", p.id, p.created_at.format("%Y-%m-%d"), p.default_language.as_str(), p.name);
             }
         }
+        TenantCommand::Webhook(cmd) => webhook(cmd).await?,
     }
     Ok(())
 }

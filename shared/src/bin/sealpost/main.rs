@@ -111,7 +111,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  outbox:  {}/outbox.jsonl  (GET /_outbox is off: it lists codes, and {addr} is not loopback)", args.data_dir.display());
     }
 
-    run_with_sweeper(listener, app.router, app.service).await
+    // Webhooks: new events are picked up within a second; retries follow their schedule.
+    let webhooks = app.webhooks.spawn(Duration::from_secs(1));
+    let served = run_with_sweeper(listener, app.router, app.service).await;
+    webhooks.abort();
+    served
 }
 
 /// Serves until Ctrl-C, sweeping expired shares every minute meanwhile.

@@ -26,49 +26,45 @@ pub enum TenantCommand {
     Webhook(WebhookCommand),
 }
 
+/// A practice, in a data dir or table.
+#[derive(clap::Args)]
+pub struct Tenant {
+    #[arg(long)]
+    tenant: String,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
 #[derive(Subcommand)]
 pub enum WebhookCommand {
     /// Register an endpoint; prints its signing secret (shown once).
     Add {
         #[arg(long)]
-        tenant: String,
-        #[arg(long)]
         url: String,
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
-        dir: DataDir,
+        at: Tenant,
     },
     /// List endpoints with their last attempt.
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        dir: DataDir,
-    },
+    List(Tenant),
     /// Remove an endpoint (wh_…).
     Remove {
-        #[arg(long)]
-        tenant: String,
         id: String,
         #[command(flatten)]
-        dir: DataDir,
+        at: Tenant,
     },
     /// Post a signed test event to an endpoint now and show the answer.
     Test {
-        #[arg(long)]
-        tenant: String,
         id: String,
         #[command(flatten)]
-        dir: DataDir,
+        at: Tenant,
     },
     /// Deliveries that failed for good.
     Failures {
-        #[arg(long)]
-        tenant: String,
         id: String,
         #[command(flatten)]
-        dir: DataDir,
+        at: Tenant,
     },
 }
 
@@ -151,16 +147,16 @@ async fn aws_service(_: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow:
 }
 
 async fn webhook(cmd: WebhookCommand) -> anyhow::Result<()> {
-    let (tenant, dir) = match &cmd {
-        WebhookCommand::Add { tenant, dir, .. }
-        | WebhookCommand::List { tenant, dir }
-        | WebhookCommand::Remove { tenant, dir, .. }
-        | WebhookCommand::Test { tenant, dir, .. }
-        | WebhookCommand::Failures { tenant, dir, .. } => (tenant, dir),
+    let at = match &cmd {
+        WebhookCommand::Add { at, .. }
+        | WebhookCommand::List(at)
+        | WebhookCommand::Remove { at, .. }
+        | WebhookCommand::Test { at, .. }
+        | WebhookCommand::Failures { at, .. } => at,
     };
-    let svc = service(dir).await?;
-    let practice =
-        svc.store.get_practice(&practice_id(tenant)?).await?.ok_or_else(|| anyhow::anyhow!("no practice {tenant}"))?;
+    let svc = service(&at.dir).await?;
+    let practice = svc.store.get_practice(&practice_id(&at.tenant)?).await?;
+    let practice = practice.ok_or_else(|| anyhow::anyhow!("no practice {}", at.tenant))?;
     // The API's own errors (a refused URL names its field) read well as they are.
     let api = |e: sealpost::Error| anyhow::anyhow!("{e}");
     let shown = match &cmd {
@@ -168,7 +164,7 @@ async fn webhook(cmd: WebhookCommand) -> anyhow::Result<()> {
             let body = serde_json::json!({ "url": url, "description": description });
             serde_json::to_value(svc.create_webhook(&practice, body.to_string().as_bytes()).await.map_err(api)?)?
         }
-        WebhookCommand::List { .. } => serde_json::to_value(svc.list_webhooks(&practice).await.map_err(api)?)?,
+        WebhookCommand::List(_) => serde_json::to_value(svc.list_webhooks(&practice).await.map_err(api)?)?,
         WebhookCommand::Remove { id, .. } => {
             svc.delete_webhook(&practice, id).await.map_err(api)?;
             serde_json::json!({ "removed": id })

@@ -391,3 +391,26 @@ async fn the_embedded_server_delivers_in_the_background() {
     }
     assert_eq!(delivered_types(&receiver, &id), expected, "the background task delivered every event");
 }
+
+/// What moto can show of the bounce path: SES (on a send to its bounce simulator address)
+/// publishes a notification to SNS, SNS to SQS, and the `feedback` handler reads it as a
+/// bounce. moto's notification is a fixed sample whose `mail.messageId` is not the id SES gave
+/// the message, so it names no share of ours: matching by message id is shown above, with
+/// reports in the documented format.
+#[tokio::test]
+async fn moto_s_ses_bounce_notification_reads_as_a_bounce() {
+    let app = TestApp::spawn().await;
+    let Some(mut next_notification) = app.ses_bounce_notifications().await else {
+        return; // the embedded backend has no SES
+    };
+    let mut body = share_body();
+    body["recipient"]["email"] = json!("bounce@simulator.amazonses.com");
+    post_share(&app, &body).await.ok(201);
+    let envelope = next_notification().await;
+    assert_eq!(envelope["Type"], "Notification", "{envelope}");
+    let (_, report) = sealpost::feedback::ses_report(&envelope["Message"]).expect("read as a bounce");
+    assert_eq!(report.kind, sealpost::domain::EventKind::EmailBounced);
+    assert_eq!(report.data["bounce_type"], "Permanent");
+    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": envelope}]});
+    assert_eq!(sealpost::feedback::handle(&app.service, &event).await.unwrap(), 0, "moto's sample id is no message of ours");
+}

@@ -442,6 +442,59 @@ impl TestApp {
         assert_eq!(sealpost::feedback::handle(&self.service, &event).await.expect("feedback"), 1);
     }
 
+    /// AWS only: makes moto's SES publish bounce notifications of this app's sender domain to
+    /// an SNS topic with an SQS queue subscribed, as an identity notification topic does on AWS
+    /// (moto honours that, not configuration-set event destinations). Answers a function that
+    /// waits for the next notification's SNS envelope; `None` on the embedded backend.
+    pub async fn ses_bounce_notifications(&self) -> Option<impl AsyncFnMut() -> serde_json::Value + '_> {
+        let Backend::Aws { moto_url, clients, .. } = &self.backend else { return None };
+        let messaging = Clients::for_endpoints(moto_url, moto_url, REGION).await;
+        let name = format!("ses-feedback-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
+        let topic = clients.sns.create_topic().name(&name).send().await.expect("topic").topic_arn.expect("arn");
+        let queue = messaging.sqs.create_queue().queue_name(&name).send().await.expect("queue").queue_url.expect("url");
+        let attrs = messaging
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn");
+        let queue_arn = attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).expect("arn");
+        clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+        // SES v1 calls on the wire (query protocol): the SDK for SES v2 has no notification topics.
+        let domain = admin::DEFAULT_SENDER.split('@').nth(1).expect("a domain");
+        // moto finds the topic by splitting the source at '@', so for our `"Name" <addr>` source
+        // it looks up `domain>`; AWS parses the address. Both keys are set.
+        let topic_arg = topic.replace(':', "%3A");
+        for form in [
+            format!("Action=VerifyDomainIdentity&Version=2010-12-01&Domain={domain}"),
+            format!("Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}&NotificationType=Bounce&SnsTopic={topic_arg}"),
+            format!("Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}%3E&NotificationType=Bounce&SnsTopic={topic_arg}"),
+        ] {
+            let scope = format!("Credential=test/{}/{REGION}/ses/aws4_request", Utc::now().format("%Y%m%d"));
+            let response = self
+                .http
+                .post(moto_url)
+                .header("authorization", format!("AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .expect("SES v1 call");
+            assert!(response.status().is_success(), "moto SES: {}", response.text().await.unwrap_or_default());
+        }
+        Some(async move || {
+            for _ in 0..50 {
+                let out = messaging.sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.expect("receive");
+                if let Some(m) = out.messages().first() {
+                    return serde_json::from_str(m.body().expect("body")).expect("an SNS envelope");
+                }
+            }
+            panic!("no SES notification reached the queue");
+        })
+    }
+
     /// `base_url` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)

@@ -50,7 +50,7 @@ pub fn ses_report(message: &Value) -> Option<(String, ProviderReport)> {
         other => other,
     };
     let message_id = n.pointer("/mail/messageId")?.as_str()?.to_owned();
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| reason(s));
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(reason);
     let report = if let Some(b) = n.get("bounce") {
         ProviderReport {
             kind: EventKind::EmailBounced,

@@ -13,6 +13,7 @@ mod idempotency;
 mod lifecycle;
 mod listing;
 mod notify_failures;
+mod openapi;
 mod page;
 mod restart;
 mod revoke;

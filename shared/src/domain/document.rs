@@ -21,7 +21,9 @@ impl Filename {
             .chars()
             .filter(|c| !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
             .collect();
-        let cleaned = cleaned.trim().trim_start_matches('.').trim();
+        // Leading dots and spaces in any mix go (`. ..` must not leave `..`): no hidden files,
+        // never `.` or `..`.
+        let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
         if cleaned.is_empty() {
             return Err(Invalid::new("filename must contain a name, not only a path"));
         }
@@ -138,11 +140,12 @@ mod tests {
             ("bad\u{0}name\r\n.pdf", "badname.pdf"),
             ("  .hidden.txt ", "hidden.txt"),
             ("evil\u{202e}fdp.exe", "evilfdp.exe"),
+            (". ..pdf", "pdf"),
         ];
         for (raw, want) in cases {
             assert_eq!(Filename::parse(raw).unwrap().as_str(), want, "{raw:?}");
         }
-        for bad in ["", "/", "..", "dir/", "\u{1}\u{2}"] {
+        for bad in ["", "/", "..", "dir/", "\u{1}\u{2}", ". ..", " . . ", "x/.\u{0}."] {
             assert!(Filename::parse(bad).is_err(), "{bad:?}");
         }
     }

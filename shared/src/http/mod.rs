@@ -2,6 +2,7 @@
 //! function hands it to `lambda_http::run`. Handlers never ask where they run.
 
 mod error;
+mod openapi;
 mod page;
 mod patient;
 mod practice;
@@ -150,7 +151,7 @@ impl Route {
 
 /// Every route of the practice and patient APIs, and the download page.
 pub fn router(service: Arc<Service>) -> Router {
-    finish(mount(&Route::ALL).merge(page::routes()), service)
+    finish(mount(&Route::ALL).merge(page::routes()).merge(openapi::routes()), service)
 }
 
 /// The routes of one Lambda function. Anything else it is sent is a 404.

@@ -301,4 +301,76 @@ mod tests {
         assert_eq!(decode_base64("aGVs\nbG8").unwrap(), b"hello");
         assert!(decode_base64("***").is_none());
     }
+
+    mod properties {
+        use super::*;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+        use proptest::prelude::*;
+
+        fn wrapped(encoded: &str, width: usize, eol: &str) -> String {
+            encoded.as_bytes().chunks(width).map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join(eol)
+        }
+
+        fn inline_body(content_base64: &str) -> Vec<u8> {
+            serde_json::json!({
+                "recipient": {"email": "anna@example.ch"},
+                "auth": {"method": "manual"},
+                "documents": [{"filename": "a.bin", "content_type": "application/octet-stream",
+                               "content_base64": content_base64}]
+            })
+            .to_string()
+            .into_bytes()
+        }
+
+        proptest! {
+            /// Any bytes come back from base64 as practice software writes it: padded or not,
+            /// wrapped at any width with any of the line ends encoders use.
+            #[test]
+            fn any_bytes_survive_every_accepted_encoding(
+                bytes in prop::collection::vec(any::<u8>(), 0..600),
+                padded in any::<bool>(),
+                width in 1usize..100,
+                eol in prop::sample::select(vec!["\n", "\r\n", " "]),
+            ) {
+                let encoded = if padded { STANDARD.encode(&bytes) } else { STANDARD_NO_PAD.encode(&bytes) };
+                prop_assert_eq!(decode_base64(&encoded), Some(bytes.clone()));
+                prop_assert_eq!(decode_base64(&wrapped(&encoded, width, eol)), Some(bytes));
+            }
+
+            /// Decoding is canonical: whatever is accepted is the one encoding of its bytes
+            /// (no ignored trailing bits, no stray padding), so two different inputs never
+            /// stand for the same document, and no input panics.
+            #[test]
+            fn what_decodes_is_the_canonical_encoding(input in "[A-Za-z0-9+/=\r\n -]{0,64}|\\PC{0,32}") {
+                if let Some(bytes) = decode_base64(&input) {
+                    let compact: String = input.chars().filter(|c| !matches!(c, '\r' | '\n' | ' ')).collect();
+                    prop_assert_eq!(STANDARD_NO_PAD.encode(&bytes), compact.trim_end_matches('='));
+                }
+            }
+
+            /// Through the whole intake (JSON, then validation) an inline document arrives
+            /// byte for byte.
+            #[test]
+            fn an_inline_document_arrives_byte_for_byte(bytes in prop::collection::vec(any::<u8>(), 1..2048)) {
+                let body = inline_body(&STANDARD.encode(&bytes));
+                let new = parse_json::<CreateShareRequest>(&body).unwrap().validate(Language::De, &Policy::default()).unwrap();
+                match &new.documents[0].content {
+                    Content::Inline(got) => prop_assert_eq!(got, &bytes),
+                    other => prop_assert!(false, "{:?}", other),
+                }
+            }
+
+            /// No create body, however broken, panics: it parses, or it is an `invalid_request`
+            /// (or too large) naming a field.
+            #[test]
+            fn no_create_body_panics(body in prop::collection::vec(any::<u8>(), 0..200), b64 in "\\PC{0,40}") {
+                for body in [body, inline_body(&b64)] {
+                    match parse_json::<CreateShareRequest>(&body).and_then(|r| r.validate(Language::De, &Policy::default())) {
+                        Ok(_) | Err(Error::InvalidRequest { .. } | Error::PayloadTooLarge) => {}
+                        Err(other) => prop_assert!(false, "{:?}", other),
+                    }
+                }
+            }
+        }
+    }
 }

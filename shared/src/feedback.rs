@@ -51,6 +51,7 @@ pub fn ses_report(message: &Value) -> Option<(String, ProviderReport)> {
     };
     let message_id = n.pointer("/mail/messageId")?.as_str()?.to_owned();
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(reason);
+    let feedback_id = |o: &Value| o.get("feedbackId").and_then(Value::as_str).unwrap_or_default().to_owned();
     let report = if let Some(b) = n.get("bounce") {
         ProviderReport {
             kind: EventKind::EmailBounced,
@@ -58,11 +59,13 @@ pub fn ses_report(message: &Value) -> Option<(String, ProviderReport)> {
                 "bounce_type": text(b.get("bounceType")),
                 "bounce_subtype": text(b.get("bounceSubType")),
             }),
+            report_id: format!("bounce/{}", feedback_id(b)),
         }
     } else if let Some(c) = n.get("complaint") {
         ProviderReport {
             kind: EventKind::EmailBounced,
             data: json!({ "complaint": true, "feedback_type": text(c.get("complaintFeedbackType")) }),
+            report_id: format!("complaint/{}", feedback_id(c)),
         }
     } else {
         return None; // deliveries, opens, sends: nothing to tell the practice
@@ -80,25 +83,44 @@ pub fn sms_reports(data: &str) -> crate::Result<Vec<(String, ProviderReport)>> {
     let events = batch.get("logEvents").and_then(Value::as_array).cloned().unwrap_or_default();
     Ok(events
         .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e.get("message")?.as_str()?).ok())
-        .filter(|m| m.get("status").and_then(Value::as_str) == Some("FAILURE"))
-        .filter_map(|m| {
+        .filter_map(|e| {
+            let m = serde_json::from_str::<Value>(e.get("message")?.as_str()?).ok()?;
+            if m.get("status").and_then(Value::as_str) != Some("FAILURE") {
+                return None;
+            }
             let id = m.pointer("/notification/messageId")?.as_str()?.to_owned();
             let why = m.pointer("/delivery/providerResponse").and_then(Value::as_str).map(reason);
-            Some((id, ProviderReport { kind: EventKind::SmsDeliveryFailed, data: json!({ "reason": why }) }))
+            let report_id = format!("sms/{}", e.get("id").and_then(Value::as_str).unwrap_or_default());
+            Some((id, ProviderReport { kind: EventKind::SmsDeliveryFailed, data: json!({ "reason": why }), report_id }))
         })
         .collect())
 }
 
-/// A provider's text, cut short, with anything that looks like an address or a number masked.
+/// A provider's text, cut short, with anything that looks like an address or a number masked
+/// (a number may be written in groups: `+41 79 123 45 67` is masked whole).
 fn reason(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| if w.contains('@') || w.chars().filter(char::is_ascii_digit).count() >= 6 { "…" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(MAX_REASON_CHARS)
-        .collect()
+    let numeric = |w: &str| w.chars().all(|c| c.is_ascii_digit() || "+-().".contains(c)) && w.chars().any(|c| c.is_ascii_digit());
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let mut out: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if numeric(words[i]) {
+            let run: Vec<&str> = words[i..].iter().copied().take_while(|w| numeric(w)).collect();
+            let digits: usize = run.iter().map(|w| w.chars().filter(char::is_ascii_digit).count()).sum();
+            // A phone number has 8 digits or more; "550 5.1.1" (an SMTP status) is kept.
+            if digits >= 8 || run.len() == 1 && digits >= 6 {
+                out.push("…");
+            } else {
+                out.extend(&run);
+            }
+            i += run.len();
+        } else {
+            let w = words[i];
+            out.push(if w.contains('@') || w.chars().filter(char::is_ascii_digit).count() >= 6 { "…" } else { w });
+            i += 1;
+        }
+    }
+    out.join(" ").chars().take(MAX_REASON_CHARS).collect()
 }
 
 #[cfg(test)]
@@ -152,6 +174,8 @@ mod tests {
     fn reasons_lose_addresses_and_numbers() {
         assert_eq!(reason("550 user anna@example.ch unknown"), "550 user … unknown");
         assert_eq!(reason("number +41791234567 unreachable"), "number … unreachable");
+        assert_eq!(reason("number +41 79 123 45 67 unreachable"), "number … unreachable");
+        assert_eq!(reason("550 5.1.1 user unknown"), "550 5.1.1 user unknown");
         assert_eq!(reason(&"x".repeat(500)).len(), MAX_REASON_CHARS);
     }
 }

@@ -181,6 +181,31 @@ async fn a_disabled_or_later_endpoint_gets_nothing_from_before() {
     resend(&app, &id_of(&share)).await.ok(200);
     app.deliver_webhooks().await;
     assert!(receiver.received().is_empty(), "a disabled endpoint got a delivery");
+    // Enabled again, it hears of what happens from then on.
+    call(&app, "PATCH", &path, Some(&app.api_key), Some(&json!({"enabled": true}))).await.ok(200);
+    revoke(&app, &id_of(&share)).await.ok(200);
+    app.deliver_webhooks().await;
+    assert_eq!(delivered_types(&receiver, &id_of(&share)), ["revoked"]);
+}
+
+#[tokio::test]
+async fn deliveries_queued_for_an_endpoint_that_is_then_disabled_are_listed_as_failed() {
+    if !embedded() {
+        return; // Needs a retry to come due, on the service's clock.
+    }
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::spawn().await;
+    let id = register(&app, &receiver.url).await["id"].as_str().unwrap().to_owned();
+    receiver.plan([Answer::Status(500)]);
+    create_default(&app).await;
+    app.deliver_webhooks().await;
+    call(&app, "PATCH", &format!("/v1/webhooks/{id}"), Some(&app.api_key), Some(&json!({"enabled": false}))).await.ok(200);
+    app.advance(Duration::minutes(2));
+    app.deliver_webhooks().await;
+    let failed = failures(&app, &id).await;
+    assert_eq!(failed.len(), 3, "created, email_sent, sms_sent: {failed:?}");
+    assert!(failed.iter().all(|f| f["last_error"] == "endpoint disabled" || f["last_status"] == 500), "{failed:?}");
+    assert_eq!(receiver.received().len(), 1);
 }
 
 #[tokio::test]
@@ -362,8 +387,11 @@ async fn provider_reports_become_events_and_deliveries() {
     let sms_id = app.provider_message_ids("sms").await.pop().expect("the SMS's provider id");
     app.report_bounce(&email_id).await;
     app.report_sms_failure(&sms_id).await;
+    // Providers deliver reports at least once: the same report again records nothing new.
+    app.report_bounce(&email_id).await;
     let events = events_of(&app, &id).await;
     assert!(events.ends_with(&["email_bounced".to_owned(), "sms_delivery_failed".to_owned()]), "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "email_bounced").count(), 1, "{events:?}");
     let view = get_share(&app, &id).await;
     let bounced = view["events"].as_array().unwrap().iter().find(|e| e["type"] == "email_bounced").unwrap().clone();
     assert_eq!(bounced["data"]["bounce_type"], "Permanent", "{bounced}");

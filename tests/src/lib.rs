@@ -416,7 +416,7 @@ impl TestApp {
     pub async fn report_bounce(&self, message_id: &str) {
         let notification = serde_json::json!({
             "eventType": "Bounce",
-            "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+            "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": format!("fb-{message_id}"),
                        "bouncedRecipients": [{"emailAddress": "anna@example.ch", "status": "5.1.1"}]},
             "mail": {"messageId": message_id, "destination": ["anna@example.ch"]},
         });

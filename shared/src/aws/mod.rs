@@ -184,7 +184,7 @@ pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
         sms: Arc::new(SnsSms::new(clients.sns.clone())),
         mail: Arc::new(SesMail::new(clients.ses.clone(), config.ses_configuration_set.clone())),
-        poster: Arc::new(HttpPoster::new().map_err(anyhow::Error::msg)?),
+        poster: Arc::new(HttpPoster::new(config.webhook_urls).map_err(anyhow::Error::msg)?),
         clock,
         keys: Keys::from_pepper(&pepper),
         settings: Settings { public_url: config.public_url.clone(), webhook_urls: config.webhook_urls },

@@ -5,7 +5,6 @@
 
 use crate::service::{Delivered, Delivery, Service};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use std::collections::HashSet;
 
 /// SQS allows at most 12 hours of invisibility; our backoff stays far below.
 const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
@@ -78,13 +77,32 @@ pub struct SendOutcome {
     pub attempts: usize,
 }
 
-/// Makes one attempt per message, in order. A message to retry is hidden until its time; the
-/// later messages of its group in this batch go back untried, so a share's order holds.
+/// Makes one attempt per message. Groups (an endpoint and a share) go concurrently, so one
+/// slow endpoint does not hold up the rest of the batch; within a group messages go in order,
+/// and when one is to be retried (hidden until its time) the later ones go back untried, so a
+/// share's order holds.
 pub async fn send_queued(service: &Service, queue: &WebhookQueue, messages: &[QueuedMessage]) -> SendOutcome {
-    let mut outcome = SendOutcome::default();
-    let mut held: HashSet<&str> = HashSet::new();
+    let mut groups: Vec<(&str, Vec<&QueuedMessage>)> = Vec::new();
     for m in messages {
-        if held.contains(m.group_id.as_str()) {
+        match groups.iter_mut().find(|(g, _)| *g == m.group_id) {
+            Some((_, list)) => list.push(m),
+            None => groups.push((&m.group_id, vec![m])),
+        }
+    }
+    let outcomes = futures_util::future::join_all(groups.into_iter().map(|(_, list)| send_group(service, queue, list))).await;
+    let mut outcome = SendOutcome::default();
+    for o in outcomes {
+        outcome.retry.extend(o.retry);
+        outcome.attempts += o.attempts;
+    }
+    outcome
+}
+
+async fn send_group(service: &Service, queue: &WebhookQueue, messages: Vec<&QueuedMessage>) -> SendOutcome {
+    let mut outcome = SendOutcome::default();
+    let mut held = false;
+    for m in messages {
+        if held {
             // Back in the queue at once: SQS still holds it behind the hidden one before it.
             if let Err(e) = queue.postpone(&m.receipt_handle, 0).await {
                 tracing::warn!(message_id = %m.message_id, error = %e, "could not release a held webhook message");
@@ -110,7 +128,7 @@ pub async fn send_queued(service: &Service, queue: &WebhookQueue, messages: &[Qu
                     tracing::warn!(message_id = %m.message_id, error = %e, "could not postpone a webhook retry");
                 }
                 outcome.retry.push(m.message_id.clone());
-                held.insert(&m.group_id);
+                held = true;
             }
         }
     }

@@ -99,6 +99,13 @@ impl EventId {
     pub fn generate() -> Self {
         Self(format!("evt_{}", random_token::<16>()))
     }
+
+    /// The same id for the same `seed` (e.g. a provider's report id), so a report delivered
+    /// twice is recognised as one event.
+    pub fn derived(seed: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, seed.as_bytes());
+        Self(format!("evt_{}", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])))
+    }
 }
 
 string_id!(

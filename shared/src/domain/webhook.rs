@@ -57,14 +57,17 @@ impl Webhook {
             return Err(bad("must not have a fragment"));
         }
         let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.');
+                d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+            }
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
             None => return Err(bad("must name a host")),
         };
         let private = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
-            Some(url::Host::Ipv6(ip)) => ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+            Some(url::Host::Ipv4(ip)) => !is_public(ip.into()),
+            Some(url::Host::Ipv6(ip)) => !is_public(ip.into()),
             _ => false,
         };
         match (url.scheme(), rule) {
@@ -83,6 +86,42 @@ impl Webhook {
             return Err(Invalid::new("description must be at most 200 characters on one line"));
         }
         Ok((!d.is_empty()).then(|| d.to_owned()))
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local (cloud
+/// metadata), carrier-grade NAT, multicast, unspecified or documentation space, also when
+/// written as an IPv4-mapped IPv6 address. On AWS a webhook may only go to such an address:
+/// checked on the URL and again on every address its host name resolves to.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
     }
 }
 
@@ -165,6 +204,11 @@ mod tests {
         assert!(Webhook::validate_url("https://127.0.0.1:9001/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://10.0.0.4/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://169.254.169.254/latest", HttpsOnly).is_err());
+        for private in ["[::ffff:169.254.169.254]", "[::ffff:127.0.0.1]", "[fe80::1]", "100.64.0.1", "0.0.0.0", "localhost.", "a.localhost", "224.0.0.1", "[fd00::1]"] {
+            assert!(Webhook::validate_url(&format!("https://{private}/x"), HttpsOnly).is_err(), "{private}");
+        }
+        assert!(is_public("8.8.8.8".parse().unwrap()));
+        assert!(is_public("2a00:1450:4001::1".parse().unwrap()));
         assert!(Webhook::validate_url("http://127.0.0.1:9001/x", AllowLoopbackHttp).is_ok());
         assert!(Webhook::validate_url("http://localhost:9001/x", AllowLoopbackHttp).is_ok());
         assert!(Webhook::validate_url("http://[::1]:9001/x", AllowLoopbackHttp).is_ok());

@@ -147,8 +147,9 @@ impl WebhookStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Events not yet fanned out, oldest first, with the queue position to resume after them.
-    pub async fn events_to_fan_out(&self, limit: usize) -> PortResult<(Vec<Event>, i64)> {
+    /// Events not yet fanned out, oldest first, with the position to resume after them;
+    /// `None` when there are none.
+    pub async fn events_to_fan_out(&self, limit: usize) -> PortResult<Option<(Vec<Event>, i64)>> {
         self.run(move |conn| {
             let cursor: i64 = conn
                 .query_row("SELECT seq FROM webhook_cursor WHERE id = 1", [], |r| r.get(0))
@@ -164,10 +165,15 @@ impl SqliteStore {
             let mut last = cursor;
             for row in rows {
                 let (seq, body) = row.map_err(db_err)?;
-                events.push(from_json(&body)?);
+                match from_json::<Event>(&body) {
+                    Ok(event) => events.push(event),
+                    // One unreadable row (written by a newer version?) must not stop every
+                    // practice's webhooks: it is skipped, and said so.
+                    Err(e) => tracing::error!(seq, error = %e, "an event row could not be read; not sent as a webhook"),
+                }
                 last = seq;
             }
-            Ok((events, last))
+            Ok((last > cursor).then_some((events, last)))
         })
         .await
     }

@@ -30,17 +30,26 @@ impl WebhookWorker {
 
     /// Fans out new events, then makes every attempt that is due; returns how many it made.
     pub async fn run_once(&self) -> crate::Result<usize> {
-        loop {
-            let (events, cursor) = self.store.events_to_fan_out(FAN_OUT_BATCH).await?;
-            if events.is_empty() {
-                break;
-            }
+        // A fan-out that fails (storage trouble) is tried again next run from the same place;
+        // the deliveries already queued go out meanwhile.
+        if let Err(e) = self.fan_out().await {
+            tracing::error!(error = %e, "webhook fan-out failed; retrying next run");
+        }
+        self.deliver_due().await
+    }
+
+    async fn fan_out(&self) -> crate::Result<()> {
+        while let Some((events, cursor)) = self.store.events_to_fan_out(FAN_OUT_BATCH).await? {
             let mut deliveries = Vec::new();
             for event in &events {
                 deliveries.extend(self.service.fan_out(event).await?);
             }
             self.store.enqueue_deliveries(deliveries, cursor, self.service.now()).await?;
         }
+        Ok(())
+    }
+
+    async fn deliver_due(&self) -> crate::Result<usize> {
         let mut made = 0;
         for _ in 0..MAX_ROUNDS {
             let due = self.store.due_deliveries(self.service.now(), CONCURRENT_ATTEMPTS * 4).await?;

@@ -160,7 +160,12 @@ impl Service {
             tracing::info!(kind = ?report.kind, "provider report for an unknown message");
             return Ok(false);
         };
-        let event = Event::new(&share_id, report.kind, self.now()).with_data(report.data);
+        let mut event = Event::new(&share_id, report.kind, self.now()).with_data(report.data);
+        // Providers report at least once: the same report makes the same event, recorded once.
+        event.id = crate::domain::EventId::derived(&format!("{message_id}/{}", report.report_id));
+        if self.store.list_events(&share_id).await?.iter().any(|e| e.id == event.id) {
+            return Ok(true);
+        }
         self.store.append_events(&[event]).await?;
         tracing::info!(share_id = %share_id, kind = ?report.kind, "provider report recorded");
         Ok(true)
@@ -179,6 +184,9 @@ impl Service {
 pub struct ProviderReport {
     pub kind: EventKind,
     pub data: serde_json::Value,
+    /// The provider's id of this report (SES `feedbackId`, a log event's id): the same on a
+    /// redelivery.
+    pub report_id: String,
 }
 
 fn error_kind(e: &crate::ports::PortError) -> &'static str {

@@ -224,7 +224,9 @@ impl Service {
     pub async fn deliver(&self, delivery: &Delivery, attempts: u32) -> Delivered {
         let webhook = match self.store.get_webhook(&delivery.practice_id, &delivery.webhook_id).await {
             Ok(Some(w)) if w.enabled => w,
-            Ok(_) => return Delivered::Dropped,
+            // Disabled with deliveries still due: listed as failed, so none is lost unseen.
+            Ok(Some(_)) => return self.give_up(delivery, attempts, None, Some("endpoint disabled".into())).await,
+            Ok(None) => return Delivered::Dropped,
             Err(e) => {
                 tracing::error!(webhook_id = %delivery.webhook_id, error = %e, "could not read a webhook endpoint");
                 return self.retry_or_fail(delivery, attempts + 1, None, Some("internal".into())).await;
@@ -249,6 +251,18 @@ impl Service {
         if let Some(at) = next_attempt(attempts, delivery.event_at, now, jitter) {
             return Delivered::RetryAt(at);
         }
+        self.give_up(delivery, attempts, last_status, last_error).await
+    }
+
+    /// Records a delivery as failed for good (listed for the practice).
+    async fn give_up(
+        &self,
+        delivery: &Delivery,
+        attempts: u32,
+        last_status: Option<u16>,
+        last_error: Option<String>,
+    ) -> Delivered {
+        let now = self.now();
         let failed = FailedDelivery {
             event_id: delivery.event_id.clone(),
             kind: delivery.kind.clone(),

@@ -8,7 +8,6 @@ use crate::service::Service;
 use crate::http::{Route, route_router};
 use crate::ports::{BlobStore, SystemClock};
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
@@ -117,27 +116,57 @@ pub async fn serve_webhook_sender() -> Result<(), Error> {
     let (service, queue) = webhook_context().await?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let messages: Vec<QueuedMessage> = event.payload.records.iter().filter_map(queued_message).collect();
-        let outcome = send_queued(service, queue, &messages).await;
-        let mut response = SqsBatchResponse::default();
-        for id in outcome.retry {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-        Ok::<_, Error>(response)
+        let outcome = send_queued(service, queue, &queued_messages(event.payload)).await;
+        let failures = outcome.retry.into_iter().map(|item_identifier| ItemFailure { item_identifier }).collect();
+        Ok::<_, Error>(SqsBatchResponse { batch_item_failures: failures })
     }))
     .await
 }
 
-fn queued_message(m: &aws_lambda_events::event::sqs::SqsMessage) -> Option<QueuedMessage> {
-    Some(QueuedMessage {
-        message_id: m.message_id.clone()?,
-        receipt_handle: m.receipt_handle.clone()?,
-        body: m.body.clone()?,
-        receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
-        group_id: m.attributes.get("MessageGroupId").cloned().unwrap_or_default(),
-    })
+/// An SQS event as Lambda delivers it: only what the sender reads (a small struct of our own
+/// spares the functions the much larger event crate feature).
+#[derive(Debug, serde::Deserialize)]
+pub struct SqsEvent {
+    #[serde(rename = "Records")]
+    records: Vec<SqsRecord>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SqsRecord {
+    message_id: String,
+    receipt_handle: String,
+    body: String,
+    #[serde(default)]
+    attributes: std::collections::HashMap<String, String>,
+}
+
+/// The answer that tells Lambda which messages to leave in the queue.
+#[derive(Debug, serde::Serialize)]
+pub struct SqsBatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    batch_item_failures: Vec<ItemFailure>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    item_identifier: String,
+}
+
+/// The messages of an SQS event, with their receive count and group.
+pub fn queued_messages(event: SqsEvent) -> Vec<QueuedMessage> {
+    event
+        .records
+        .into_iter()
+        .map(|m| QueuedMessage {
+            receive_count: m.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+            group_id: m.attributes.get("MessageGroupId").cloned().unwrap_or_default(),
+            message_id: m.message_id,
+            receipt_handle: m.receipt_handle,
+            body: m.body,
+        })
+        .collect()
 }
 
 /// SES bounce and complaint notifications (SNS) and SNS SMS delivery failures (CloudWatch

@@ -131,10 +131,12 @@ async fn the_fanout_event_carries_an_inserted_event() {
 
 #[tokio::test]
 async fn the_sender_event_carries_a_delivery() {
-    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&read_event("webhook-sender")).unwrap();
-    let message = &event.records[0];
-    let delivery: sealpost::service::Delivery = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
-    assert_eq!(message.attributes["MessageGroupId"], format!("{}:{}", delivery.webhook_id, delivery.share_id));
+    let event: sealpost::lambda::SqsEvent = serde_json::from_str(&read_event("webhook-sender")).unwrap();
+    let messages = sealpost::lambda::queued_messages(event);
+    let message = &messages[0];
+    assert_eq!((message.receive_count, message.message_id.as_str()), (1, "059f36b4-87a3-44ab-83d2-661975830a7d"));
+    let delivery: sealpost::service::Delivery = serde_json::from_str(&message.body).unwrap();
+    assert_eq!(message.group_id, format!("{}:{}", delivery.webhook_id, delivery.share_id));
     let payload: serde_json::Value = serde_json::from_str(&delivery.body).unwrap();
     assert_eq!(payload["id"], delivery.event_id.as_str());
     // Its endpoint does not exist here: the delivery is dropped, not retried.

@@ -225,43 +225,35 @@ impl Service {
         let webhook = match self.store.get_webhook(&delivery.practice_id, &delivery.webhook_id).await {
             Ok(Some(w)) if w.enabled => w,
             // Disabled with deliveries still due: listed as failed, so none is lost unseen.
-            Ok(Some(_)) => return self.give_up(delivery, attempts, None, Some("endpoint disabled".into())).await,
+            Ok(Some(_)) => {
+                let tried = Tried { attempts, last_status: None, last_error: Some("endpoint disabled".into()) };
+                return self.give_up(delivery, tried).await;
+            }
             Ok(None) => return Delivered::Dropped,
             Err(e) => {
                 tracing::error!(webhook_id = %delivery.webhook_id, error = %e, "could not read a webhook endpoint");
-                return self.retry_or_fail(delivery, attempts + 1, None, Some("internal".into())).await;
+                let tried = Tried { attempts: attempts + 1, last_status: None, last_error: Some("internal".into()) };
+                return self.retry_or_fail(delivery, tried).await;
             }
         };
         let attempt = self.attempt(&webhook, &delivery.event_id, delivery.body.as_bytes()).await;
         if attempt.ok {
             return Delivered::Yes;
         }
-        self.retry_or_fail(delivery, attempts + 1, attempt.status, attempt.error).await
+        let tried = Tried { attempts: attempts + 1, last_status: attempt.status, last_error: attempt.error };
+        self.retry_or_fail(delivery, tried).await
     }
 
-    async fn retry_or_fail(
-        &self,
-        delivery: &Delivery,
-        attempts: u32,
-        last_status: Option<u16>,
-        last_error: Option<String>,
-    ) -> Delivered {
-        let now = self.now();
+    async fn retry_or_fail(&self, delivery: &Delivery, tried: Tried) -> Delivered {
         let jitter = f64::from(u32::from_le_bytes(crate::domain::random_bytes::<4>())) / (f64::from(u32::MAX) + 1.0);
-        if let Some(at) = next_attempt(attempts, delivery.event_at, now, jitter) {
+        if let Some(at) = next_attempt(tried.attempts, delivery.event_at, self.now(), jitter) {
             return Delivered::RetryAt(at);
         }
-        self.give_up(delivery, attempts, last_status, last_error).await
+        self.give_up(delivery, tried).await
     }
 
     /// Records a delivery as failed for good (listed for the practice).
-    async fn give_up(
-        &self,
-        delivery: &Delivery,
-        attempts: u32,
-        last_status: Option<u16>,
-        last_error: Option<String>,
-    ) -> Delivered {
+    async fn give_up(&self, delivery: &Delivery, Tried { attempts, last_status, last_error }: Tried) -> Delivered {
         let now = self.now();
         let failed = FailedDelivery {
             event_id: delivery.event_id.clone(),
@@ -306,6 +298,13 @@ impl Service {
         }
         attempt
     }
+}
+
+/// How a delivery went so far: attempts made, and what the last one got.
+struct Tried {
+    attempts: u32,
+    last_status: Option<u16>,
+    last_error: Option<String>,
 }
 
 fn view(webhook: Webhook, health: WebhookHealth, secret: Option<String>) -> WebhookView {

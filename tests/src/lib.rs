@@ -132,7 +132,8 @@ impl TestApp {
             let mut new = admin::NewPractice::named("Sealpost Demo").expect("name");
             new.policy = policy;
             if failing_notifications {
-                new.sender_email = sealpost::domain::Email::parse("unverified@sealpost.invalid").expect("email");
+                // A domain no test verifies (the bounce test verifies the default sender's domain).
+                new.sender_email = sealpost::domain::Email::parse("nobody@unverified-sender.invalid").expect("email");
             }
             let (practice, api_key) =
                 admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod cli;
 mod codes;
 mod create;
 mod email_sms;

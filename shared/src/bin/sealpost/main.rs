@@ -2,6 +2,7 @@
 //! everything it runs lives in the library.
 
 mod admin_cmd;
+mod client_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sealpost::ports::SystemClock;
@@ -26,6 +27,10 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(admin_cmd::KeyCommand),
+    /// Send documents to a patient through a Sealpost API (from a script or a terminal).
+    Send(client_cmd::SendArgs),
+    /// A share's status, documents and events, as a timeline.
+    Status(client_cmd::StatusArgs),
     /// Create the table, bucket and sender identity on an AWS endpoint that is not managed by
     /// SAM — moto's server, to try `serve --backend aws` locally. Never needed on AWS itself.
     #[cfg(feature = "aws")]
@@ -75,6 +80,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Tenant(cmd) => admin_cmd::tenant(cmd).await,
         Command::Key(cmd) => admin_cmd::key(cmd).await,
+        Command::Send(args) => client_cmd::send(args).await,
+        Command::Status(args) => client_cmd::status(args).await,
         #[cfg(feature = "aws")]
         Command::AwsBootstrap { table, bucket, sender, region } => {
             let clients = sealpost::aws::Clients::from_env().await;

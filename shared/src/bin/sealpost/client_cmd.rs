@@ -1,0 +1,560 @@
+//! `sealpost send` and `sealpost status`: the practice API from a script or a terminal.
+//!
+//! Speaks only HTTP to a Sealpost API (embedded or on AWS), as any practice software would.
+//! Every failure ends as one `error: …` line on stderr and exit code 1: the API's own message
+//! (and the field it names), or which URL could not be reached. Nothing here logs personal data:
+//! the recipient's address and phone go into the request body and nowhere else.
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Local};
+use futures_util::TryStreamExt;
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use serde_json::{Map, Value, json};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// A file up to this size goes inline (base64 in the create request) by default.
+const INLINE_EACH: u64 = 4 * 1024 * 1024;
+/// Inline files add up to at most this much; the rest are uploaded. The API takes 25 MiB
+/// inline in a body of at most 36 MiB: this leaves room for base64's third.
+const INLINE_TOTAL: u64 = 20 * 1024 * 1024;
+/// Time for one JSON call, a create with 20 MiB inline included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// `send` checks every upload's hash and builds the ZIP of up to 50 × 2 GiB before it answers.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1800);
+const CHUNK: usize = 256 * 1024;
+
+/// Where the practice API is, and the practice's key.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// Base URL of the Sealpost API.
+    #[arg(long = "api", env = "SEALPOST_API_URL", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// The practice's API key (sp_live_…).
+    #[arg(long = "key", env = "SEALPOST_API_KEY", hide_env_values = true)]
+    key: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuthMethod {
+    /// A code by SMS (needs --to-phone).
+    Sms,
+    /// A code printed here, for you to pass on by phone or on paper.
+    Manual,
+    /// The patient types the date of birth given with --dob.
+    #[value(name = "date_of_birth", alias = "date-of-birth")]
+    DateOfBirth,
+    /// The patient types the insurance number given with --insurance-number.
+    #[value(name = "insurance_number", alias = "insurance-number")]
+    InsuranceNumber,
+}
+
+impl AuthMethod {
+    fn api_name(self) -> &'static str {
+        match self {
+            AuthMethod::Sms => "sms",
+            AuthMethod::Manual => "manual",
+            AuthMethod::DateOfBirth => "date_of_birth",
+            AuthMethod::InsuranceNumber => "insurance_number",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The patient's email address (gets the link).
+    #[arg(long)]
+    to_email: String,
+    /// The patient's mobile number, E.164 (+41791234567); gets the code for --auth sms.
+    #[arg(long)]
+    to_phone: Option<String>,
+    /// The patient's name, for the email's greeting.
+    #[arg(long)]
+    name: Option<String>,
+    /// Language of email, SMS and page: de, fr, it or en (default: the practice's).
+    #[arg(long)]
+    lang: Option<String>,
+    /// How the patient proves who they are (default: sms).
+    #[arg(long, value_enum)]
+    auth: Option<AuthMethod>,
+    /// Date of birth for --auth date_of_birth (1980-02-29).
+    #[arg(long)]
+    dob: Option<String>,
+    /// Insurance number for --auth insurance_number.
+    #[arg(long)]
+    insurance_number: Option<String>,
+    /// How long the link works (default: the practice's).
+    #[arg(long)]
+    expires_in_days: Option<u32>,
+    /// A short text added to the email (no codes in it).
+    #[arg(long)]
+    message: Option<String>,
+    /// Makes a retried send safe: the same key returns the first answer and sends nothing
+    /// twice (default: a new random key, printed).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Files up to this many bytes go inline in the request; larger ones are uploaded.
+    #[arg(long, default_value_t = INLINE_EACH, value_name = "BYTES")]
+    inline_limit: u64,
+    /// The documents to send (up to 50).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// The share's id, as `sealpost send` printed it.
+    id: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    exit_on_error(run_send(args).await)
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    exit_on_error(run_status(args).await)
+}
+
+/// One `error:` line and exit code 1, never anyhow's debug report.
+fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// A file on its way: inline (its base64) or uploaded later (its size and hash).
+struct Outgoing {
+    path: PathBuf,
+    filename: String,
+    content_type: &'static str,
+    size: u64,
+    inline: bool,
+}
+
+async fn run_send(args: SendArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.api)?;
+    let files = plan(&args.files, args.inline_limit)?;
+    let idempotency_key = match &args.idempotency_key {
+        Some(key) => key.clone(),
+        None => {
+            let key = hex::encode(sealpost::domain::random_bytes::<16>());
+            // Up front: a call cut short (a timeout, Ctrl-C) may still have created the share.
+            eprintln!("idempotency key: {key} (a retry with --idempotency-key {key} sends nothing twice)");
+            key
+        }
+    };
+
+    let mut documents = Vec::new();
+    for f in &files {
+        let mut doc = json!({"filename": f.filename, "content_type": f.content_type});
+        if f.inline {
+            use base64::Engine;
+            let bytes = tokio::fs::read(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
+            doc["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        } else {
+            doc["size"] = json!(f.size);
+            doc["sha256"] = json!(sha256_of(f).await?);
+        }
+        documents.push(doc);
+    }
+    let body = create_body(&args, documents);
+
+    let request = api.post("/v1/shares").header("Idempotency-Key", &idempotency_key).json(&body);
+    let created = api.call(request).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
+    if created["status"] != "awaiting_upload" {
+        print_sent(&created, &files);
+        return Ok(());
+    }
+    let id = created["id"].as_str().context("the API answered a share without an id")?;
+    // A retry answers the first create as it was; if that run got as far as `send`, the
+    // uploads are done (and their URLs may have run out).
+    let replayed_after_send = args.idempotency_key.is_some()
+        && api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"] != "awaiting_upload";
+    if !replayed_after_send {
+        let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if answered.len() != files.len() {
+            bail!("the API answered {} documents for {} files", answered.len(), files.len());
+        }
+        for (f, doc) in files.iter().zip(answered) {
+            if doc["filename"] != f.filename.as_str() {
+                bail!("the API answered the documents in another order than they were sent");
+            }
+            if let Some(url) = doc["upload_url"].as_str() {
+                upload(&api, f, url).await?;
+            }
+        }
+    }
+    let send = api.post(&format!("/v1/shares/{id}/send")).timeout(SEND_TIMEOUT);
+    let share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
+    print_sent(&share, &files);
+    Ok(())
+}
+
+fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {
+    let mut recipient = Map::new();
+    recipient.insert("email".into(), json!(args.to_email));
+    let optional = [
+        ("phone", &args.to_phone),
+        ("name", &args.name),
+        ("language", &args.lang),
+        ("date_of_birth", &args.dob),
+        ("insurance_number", &args.insurance_number),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            recipient.insert(key.into(), json!(v));
+        }
+    }
+    let mut body = json!({"recipient": recipient, "documents": documents});
+    if let Some(method) = args.auth {
+        body["auth"] = json!({"method": method.api_name()});
+    }
+    if let Some(days) = args.expires_in_days {
+        body["expires_in_days"] = json!(days);
+    }
+    if let Some(message) = &args.message {
+        body["message"] = json!(message);
+    }
+    body
+}
+
+/// Checks every file before anything is sent, and picks inline or upload for each.
+fn plan(paths: &[PathBuf], inline_limit: u64) -> anyhow::Result<Vec<Outgoing>> {
+    let mut inline_total = 0;
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("could not read {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a file", path.display());
+        }
+        let filename = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: the file name must be valid UTF-8", path.display()))?
+            .to_owned();
+        let size = meta.len();
+        let inline = size <= inline_limit && inline_total + size <= INLINE_TOTAL;
+        if inline {
+            inline_total += size;
+        }
+        files.push(Outgoing { path: path.clone(), content_type: content_type(&filename), filename, size, inline });
+    }
+    Ok(files)
+}
+
+/// The media type by extension; the patient's browser and ZIP tools go by the name anyway.
+fn content_type(filename: &str) -> &'static str {
+    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "tif" | "tiff" => "image/tiff",
+        "heic" => "image/heic",
+        "webp" => "image/webp",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "xml" => "application/xml",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "rtf" => "application/rtf",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "dcm" => "application/dicom",
+        _ => "application/octet-stream",
+    }
+}
+
+/// SHA-256 of a file, read in chunks: a 2 GiB scan never sits in memory.
+async fn sha256_of(f: &Outgoing) -> anyhow::Result<String> {
+    let mut file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
+    let bar = progress(f.size, &format!("hashing {}", f.filename));
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.with_context(|| format!("could not read {}", f.path.display()))?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(hex::encode(digest.finish().as_ref()))
+}
+
+/// PUTs a file to its upload URL, streamed from disk, with a progress bar on a terminal.
+async fn upload(api: &Api, f: &Outgoing, url: &str) -> anyhow::Result<()> {
+    let url = if url.starts_with('/') { format!("{}{url}", api.base) } else { url.to_owned() };
+    let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
+    let bar = progress(f.size, &format!("uploading {}", f.filename));
+    let counter = bar.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    // An explicit length: presigned S3 PUTs take no chunked bodies.
+    let request = api
+        .http
+        .put(&url)
+        .header(reqwest::header::CONTENT_LENGTH, f.size)
+        .body(reqwest::Body::wrap_stream(stream));
+    let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let response = request.send().await.map_err(|e| anyhow!("could not upload {} to {host}: {}", f.filename, root_cause(&e)))?;
+    bar.finish_and_clear();
+    let status = response.status();
+    if !status.is_success() {
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match api_error(&body) {
+            Some(reason) => bail!("upload of {} refused: {reason}", f.filename),
+            None => bail!("upload of {} refused by {host}: HTTP {status}", f.filename),
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, or none when either output is not a terminal (scripts, CI).
+fn progress(len: u64, label: &str) -> ProgressBar {
+    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    ProgressBar::new(len).with_style(style).with_message(label.to_owned())
+}
+
+fn print_sent(share: &Value, files: &[Outgoing]) {
+    let field = |name: &str| share[name].as_str().unwrap_or("-").to_owned();
+    println!("reference:  {}", field("reference"));
+    println!("id:         {}", field("id"));
+    println!("link:       {}", field("link"));
+    println!("status:     {}", field("status"));
+    println!("expires:    {}", local_time(&share["expires_at"]));
+    for f in files {
+        let how = if f.inline { "inline" } else { "uploaded" };
+        println!("document:   {} ({}, {how})", f.filename, HumanBytes(f.size));
+    }
+    if let Some(channels) = share["notifications"].as_object() {
+        for (channel, outcome) in channels {
+            let status = outcome["status"].as_str().unwrap_or("unknown");
+            match outcome["error"].as_str() {
+                Some(error) => println!("{:<12}{status} ({error})", format!("{channel}:")),
+                None => println!("{:<12}{status}", format!("{channel}:")),
+            }
+        }
+    }
+    if let Some(code) = share["code"].as_str() {
+        println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
+    }
+}
+
+async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.api)?;
+    if args.id.is_empty() || !args.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        bail!("id: not a share id");
+    }
+    let share = api.call(api.get(&format!("/v1/shares/{}", args.id))).await?;
+    print!("{}", timeline(&share));
+    Ok(())
+}
+
+/// The share view as text: its state, documents, then one line per event in local time.
+fn timeline(share: &Value) -> String {
+    let field = |name: &str| share[name].as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    out += &format!("reference:  {}\n", field("reference"));
+    out += &format!("id:         {}\n", field("id"));
+    out += &format!("status:     {}\n", field("status"));
+    out += &format!("auth:       {}\n", field("auth_method"));
+    out += &format!("created:    {}\n", local_time(&share["created_at"]));
+    out += &format!("expires:    {}\n", local_time(&share["expires_at"]));
+    let documents = share["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for d in documents {
+        let size = d["size"].as_u64().map(|s| HumanBytes(s).to_string()).unwrap_or_default();
+        out += &format!("document:   {} ({size})\n", d["filename"].as_str().unwrap_or("-"));
+    }
+    out += "events:\n";
+    for event in share["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let kind = event["type"].as_str().unwrap_or("-");
+        let detail = event_detail(kind, &event["data"], documents);
+        let line = format!("  {}  {kind}  {detail}", local_time(&event["created_at"]));
+        out += line.trim_end();
+        out += "\n";
+    }
+    out
+}
+
+/// What an event's data says, in words: a downloaded document's name, a failed channel.
+fn event_detail(kind: &str, data: &Value, documents: &[Value]) -> String {
+    let Some(data) = data.as_object() else { return String::new() };
+    match kind {
+        "document_downloaded" => {
+            let id = data.get("document_id").and_then(Value::as_str).unwrap_or_default();
+            let doc = documents.iter().find(|d| d["id"] == id);
+            doc.and_then(|d| d["filename"].as_str()).unwrap_or(id).to_owned()
+        }
+        "email_sent" | "sms_sent" => String::new(),
+        _ => data
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(s) => format!("{k}={s}"),
+                None => format!("{k}={v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// `2026-11-23 10:15` in the machine's time zone; the API's text when it is not a time.
+fn local_time(value: &Value) -> String {
+    match value.as_str() {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|_| s.to_owned()),
+        None => "-".to_owned(),
+    }
+}
+
+/// The practice API at one base URL, with one key.
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        let base = args.api.trim_end_matches('/').to_owned();
+        match url::Url::parse(&base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => bail!("--api: {base:?} is not an http:// or https:// URL"),
+        }
+        if args.key.trim().is_empty() {
+            bail!("--key: the API key is empty (or set SEALPOST_API_KEY)");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .user_agent(concat!("sealpost-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("could not start the HTTP client")?;
+        Ok(Self { base, key: args.key.trim().to_owned(), http })
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).timeout(CALL_TIMEOUT)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.key).timeout(CALL_TIMEOUT)
+    }
+
+    /// Sends a JSON call; a 2xx answer's body, or the API's error as a readable line.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, CallError> {
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // A 5xx or 429 may or may not have done the work: only those are worth a retry.
+        let may_have_happened = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        let message = match api_error(&body) {
+            _ if status.is_success() && body.is_object() => return Ok(body),
+            _ if status.is_success() => format!("{} answered HTTP {status} without a JSON body: is it a Sealpost API?", self.base),
+            Some(reason) => reason,
+            None => format!("{} answered HTTP {status}: is it a Sealpost API?", self.base),
+        };
+        Err(CallError { message, may_have_happened })
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> CallError {
+        if e.is_connect() {
+            // Nothing reached the API: a plain retry is as safe as the first try.
+            let message = format!("could not reach the Sealpost API at {}: {}", self.base, root_cause(e));
+            return CallError { message, may_have_happened: false };
+        }
+        let message = if e.is_timeout() {
+            format!("no answer from {} in time", self.base)
+        } else {
+            format!("the call to {} failed: {}", self.base, root_cause(e))
+        };
+        CallError { message, may_have_happened: true }
+    }
+}
+
+/// A failed call, and whether the API may have done the work anyway (a timeout, a 5xx).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct CallError {
+    message: String,
+    may_have_happened: bool,
+}
+
+impl CallError {
+    /// After a create or send that may have happened, the way to retry it safely.
+    fn with_retry_hint(self, idempotency_key: &str) -> anyhow::Error {
+        if self.may_have_happened {
+            anyhow!("{}\n(to retry without sending twice: the same command with --idempotency-key {idempotency_key})", self.message)
+        } else {
+            anyhow!(self)
+        }
+    }
+}
+
+/// `field: message` from `{"error": {"code", "message", "field"?}}`.
+fn api_error(body: &Value) -> Option<String> {
+    let error = &body["error"];
+    let message = error["message"].as_str()?;
+    let mut line = match error["field"].as_str() {
+        Some(field) => format!("{field}: {message}"),
+        None => message.to_owned(),
+    };
+    if let Some(code) = error["code"].as_str() {
+        line += &format!(" ({code})");
+    }
+    Some(line)
+}
+
+/// The innermost error's words ("Connection refused (os error 111)"), not reqwest's wrapping.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("Rechnung.PDF"), "application/pdf");
+        assert_eq!(content_type("scan.jpeg"), "image/jpeg");
+        assert_eq!(content_type("noextension"), "application/octet-stream");
+    }
+
+    #[test]
+    fn api_errors_read_as_field_and_message() {
+        let body = json!({"error": {"code": "invalid_request", "message": "not a phone number", "field": "recipient.phone"}});
+        assert_eq!(api_error(&body).as_deref(), Some("recipient.phone: not a phone number (invalid_request)"));
+        assert_eq!(api_error(&json!({"oops": 1})), None);
+    }
+
+    #[test]
+    fn downloads_name_the_document() {
+        let docs = vec![json!({"id": "doc_1", "filename": "Rechnung.pdf"})];
+        assert_eq!(event_detail("document_downloaded", &json!({"document_id": "doc_1"}), &docs), "Rechnung.pdf");
+        assert_eq!(event_detail("notification_failed", &json!({"channel": "sms", "error": "x"}), &docs), "channel=sms error=x");
+        assert_eq!(event_detail("created", &Value::Null, &docs), "");
+    }
+}

@@ -1,7 +1,7 @@
 //! The use cases, over the ports. One `Service` serves every runtime shape; it is built once
 //! (per process or per Lambda cold start) and shared.
 
-pub(crate) mod archive;
+pub mod archive;
 mod create;
 mod input;
 mod manage;

@@ -28,6 +28,51 @@ pub enum EventKind {
     SmsDeliveryFailed,
 }
 
+impl EventKind {
+    pub const ALL: [EventKind; 17] = [
+        EventKind::Created,
+        EventKind::EmailSent,
+        EventKind::SmsSent,
+        EventKind::NotificationFailed,
+        EventKind::Opened,
+        EventKind::Verified,
+        EventKind::VerifyFailed,
+        EventKind::Locked,
+        EventKind::CodeRequested,
+        EventKind::DocumentDownloaded,
+        EventKind::ArchiveDownloaded,
+        EventKind::Resent,
+        EventKind::Revoked,
+        EventKind::Expired,
+        EventKind::ExpiredUnread,
+        EventKind::EmailBounced,
+        EventKind::SmsDeliveryFailed,
+    ];
+
+    /// The name in the API, in webhooks and in the store (serde's spelling, tested below).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::EmailSent => "email_sent",
+            EventKind::SmsSent => "sms_sent",
+            EventKind::NotificationFailed => "notification_failed",
+            EventKind::Opened => "opened",
+            EventKind::Verified => "verified",
+            EventKind::VerifyFailed => "verify_failed",
+            EventKind::Locked => "locked",
+            EventKind::CodeRequested => "code_requested",
+            EventKind::DocumentDownloaded => "document_downloaded",
+            EventKind::ArchiveDownloaded => "archive_downloaded",
+            EventKind::Resent => "resent",
+            EventKind::Revoked => "revoked",
+            EventKind::Expired => "expired",
+            EventKind::ExpiredUnread => "expired_unread",
+            EventKind::EmailBounced => "email_bounced",
+            EventKind::SmsDeliveryFailed => "sms_delivery_failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
@@ -48,5 +93,17 @@ impl Event {
     pub fn with_data(mut self, data: serde_json::Value) -> Self {
         self.data = data;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_serialised_name() {
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.as_str()));
+        }
     }
 }

@@ -140,10 +140,9 @@ pub struct Payload {
 
 impl Payload {
     pub fn for_event(event: &Event, reference: &Reference) -> Self {
-        let kind = serde_json::to_value(event.kind).ok().and_then(|v| v.as_str().map(str::to_owned));
         Self {
             id: event.id.to_string(),
-            kind: kind.unwrap_or_default(),
+            kind: event.kind.as_str().to_owned(),
             share_id: Some(event.share_id.to_string()),
             reference: Some(reference.to_string()),
             created_at: event.created_at,

@@ -212,7 +212,7 @@ impl Service {
                 webhook_id: w.id,
                 share_id: event.share_id.to_string(),
                 event_id: event.id.to_string(),
-                kind: serde_json::to_value(event.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                kind: event.kind.as_str().to_owned(),
                 event_at: event.created_at,
                 body: body.clone(),
             })

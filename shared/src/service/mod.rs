@@ -11,7 +11,7 @@ mod sweep;
 mod views;
 mod webhooks;
 
-pub use input::{parse_json, CreateShareRequest};
+pub use input::{AWS_MAX_INLINE_BYTES, CreateShareRequest, MAX_INLINE_BYTES, parse_json};
 pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};
@@ -40,6 +40,8 @@ pub struct Settings {
     pub public_url: String,
     /// Which webhook endpoint URLs are accepted (HTTPS only on AWS).
     pub webhook_urls: UrlRule,
+    /// What a create's inline documents may total (`input::MAX_INLINE_BYTES`, less on AWS).
+    pub max_inline_bytes: u64,
 }
 
 impl Settings {
@@ -139,11 +141,25 @@ impl Service {
     /// retrying from a fresh read when a concurrent writer won. This is what keeps attempt
     /// counts and self-service limits exact under concurrency.
     async fn mutate<T>(&self, load: Load<'_>, f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>) -> Result<T> {
+        self.mutate_read(None, load, f).await
+    }
+
+    /// [`Self::mutate`] starting from a share the caller has just read, so the common case
+    /// (no concurrent writer) costs one read, not two; a conflict reads afresh through `load`.
+    async fn mutate_read<T>(
+        &self,
+        mut read: Option<Share>,
+        load: Load<'_>,
+        f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>,
+    ) -> Result<T> {
         for _ in 0..MAX_WRITE_RETRIES {
-            let mut share = match load {
-                Load::Practice(practice, id) => self.practice_share(practice, id).await?,
-                Load::Patient(id) => self.open_share(id).await?,
-                Load::Any(id) => self.store.get_share(id).await?.ok_or(Error::NotFound)?,
+            let mut share = match read.take() {
+                Some(share) => share,
+                None => match load {
+                    Load::Practice(practice, id) => self.practice_share(practice, id).await?,
+                    Load::Patient(id) => self.open_share(id).await?,
+                    Load::Any(id) => self.store.get_share(id).await?.ok_or(Error::NotFound)?,
+                },
             };
             let step = f(&mut share, self.now());
             if step.changed {

@@ -16,7 +16,8 @@ impl Service {
         let mut share = self.open_share(id).await?;
         if share.first_opened_at.is_none() {
             share = self
-                .mutate(
+                .mutate_read(
+                    Some(share),
                     Load::Patient(id),
                     |share, now| {
                         if share.first_opened_at.is_some() {
@@ -58,8 +59,10 @@ impl Service {
         let answer: VerifyIn = parse_json(body)?;
         let share = self.open_share(id).await?;
         let canonical = answer.canonical(share.auth)?;
+        // One read and one conditional write when nobody else is answering at the same time.
         let share = self
-            .mutate(
+            .mutate_read(
+                Some(share),
                 Load::Patient(id),
                 |share, now| {
                     let correct = share
@@ -131,7 +134,8 @@ impl Service {
             return Err(Error::RateLimited { retry_after_secs: secs, message: "the practice's daily SMS limit is reached" });
         }
         let (share, code) = self
-            .mutate(
+            .mutate_read(
+                Some(share),
                 Load::Patient(id),
                 |share, now| {
                     if let Err(e) = check_self_service(share, now) {

@@ -23,6 +23,22 @@ pub async fn serve_route(route: Route) -> Result<(), Error> {
     lambda_http::run(route_router(&Route::of_function(route.function_name()), service)).await
 }
 
+/// One invocation of a route function, made as `lambda_http::run` makes it: the API Gateway
+/// event (payload 2.0) turned into a request by lambda_http, the function's one-route router,
+/// the response turned into the event API Gateway reads. For the contract suite, which runs
+/// every API call on the AWS backend through here (tests/src/gateway.rs).
+pub async fn invoke_route(function: &str, service: Arc<Service>, event: serde_json::Value) -> Result<serde_json::Value, Error> {
+    use lambda_http::Service as _;
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)?;
+    // The adapter is not Send (it names the response type by reference), so it is dropped
+    // before the await; an axum router is always ready, so poll_ready has nothing to say.
+    let response = {
+        let mut adapter = lambda_http::Adapter::from(route_router(&Route::of_function(function), service));
+        adapter.call(LambdaEvent::new(request, lambda_runtime::Context::default()))
+    };
+    Ok(serde_json::to_value(response.await?)?)
+}
+
 /// Deletes the documents of shares that DynamoDB's TTL removed (stream `REMOVE` records by
 /// `dynamodb.amazonaws.com`). Reports failed records so only they are retried.
 pub async fn serve_cleanup() -> Result<(), Error> {

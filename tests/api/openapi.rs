@@ -7,6 +7,8 @@ use sealpost::http::Route;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
+/// On AWS no function serves the description (API Gateway has API routes only; publish
+/// openapi.yaml with your docs), so these tests are the embedded backend's.
 async fn served_description(app: &TestApp) -> Value {
     let reply = call(app, "GET", "/v1/openapi.json", None, None).await;
     let ct = reply.header("content-type").unwrap_or_default();
@@ -37,6 +39,9 @@ async fn served_methods(app: &TestApp, path: &str) -> Vec<&'static str> {
 
 #[tokio::test]
 async fn the_description_is_served_as_openapi_3_1_without_a_key() {
+    if !embedded() {
+        return;
+    }
     let app = TestApp::spawn().await;
     let spec = served_description(&app).await;
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "{}", spec["openapi"]);
@@ -48,6 +53,9 @@ async fn the_description_is_served_as_openapi_3_1_without_a_key() {
 
 #[tokio::test]
 async fn every_route_the_server_answers_is_described() {
+    if !embedded() {
+        return;
+    }
     let app = TestApp::spawn().await;
     let spec = served_description(&app).await;
     let paths = spec["paths"].as_object().expect("paths");
@@ -68,6 +76,9 @@ async fn every_route_the_server_answers_is_described() {
 
 #[tokio::test]
 async fn every_described_operation_is_served() {
+    if !embedded() {
+        return;
+    }
     let app = TestApp::spawn().await;
     let spec = served_description(&app).await;
     let paths = spec["paths"].as_object().expect("paths");

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
+pub mod gateway;
 pub mod receiver;
 
 /// An SMS as the backend's provider (outbox, or moto's SNS record) saw it.
@@ -183,7 +184,9 @@ impl TestApp {
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
         let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone())).await.expect("aws service");
-        (service.clone(), sealpost::http::router(service), None)
+        // Every API call through its Lambda function's handler, as API Gateway makes it; the
+        // page as CloudFront serves it from its bucket.
+        (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -187,6 +187,10 @@ pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn
         poster: Arc::new(HttpPoster::new(config.webhook_urls).map_err(anyhow::Error::msg)?),
         clock,
         keys: Keys::from_pepper(&pepper),
-        settings: Settings { public_url: config.public_url.clone(), webhook_urls: config.webhook_urls },
+        settings: Settings {
+            public_url: config.public_url.clone(),
+            webhook_urls: config.webhook_urls,
+            max_inline_bytes: crate::service::AWS_MAX_INLINE_BYTES,
+        },
     }))
 }

@@ -85,7 +85,7 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp).map_err(anyhow::Error::msg)?),
         clock: clock.clone(),
         keys: keys.clone(),
-        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp },
+        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
     });
     let router = crate::http::router(service.clone())
         .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route).layer(
@@ -112,7 +112,7 @@ pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Re
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp).map_err(anyhow::Error::msg)?),
         clock,
         keys,
-        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp },
+        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
     }))
 }
 

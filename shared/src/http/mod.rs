@@ -19,7 +19,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// A create body may be this big: 25 MiB of documents as base64 (×4/3) plus JSON around them.
+/// A create body may be this big: 25 MiB of documents as base64 (×4/3) plus JSON around them
+/// (on AWS, Lambda's 6 MiB event limit comes first).
 pub const MAX_BODY_BYTES: usize = 36 * 1024 * 1024;
 /// Every other body (a code, a date): anonymous callers must not make the server hold megabytes.
 pub const SMALL_BODY_BYTES: usize = 16 * 1024;
@@ -92,6 +93,29 @@ impl Route {
             Route::GetWebhook | Route::UpdateWebhook | Route::DeleteWebhook => "/v1/webhooks/{id}",
             Route::TestWebhook => "/v1/webhooks/{id}/test",
             Route::WebhookFailures => "/v1/webhooks/{id}/failures",
+        }
+    }
+
+    /// The HTTP method (as in the HTTP API's route keys: `POST /v1/shares`).
+    pub fn method(self) -> &'static str {
+        match self {
+            Route::CreateShare
+            | Route::ResendShare
+            | Route::SendShare
+            | Route::VerifyCode
+            | Route::RequestCode
+            | Route::CreateWebhook
+            | Route::TestWebhook => "POST",
+            Route::ListShares
+            | Route::GetShare
+            | Route::PublicShare
+            | Route::DocumentUrl
+            | Route::ArchiveUrl
+            | Route::ListWebhooks
+            | Route::GetWebhook
+            | Route::WebhookFailures => "GET",
+            Route::RevokeShare | Route::DeleteWebhook => "DELETE",
+            Route::UpdateWebhook => "PATCH",
         }
     }
 

@@ -24,7 +24,7 @@ impl Service {
         idempotency_key: Option<&str>,
     ) -> Result<(u16, serde_json::Value)> {
         let request: CreateShareRequest = parse_json(body)?;
-        let new = request.validate(practice.default_language, &practice.policy)?;
+        let new = request.validate(practice.default_language, &practice.policy, self.settings.max_inline_bytes)?;
         let Some(key) = idempotency_key else {
             let view = self.create_validated(practice, new).await?;
             return Ok((201, serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?));

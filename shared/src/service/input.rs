@@ -10,8 +10,12 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// Decoded inline documents may total this much (SPEC suggests 25 MB).
+/// Decoded inline documents may total this much on the embedded backend (SPEC suggests 25 MB).
 pub const MAX_INLINE_BYTES: u64 = 25 * 1024 * 1024;
+/// … and this much on AWS, where API Gateway hands the request to Lambda in an event of at most
+/// 6 MiB: 4 MiB of documents are 5.3 MiB of base64, with room for the JSON around them. A
+/// bigger body never reaches Sealpost (API Gateway answers 413 itself).
+pub const AWS_MAX_INLINE_BYTES: u64 = 4 * 1024 * 1024;
 /// A large document (uploaded through `upload_url`) may be this big.
 pub const MAX_UPLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const MAX_DOCUMENTS: usize = 50;
@@ -121,7 +125,9 @@ fn field<T>(name: &str, r: std::result::Result<T, crate::domain::Invalid>) -> Re
 }
 
 impl CreateShareRequest {
-    pub fn validate(self, practice_language: Language, policy: &Policy) -> Result<NewShare> {
+    /// `max_inline`: what the inline documents may total on this backend ([`MAX_INLINE_BYTES`],
+    /// [`AWS_MAX_INLINE_BYTES`]).
+    pub fn validate(self, practice_language: Language, policy: &Policy, max_inline: u64) -> Result<NewShare> {
         let r = self.recipient;
         let auth = self.auth.method.unwrap_or_default();
         let email = field("recipient.email", Email::parse(&r.email))?;
@@ -174,7 +180,7 @@ impl CreateShareRequest {
                 ));
             }
         }
-        let documents = validate_documents(self.documents)?;
+        let documents = validate_documents(self.documents, max_inline)?;
         Ok(NewShare {
             recipient: Recipient { email, phone, name, language },
             auth,
@@ -187,7 +193,7 @@ impl CreateShareRequest {
     }
 }
 
-fn validate_documents(docs: Vec<DocumentIn>) -> Result<Vec<NewDocument>> {
+fn validate_documents(docs: Vec<DocumentIn>, max_inline: u64) -> Result<Vec<NewDocument>> {
     if docs.is_empty() || docs.len() > MAX_DOCUMENTS {
         return Err(Error::invalid("documents", format!("a share holds 1 to {MAX_DOCUMENTS} documents")));
     }
@@ -207,8 +213,15 @@ fn validate_documents(docs: Vec<DocumentIn>) -> Result<Vec<NewDocument>> {
                         return Err(Error::invalid(at("content_base64"), "a document must not be empty"));
                     }
                     inline_total += bytes.len() as u64;
-                    if inline_total > MAX_INLINE_BYTES {
-                        return Err(Error::PayloadTooLarge);
+                    if inline_total > max_inline {
+                        return Err(Error::invalid(
+                            "documents",
+                            format!(
+                                "inline documents may total {} MiB here; give larger ones as size and sha256 and \
+                                 upload them to their upload_url",
+                                max_inline / (1024 * 1024)
+                            ),
+                        ));
                     }
                     Content::Inline(bytes)
                 }
@@ -353,7 +366,7 @@ mod tests {
             #[test]
             fn an_inline_document_arrives_byte_for_byte(bytes in prop::collection::vec(any::<u8>(), 1..2048)) {
                 let body = inline_body(&STANDARD.encode(&bytes));
-                let new = parse_json::<CreateShareRequest>(&body).unwrap().validate(Language::De, &Policy::default()).unwrap();
+                let new = parse_json::<CreateShareRequest>(&body).unwrap().validate(Language::De, &Policy::default(), MAX_INLINE_BYTES).unwrap();
                 match &new.documents[0].content {
                     Content::Inline(got) => prop_assert_eq!(got, &bytes),
                     other => prop_assert!(false, "{:?}", other),
@@ -365,7 +378,7 @@ mod tests {
             #[test]
             fn no_create_body_panics(body in prop::collection::vec(any::<u8>(), 0..200), b64 in "\\PC{0,40}") {
                 for body in [body, inline_body(&b64)] {
-                    match parse_json::<CreateShareRequest>(&body).and_then(|r| r.validate(Language::De, &Policy::default())) {
+                    match parse_json::<CreateShareRequest>(&body).and_then(|r| r.validate(Language::De, &Policy::default(), MAX_INLINE_BYTES)) {
                         Ok(_) | Err(Error::InvalidRequest { .. } | Error::PayloadTooLarge) => {}
                         Err(other) => prop_assert!(false, "{:?}", other),
                     }

@@ -17,10 +17,11 @@ use tokio::io::AsyncReadExt;
 
 /// A file up to this size goes inline (base64 in the create request) by default.
 const INLINE_EACH: u64 = 4 * 1024 * 1024;
-/// Inline files add up to at most this much; the rest are uploaded. The API takes 25 MiB
-/// inline in a body of at most 36 MiB: this leaves room for base64's third.
-const INLINE_TOTAL: u64 = 20 * 1024 * 1024;
-/// Time for one JSON call, a create with 20 MiB inline included.
+/// Inline files add up to at most this much; the rest are uploaded. The embedded service takes
+/// 25 MiB inline, the AWS one 4 MiB (Lambda's 6 MiB event): the CLI does not know which it
+/// talks to, so it stays within both.
+const INLINE_TOTAL: u64 = sealpost::service::AWS_MAX_INLINE_BYTES;
+/// Time for one JSON call, a create with 4 MiB inline included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// `send` checks every upload's hash and builds the ZIP of up to 50 × 2 GiB before it answers.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1800);

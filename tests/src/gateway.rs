@@ -1,0 +1,205 @@
+//! What stands in front of the route functions on AWS, for the AWS backend of the contract
+//! suite: API Gateway's HTTP API for `/v1/*`, CloudFront's page bucket for the rest.
+//!
+//! An API request becomes the event API Gateway sends (payload format 2.0: route key, raw path
+//! and query, path parameters, lower-case headers with repeated ones joined by commas, cookies
+//! apart, the body in base64 unless it is text), is handled by its function's own handler as
+//! `lambda_http::run` hands it over ([`sealpost::lambda::invoke_route`]: lambda_http's request
+//! and response conversions, the one-route router of that function), and the response event the
+//! function returns becomes the HTTP answer. What happens before a function sees a request is
+//! kept too: only the routes and methods of `template.yaml` reach their functions (anything
+//! else under `/v1/` goes to its `$default` route), and a request whose event would pass
+//! Lambda's 6 MiB payload limit, or whose body passes API Gateway's 10 MiB, gets API Gateway's
+//! own `413 {"message": …}`: Sealpost never sees it.
+
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{MethodFilter, on};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealpost::http::Route;
+use sealpost::service::Service;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Lambda's limit on the payload of a synchronous invocation (the whole event).
+pub const LAMBDA_EVENT_LIMIT: usize = 6 * 1024 * 1024;
+/// API Gateway's limit on a request body.
+const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// The function behind the HTTP API's `$default` route (template.yaml): its router answers
+/// SPEC's "no such route" for anything it is sent.
+pub const DEFAULT_ROUTE_FUNCTION: &str = "public-share";
+
+/// `/v1/*` through the functions, the page (`page` router: CloudFront's page bucket) for the rest.
+pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
+    let mut api = axum::Router::new();
+    for route in Route::ALL {
+        let service = service.clone();
+        let filter = match route.method() {
+            "POST" => MethodFilter::POST,
+            "DELETE" => MethodFilter::DELETE,
+            "PATCH" => MethodFilter::PATCH,
+            _ => MethodFilter::GET,
+        };
+        let key = format!("{} {}", route.method(), route.path());
+        api = api.route(
+            route.path(),
+            on(filter, move |Path(params): Path<HashMap<String, String>>, request: Request| {
+                invoke(service, route.function_name(), key, params, request)
+            }),
+        );
+    }
+    let default = move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
+    let page = page.clone();
+    api.method_not_allowed_fallback(default.clone()).fallback(move |request: Request| {
+        let (default, page) = (default.clone(), page.clone());
+        async move {
+            if request.uri().path().starts_with("/v1/") {
+                default(request).await
+            } else {
+                tower::ServiceExt::oneshot(page, request).await.unwrap_or_else(|e| match e {})
+            }
+        }
+    })
+}
+
+fn gateway_error(status: StatusCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(json!({ "message": message }).to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// API Gateway passes a body as text when its type is text, else in base64.
+fn is_text(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t.starts_with("text/") || t.contains("json") || t.contains("xml") || t.starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+async fn invoke(
+    service: Arc<Service>,
+    function: &'static str,
+    route_key: String,
+    params: HashMap<String, String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, GATEWAY_BODY_LIMIT).await else {
+        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for name in parts.headers.keys() {
+        let values: Vec<&str> = parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        if name == header::COOKIE {
+            cookies.extend(values.iter().flat_map(|v| v.split("; ")).map(str::to_owned));
+        } else {
+            headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+        }
+    }
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let mut query: Map<String, Value> = Map::new();
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": parts.uri.path(),
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "sealpost",
+            "domainName": parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost"),
+            "domainPrefix": "sealpost",
+            "http": {
+                "method": parts.method.as_str(),
+                "path": parts.uri.path(),
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            },
+            "requestId": format!("{:x}", now.timestamp_nanos_opt().unwrap_or_default()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": false,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !params.is_empty() {
+        event["pathParameters"] = json!(params);
+    }
+    if !body.is_empty() {
+        match std::str::from_utf8(&body) {
+            Ok(text) if is_text(content_type) => event["body"] = json!(text),
+            _ => {
+                event["body"] = json!(STANDARD.encode(&body));
+                event["isBase64Encoded"] = json!(true);
+            }
+        }
+    }
+    if event.to_string().len() > LAMBDA_EVENT_LIMIT {
+        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+
+    let answer = match sealpost::lambda::invoke_route(function, service, event).await {
+        Ok(answer) => answer,
+        // An unhandled function error: API Gateway answers 500 on the function's behalf.
+        Err(_) => return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    };
+    response_from_event(&answer)
+}
+
+/// The function's response event as API Gateway turns it into an HTTP answer.
+fn response_from_event(answer: &Value) -> Response {
+    let body = answer["body"].as_str().unwrap_or("");
+    let body = if answer["isBase64Encoded"].as_bool() == Some(true) {
+        match STANDARD.decode(body) {
+            Ok(bytes) => bytes,
+            Err(_) => return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        }
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(500) as u16)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    // Payload 2.0 reads `headers` (one string each) and `cookies`; `multiValueHeaders`, which
+    // lambda_http also writes, is not part of it.
+    for (name, value) in answer["headers"].as_object().into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) = (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str)) {
+            headers.append(name, value);
+        }
+    }
+    for cookie in answer["cookies"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+

@@ -44,6 +44,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     })
 }
 
+/// `POST /v1/shares`: the body, parsed and checked, or the `invalid_request` naming the field
+/// (`payload_too_large` for inline documents over [`MAX_INLINE_BYTES`]). Pure, no store and no
+/// blobs, so it is fuzzed on its own (`fuzz/`, target `create_body`).
+pub fn parse_create_body(body: &[u8], practice_language: Language, policy: &Policy) -> Result<NewShare> {
+    parse_json::<CreateShareRequest>(body)?.validate(practice_language, policy)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShareRequest {
@@ -365,7 +372,7 @@ mod tests {
             #[test]
             fn no_create_body_panics(body in prop::collection::vec(any::<u8>(), 0..200), b64 in "\\PC{0,40}") {
                 for body in [body, inline_body(&b64)] {
-                    match parse_json::<CreateShareRequest>(&body).and_then(|r| r.validate(Language::De, &Policy::default())) {
+                    match parse_create_body(&body, Language::De, &Policy::default()) {
                         Ok(_) | Err(Error::InvalidRequest { .. } | Error::PayloadTooLarge) => {}
                         Err(other) => prop_assert!(false, "{:?}", other),
                     }

@@ -11,7 +11,10 @@ mod sweep;
 mod views;
 mod webhooks;
 
-pub use input::{parse_json, CreateShareRequest};
+pub use input::{
+    parse_create_body, parse_json, Content, CreateShareRequest, KnownSecret, NewDocument, NewShare, MAX_DOCUMENTS,
+    MAX_INLINE_BYTES, MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES,
+};
 pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};

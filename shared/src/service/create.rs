@@ -1,7 +1,7 @@
 //! Creating a share, and sending one whose large documents were uploaded.
 
 use super::archive::{build_archive, document_key, share_prefix, upload_key};
-use super::input::{Content, CreateShareRequest, KnownSecret, NewShare, parse_json};
+use super::input::{Content, KnownSecret, NewShare, parse_create_body};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step, UPLOAD_URL_SECS};
 use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
@@ -23,8 +23,7 @@ impl Service {
         body: &[u8],
         idempotency_key: Option<&str>,
     ) -> Result<(u16, serde_json::Value)> {
-        let request: CreateShareRequest = parse_json(body)?;
-        let new = request.validate(practice.default_language, &practice.policy, self.settings.max_inline_bytes)?;
+        let new = parse_create_body(body, practice.default_language, &practice.policy, self.settings.max_inline_bytes)?;
         let Some(key) = idempotency_key else {
             let view = self.create_validated(practice, new).await?;
             return Ok((201, serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?));

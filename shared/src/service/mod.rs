@@ -11,7 +11,10 @@ mod sweep;
 mod views;
 mod webhooks;
 
-pub use input::{AWS_MAX_INLINE_BYTES, CreateShareRequest, MAX_INLINE_BYTES, parse_json};
+pub use input::{
+    AWS_MAX_INLINE_BYTES, Content, CreateShareRequest, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES, MAX_MESSAGE_CHARS,
+    MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
+};
 pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};

@@ -9,7 +9,7 @@ PDF's compressed streams are, and 60 plain-text reports that deflate well), arch
   choice as ours);
 - Python's `zipfile` with ZIP_DEFLATED, as one would write it, and with PDFs stored.
 
-Each is run --runs times (median reported) on files in the page cache; wall time and the
+Each runs --runs times, in rounds (median reported), on files in the page cache; wall time and the
 process's own peak RSS (wait4). Every archive is checked with `unzip -tq` once.
 
     python3 bench/zip.py --archive-bin target/release/deps/archive-… [--runs 3] [--total-mib 1024]
@@ -122,18 +122,21 @@ def main():
             ("Python `zipfile`, ZIP_DEFLATED", python_zip(False)),
             ("Python `zipfile`, PDF stored", python_zip(True)),
         ]
-        results = []
-        for name, run in contenders:
-            times, rsss = [], []
-            for i in range(args.runs):
+        # Rounds, each running every archiver once: a noisy neighbour then slows all of them
+        # alike rather than whichever ran while it was busy.
+        times = {name: [] for name, _ in contenders}
+        rsss = {name: [] for name, _ in contenders}
+        sizes = {}
+        for round_ in range(args.runs):
+            for name, run in contenders:
                 secs, rss, path = run()
-                times.append(secs)
-                rsss.append(rss)
-                if i == 0:
+                times[name].append(secs)
+                rsss[name].append(rss)
+                if round_ == 0:
                     subprocess.run(["unzip", "-tq", path], check=True, stdout=subprocess.DEVNULL)
-                    size = os.path.getsize(path)
-            results.append((name, median(times), max(rsss), size))
-            print(f"  {name}: {median(times):.2f} s, {max(rsss):.1f} MiB", file=sys.stderr)
+                    sizes[name] = os.path.getsize(path)
+                print(f"  {name}: {secs:.2f} s, {rss:.1f} MiB", file=sys.stderr)
+        results = [(name, median(times[name]), max(rsss[name]), sizes[name]) for name, _ in contenders]
 
     ours = results[0][1]
     rows = [

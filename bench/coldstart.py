@@ -20,7 +20,9 @@ and kills it once the answer is in. Two times per start, on the emulator's clock
     first = exec -> the POST of the first answer (response or error)
 
 Init includes everything a function does before it polls: telemetry, reading the
-configuration, the AWS SDK's configuration and its six clients, the webhook HTTP client, and,
+configuration, the AWS SDK's configuration and its six clients, the webhook HTTP client (each
+HTTPS client reads and parses the system's CA certificates: here Debian's /etc/ssl/certs, on
+Lambda Amazon Linux 2023's), and,
 in the "SSM" column, the pepper read from SSM (one GetParameter round trip to moto); the main
 columns hand it the pepper inline (SEALPOST_PEPPER) to show the binary's own cost. `cleanup`
 reads no pepper: both its columns measure the same start. First adds the handler's first work
@@ -423,7 +425,11 @@ def cold_start(job: Job, timeout_s: float) -> None:
             return
         output.seek(0)
         tail = output.read().decode(errors="replace")[-2000:]
-        why = {"none": f"no answer (exit status {process.returncode}, {timeout_s:.0f} s timeout)"}.get(answer, answer)
+        if answer == "none":
+            exited = process.returncode is not None and process.returncode != -9  # -9: killed by us
+            why = f"exited with status {process.returncode} before answering" if exited else f"no answer within {timeout_s:g} s"
+        else:
+            why = f"answered {answer}"
         job.failure = f"{why}\n--- answer: {inv.body[:1000].decode(errors='replace')}\n--- output:\n{tail}"
 
 
@@ -459,14 +465,15 @@ def report(jobs: dict[tuple[str, str], Job], names: list[str], args: argparse.Na
     print("| function | binary MB | init median | init p90 | init ÷ hello | first median | first p90 "
           "| init, SSM pepper | ÷ hello | first answer |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-    for name in names:
+    for name in [HELLO, *names]:
         inline, ssm = jobs[(name, "inline")], jobs.get((name, "ssm"))
         mb, _ = size_mb(inline.binary)
         if not inline.init_ms:
             print(f"| {name} | {fmt(mb, SIZE_LIMIT_MB)} | FAILED | | | | | | | |")
             continue
         init = statistics.median(inline.init_ms)
-        cells = [name, fmt(mb, SIZE_LIMIT_MB), fmt(init), fmt(p90(inline.init_ms)), fmt(init / hello_init, RATIO_LIMIT),
+        cells = [f"*{name}* (baseline)" if name == HELLO else name, fmt(mb, SIZE_LIMIT_MB), fmt(init),
+                 fmt(p90(inline.init_ms)), fmt(init / hello_init, RATIO_LIMIT),
                  fmt(statistics.median(inline.first_ms)), fmt(p90(inline.first_ms))]
         if ssm is not None and ssm.init_ms:
             ssm_init = statistics.median(ssm.init_ms)

@@ -91,16 +91,43 @@ pub async fn serve_webhook_fanout() -> Result<(), Error> {
     .await
 }
 
-/// The event a stream record inserted, if it is one (shares, keys, counters are not).
-pub fn inserted_event(record: &EventRecord) -> Option<Event> {
-    if record.event_name != "INSERT" {
-        return None;
-    }
+/// The events a stream record adds: the event item it inserted, or the `verified` events a
+/// one-write verify appended to a share item (`crate::aws::VERIFIED_ON_SHARE` at most). Shares'
+/// other changes, keys and counters add none.
+pub fn new_events(record: &EventRecord) -> Vec<Event> {
     let image = &record.change.new_image;
-    let is_event = matches!(image.get("sk"), Some(serde_dynamo::AttributeValue::S(sk)) if sk.starts_with("EVENT#"));
-    match image.get("body") {
-        Some(serde_dynamo::AttributeValue::S(body)) if is_event => serde_json::from_str(body).ok(),
+    let sk = match image.get("sk") {
+        Some(serde_dynamo::AttributeValue::S(sk)) => sk.as_str(),
+        _ => return Vec::new(),
+    };
+    match (record.event_name.as_str(), sk) {
+        ("INSERT", sk) if sk.starts_with("EVENT#") => body_of(image).into_iter().collect(),
+        ("INSERT" | "MODIFY", "SHARE") => {
+            let before = verified_list(&record.change.old_image);
+            let known: Vec<_> = before.iter().map(|e| &e.id).collect();
+            verified_list(image).into_iter().filter(|e| !known.contains(&&e.id)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn body_of(item: &serde_dynamo::Item) -> Option<Event> {
+    match item.get("body") {
+        Some(serde_dynamo::AttributeValue::S(body)) => serde_json::from_str(body).ok(),
         _ => None,
+    }
+}
+
+fn verified_list(image: &serde_dynamo::Item) -> Vec<Event> {
+    match image.get("verified") {
+        Some(serde_dynamo::AttributeValue::L(entries)) => entries
+            .iter()
+            .filter_map(|entry| match entry {
+                serde_dynamo::AttributeValue::M(map) => body_of(&serde_dynamo::Item::from(map.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -108,14 +135,15 @@ pub fn inserted_event(record: &EventRecord) -> Option<Event> {
 /// reports it (and so everything after it) for a retry.
 pub async fn fan_out_records(service: &Service, queue: &WebhookQueue, records: &[EventRecord]) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    for record in records {
-        let Some(event) = inserted_event(record) else { continue };
-        if let Err(e) = fan_out_event(service, queue, &event).await {
-            tracing::error!(event_id = %event.id, error = %e, "could not queue webhook deliveries");
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = record.change.sequence_number.clone();
-            response.batch_item_failures.push(failure);
-            break;
+    'records: for record in records {
+        for event in new_events(record) {
+            if let Err(e) = fan_out_event(service, queue, &event).await {
+                tracing::error!(event_id = %event.id, error = %e, "could not queue webhook deliveries");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+                break 'records;
+            }
         }
     }
     response

@@ -340,3 +340,58 @@ async fn after_a_first_verify_concurrent_guesses_with_the_right_one_among_them_s
     assert_eq!(view["status"], "locked");
     verify(&app, &id, &code).await.err(423, "locked");
 }
+
+/// Issue #4: on DynamoDB a right answer is one round trip, an `UpdateItem` whose condition
+/// holds the answer's key (its HMAC) and the share's state; a wrong answer is read back by
+/// that failed write and judged with the share in hand, one transaction more. The events stay
+/// whole and in order, and the practice sees when the share was first verified.
+#[tokio::test]
+async fn on_dynamodb_a_right_answer_is_one_conditional_write() {
+    let app = TestApp::spawn().await;
+    // The embedded store is SQLite in the process: there is no round trip to count.
+    let Some(calls) = app.dynamodb_calls() else { return };
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    calls.take();
+    verify_ok(&app, &id, &code).await;
+    assert_eq!(calls.take(), ["UpdateItem"], "a first right answer");
+    verify(&app, &id, &other_code(&code)).await.err(401, "wrong_code");
+    assert_eq!(calls.take(), ["UpdateItem", "TransactWriteItems"], "a wrong answer");
+    let verified = verify_ok(&app, &id, &code).await;
+    assert_eq!(calls.take(), ["UpdateItem"], "a right answer after a wrong one");
+    let doc = verified["documents"][0]["id"].as_str().unwrap().to_owned();
+    document_link(&app, &id, &doc, Some(&token_of(&verified))).await.ok(200);
+    let events = events_of(&app, &id).await;
+    assert_eq!(events[events.len() - 4..], ["verified", "verify_failed", "verified", "document_downloaded"], "{events:?}");
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["verified_at"], start_time().to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_str(), "{view}");
+    let listed = list_shares(&app, "").await.ok(200);
+    let listed = listed["shares"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).expect("listed").clone();
+    assert_eq!(listed["verified_at"], view["verified_at"], "the listing knows too");
+    assert_eq!(get_share(&app, &id).await["status"], "active");
+}
+
+/// Where an answer changes the share, it takes the read-and-write path: the first answer of a
+/// share whose link closes a window after the first verification, and answers past the
+/// [`sealpost::aws::VERIFIED_ON_SHARE`] a share item holds. Every answer is recorded.
+#[tokio::test]
+async fn on_dynamodb_answers_that_change_the_share_are_read_then_written() {
+    let policy = sealpost::domain::Policy { window_after_first_verify_hours: Some(72), ..Default::default() };
+    let app = TestApp::spawn_with(policy).await;
+    let Some(calls) = app.dynamodb_calls() else { return };
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    calls.take();
+    verify_ok(&app, &id, &code).await;
+    assert_eq!(calls.take(), ["UpdateItem", "TransactWriteItems"], "the first answer starts the window");
+    let limit = sealpost::aws::VERIFIED_ON_SHARE;
+    for i in 1..limit + 3 {
+        verify_ok(&app, &id, &code).await;
+        let expected: &[&str] = if i <= limit { &["UpdateItem"] } else { &["UpdateItem", "TransactWriteItems"] };
+        assert_eq!(calls.take(), expected, "right answer {i}");
+    }
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "verified"), limit + 3, "{view}");
+    let expires = chrono::DateTime::parse_from_rfc3339(view["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires, start_time() + chrono::Duration::hours(72), "the window started with the first answer");
+}

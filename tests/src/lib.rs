@@ -57,7 +57,44 @@ enum Backend {
         /// The webhook FIFO queue, and where each shard of the table's stream was read to.
         webhook_queue: String,
         stream_iterators: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Option<String>>>>,
+        /// Every request the app's DynamoDB client sent.
+        dynamodb_calls: DynamoDbCalls,
     },
+}
+
+/// The operations a DynamoDB client sent, one per request on the wire (a retry counts again),
+/// recorded by an SDK interceptor from each request's `X-Amz-Target`.
+#[derive(Debug, Clone, Default)]
+pub struct DynamoDbCalls(Arc<Mutex<Vec<String>>>);
+
+impl DynamoDbCalls {
+    /// `client` with this record attached.
+    fn wrap(&self, client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(client.config().to_builder().interceptor(self.clone()).build())
+    }
+
+    /// The operations sent since the last call, e.g. `["UpdateItem"]`.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("calls"))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for DynamoDbCalls {
+    fn name(&self) -> &'static str {
+        "DynamoDbCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        self.0.lock().expect("calls").push(operation);
+        Ok(())
+    }
 }
 
 pub struct TestApp {
@@ -116,6 +153,8 @@ impl TestApp {
             let storage = std::env::var("SEALPOST_TEST_MOTO_URL").expect("SEALPOST_TEST_MOTO_URL (tests/run sets it)");
             let moto_url = std::env::var("SEALPOST_TEST_MOTO_MESSAGING_URL").unwrap_or_else(|_| storage.clone());
             let mut clients = Clients::for_endpoints(&storage, &moto_url, REGION).await;
+            let dynamodb_calls = DynamoDbCalls::default();
+            clients.dynamodb = dynamodb_calls.wrap(&clients.dynamodb);
             if failing_notifications {
                 clients.sns = Clients::for_endpoints(&storage, "http://127.0.0.1:1", REGION).await.sns;
             }
@@ -146,6 +185,7 @@ impl TestApp {
                 practices: Arc::new(Mutex::new(vec![practice.id])),
                 webhook_queue,
                 stream_iterators: Arc::default(),
+                dynamodb_calls,
             };
             Self::serve(listener, router, base_url, api_key, clock, tmp, service, backend, worker)
         } else {
@@ -224,6 +264,15 @@ impl TestApp {
         }
     }
 
+    /// The record of DynamoDB requests on the AWS backend (`None` on the embedded one, whose
+    /// store is in the process).
+    pub fn dynamodb_calls(&self) -> Option<&DynamoDbCalls> {
+        match &self.backend {
+            Backend::Aws { dynamodb_calls, .. } => Some(dynamodb_calls),
+            Backend::Embedded => None,
+        }
+    }
+
     /// Stops the server and starts a new one on the same data (a new port): nothing may be lost.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
@@ -235,12 +284,12 @@ impl TestApp {
                 let (s, r, w) = Self::embedded_app(&self._tmp, &base_url, &self.api_key, &self.clock).await;
                 (s, r, Backend::Embedded, w)
             }
-            Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators } => {
+            Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators, dynamodb_calls } => {
                 let mut config =
                     AwsConfig::new(config.table.clone(), config.bucket.clone(), base_url.clone(), config.pepper_for_tests());
                 config.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
                 let (s, r, w) = Self::aws_app(&config, &clients, &self.clock).await;
-                (s, r, Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators }, w)
+                (s, r, Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators, dynamodb_calls }, w)
             }
         };
         let (api_key, clock, tmp) = (self.api_key.clone(), self.clock.clone(), self._tmp.clone());
@@ -319,18 +368,11 @@ impl TestApp {
         for iterator in iterators.values_mut() {
             while let Some(it) = iterator.clone() {
                 let page = streams.get_records().shard_iterator(&it).send().await.expect("records");
-                for record in page.records() {
-                    let image = record.dynamodb().and_then(|d| d.new_image());
-                    let is_event = image
-                        .and_then(|i| i.get("sk"))
-                        .and_then(|v| v.as_s().ok())
-                        .is_some_and(|sk| sk.starts_with("EVENT#"));
-                    let inserted = record.event_name().is_some_and(|n| n.as_str() == "INSERT");
-                    if let (true, true, Some(body)) = (inserted, is_event, image.and_then(|i| i.get("body"))) {
-                        let event = serde_json::from_str(body.as_s().expect("body")).expect("an event");
-                        sealpost::lambda::fan_out_event(&self.service, &queue, &event).await.expect("fan out");
-                    }
-                }
+                // Each record as Lambda hands it to the function, through the function's own
+                // batch handler (a failure it reports fails the test).
+                let records: Vec<_> = page.records().iter().map(lambda_record).collect();
+                let response = sealpost::lambda::fan_out_records(&self.service, &queue, &records).await;
+                assert!(response.batch_item_failures.is_empty(), "fan-out failed: {response:?}");
                 let next = page.next_shard_iterator().map(str::to_owned);
                 let done = page.records().is_empty();
                 *iterator = next;
@@ -666,4 +708,20 @@ pub fn code_in(sms_body: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A DynamoDB Streams record (the API's) as the Lambda event record the fan-out function reads.
+fn lambda_record(record: &aws_sdk_dynamodbstreams::types::Record) -> aws_lambda_events::event::dynamodb::EventRecord {
+    let image = |i: Option<&std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+        serde_dynamo::Item::from(i.cloned().unwrap_or_default())
+    };
+    let mut out = aws_lambda_events::event::dynamodb::EventRecord::default();
+    out.event_name = record.event_name().map(|n| n.as_str().to_owned()).unwrap_or_default();
+    if let Some(d) = record.dynamodb() {
+        out.change.keys = image(d.keys());
+        out.change.new_image = image(d.new_image());
+        out.change.old_image = image(d.old_image());
+        out.change.sequence_number = d.sequence_number().map(str::to_owned);
+    }
+    out
 }

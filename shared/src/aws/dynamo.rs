@@ -16,14 +16,25 @@
 //! Records are JSON in `body` next to the attributes that keys, conditions and TTL need. Every
 //! share write is conditional on `version`; TTL (`ttl`, epoch seconds) is cleanup only — the
 //! application checks expiry on every read, because TTL deletion is lazy.
+//!
+//! A right answer costs one `UpdateItem` and no read (`record_verified`). Every full write of a
+//! share also writes what that needs: `answer_key` (the answer's field and the secret's HMAC)
+//! and `verify_until` (`Share::verifies_unchanged_until`, µs). The write's condition is the
+//! answer's key and `now` before `verify_until`; it appends the `verified` event to the share's
+//! `verified` list (at most [`VERIFIED_ON_SHARE`] entries, then answers take the read-and-write
+//! path), sets `first_verified_at` if unset and bumps `version`. So `version` and
+//! `first_verified_at` are read from their attributes, a share's events are its event items
+//! and its `verified` list, and the webhook fan-out takes new list entries from the stream's
+//! `MODIFY` records (`crate::lambda::new_events`). Full writes are `UpdateItem`s, which keep
+//! the list.
 
 use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
 use crate::ports::{
-    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter,
+    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, Recorded, ShareStore, SmsCounter,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 
@@ -32,6 +43,11 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 pub const GSI_PRACTICE: &str = "gsi1";
 pub const GSI_EXPIRY: &str = "gsi2";
 const EXPIRY_PARTITION: &str = "EXPIRY";
+/// The most `verified` events a share item holds; later right answers take two round trips.
+/// Bounds the item: a patient who knows the code cannot grow it toward DynamoDB's 400 KB.
+pub const VERIFIED_ON_SHARE: usize = 32;
+/// Share attributes a full write removes when the share no longer has them.
+const OPTIONAL_SHARE_ATTRIBUTES: [&str; 4] = ["gsi2pk", "gsi2sk", "answer_key", "verify_until"];
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -101,7 +117,74 @@ fn share_item(share: &Share) -> PortResult<Item> {
         item.insert("gsi2pk".into(), s(EXPIRY_PARTITION));
         item.insert("gsi2sk".into(), s(format!("{:020}#{}", us(share.effective_expires_at()), share.id)));
     }
+    if let (Some(key), Some(until)) = (share.answer_key(), share.verifies_unchanged_until()) {
+        item.insert("answer_key".into(), s(key));
+        item.insert("verify_until".into(), n(us(until)));
+    }
+    if let Some(at) = share.first_verified_at {
+        item.insert("first_verified_at".into(), n(us(at)));
+    }
     Ok(item)
+}
+
+/// A share from its item: the body, with what one-write verifies change outside it.
+fn share_from_item(item: &Item) -> PortResult<Share> {
+    let mut share: Share = body(item)?;
+    if let Some(version) = get_n(item, "version") {
+        share.version = u64::try_from(version).map_err(err)?;
+    }
+    if share.first_verified_at.is_none() {
+        share.first_verified_at = get_n(item, "first_verified_at").and_then(DateTime::from_timestamp_micros);
+    }
+    Ok(share)
+}
+
+/// The `verified` events on a share item, each with its place among the share's event items
+/// (the part of an event item's sort key after `EVENT#`).
+fn verified_on_share(item: &Item) -> PortResult<Vec<(String, Event)>> {
+    let Some(AttributeValue::L(entries)) = item.get("verified") else { return Ok(Vec::new()) };
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.as_m().map_err(|_| err("a verified entry is not a map"))?;
+            let event: Event = body(entry)?;
+            let written = get_s(entry, "written").ok_or_else(|| err("a verified entry without written"))?;
+            Ok((format!("{written}#000#{}", event.id), event))
+        })
+        .collect()
+}
+
+/// The host clock in nanoseconds, zero-padded: the order in which events were written.
+fn written_now() -> PortResult<String> {
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(err)?.as_nanos();
+    Ok(format!("{ns:024}"))
+}
+
+/// A full write of `share` as an update: every attribute set (or removed, if the share no
+/// longer has it), the `verified` list kept, conditional on the version read.
+fn share_update(table: &str, share: &Share) -> PortResult<Update> {
+    let mut item = share_item(share)?;
+    let removed: Vec<&str> = OPTIONAL_SHARE_ATTRIBUTES.into_iter().filter(|a| !item.contains_key(*a)).collect();
+    let key = [("pk", item.remove("pk")), ("sk", item.remove("sk"))];
+    let mut update = Update::builder().table_name(table);
+    for (name, value) in key {
+        update = update.key(name, value.ok_or_else(|| err("share item without key"))?);
+    }
+    let mut set = Vec::new();
+    for (i, (name, value)) in item.into_iter().enumerate() {
+        set.push(format!("#a{i} = :a{i}"));
+        update = update.expression_attribute_names(format!("#a{i}"), name).expression_attribute_values(format!(":a{i}"), value);
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !removed.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+    }
+    update
+        .update_expression(expression)
+        .condition_expression("version = :expected")
+        .expression_attribute_values(":expected", n(share.version - 1))
+        .build()
+        .map_err(err)
 }
 
 /// Events sort by the moment they were written, by this host's clock in nanoseconds, then by
@@ -109,17 +192,14 @@ fn share_item(share: &Share) -> PortResult<Item> {
 /// still, and a business time need not be a storage order. Lambda hosts keep their clocks in
 /// step (Amazon Time Sync), so writes of one share from different functions keep their order.
 fn event_items(events: &[Event], ttl: i64) -> PortResult<Vec<Item>> {
-    let written = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(err)?
-        .as_nanos();
+    let written = written_now()?;
     events
         .iter()
         .enumerate()
         .map(|(i, e)| {
             Ok(Item::from([
                 ("pk".into(), s(share_pk(e.share_id.as_str()))),
-                ("sk".into(), s(format!("EVENT#{written:024}#{i:03}#{}", e.id))),
+                ("sk".into(), s(format!("EVENT#{written}#{i:03}#{}", e.id))),
                 ("body".into(), json(e)?),
                 ("ttl".into(), n(ttl)),
             ]))
@@ -138,8 +218,8 @@ impl DynamoStore {
 
     /// Writes `first` (with its condition) and `events` in one transaction; `Conflict` when the
     /// condition fails. At most 100 items per transaction: a step records a handful of events.
-    async fn transact(&self, first: Put, events: &[Event], ttl: i64) -> PortResult<()> {
-        let mut items = vec![TransactWriteItem::builder().put(first).build()];
+    async fn transact(&self, first: TransactWriteItem, events: &[Event], ttl: i64) -> PortResult<()> {
+        let mut items = vec![first];
         for item in event_items(events, ttl)? {
             items.push(TransactWriteItem::builder().put(self.put(item)?).build());
         }
@@ -235,22 +315,52 @@ impl ShareStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(err)?;
-        self.transact(put, events, share.purge_at.timestamp()).await
+        self.transact(TransactWriteItem::builder().put(put).build(), events, share.purge_at.timestamp()).await
     }
 
     async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>> {
-        self.get(share_pk(id.as_str()), "SHARE").await?.map(|item| body(&item)).transpose()
+        self.get(share_pk(id.as_str()), "SHARE").await?.as_ref().map(share_from_item).transpose()
     }
 
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
-        let put = Put::builder()
+        let update = share_update(&self.table, share)?;
+        self.transact(TransactWriteItem::builder().update(update).build(), events, share.purge_at.timestamp()).await
+    }
+
+    async fn record_verified(&self, id: &ShareId, answer_key: &str, now: DateTime<Utc>, event: &Event) -> PortResult<Recorded> {
+        let entry = AttributeValue::M(Item::from([("written".into(), s(written_now()?)), ("body".into(), json(event)?)]));
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(share_item(share)?))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", n(share.version - 1))
-            .build()
-            .map_err(err)?;
-        self.transact(put, events, share.purge_at.timestamp()).await
+            .key("pk", s(share_pk(id.as_str())))
+            .key("sk", s("SHARE"))
+            .update_expression(
+                "SET verified = list_append(if_not_exists(verified, :none), :entry), \
+                 first_verified_at = if_not_exists(first_verified_at, :now), version = version + :one",
+            )
+            .condition_expression(
+                "answer_key = :key AND verify_until > :now AND (attribute_not_exists(verified) OR size(verified) < :most)",
+            )
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
+            .expression_attribute_values(":now", n(us(now)))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":key", s(answer_key))
+            .expression_attribute_values(":most", n(VERIFIED_ON_SHARE))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Recorded::Yes(share_from_item(out.attributes().ok_or_else(|| err("no attributes returned"))?)?)),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Recorded::No { read: failed.item().map(share_from_item).transpose()? })
+                }
+                _ => Err(sdk_err(e)),
+            },
+        }
     }
 
     async fn append_events(&self, events: &[Event]) -> PortResult<()> {
@@ -267,16 +377,18 @@ impl ShareStore for DynamoStore {
     }
 
     async fn list_events(&self, id: &ShareId) -> PortResult<Vec<Event>> {
-        let items = self
-            .query_all(
-                None,
-                "pk = :pk AND begins_with(sk, :ev)",
-                vec![(":pk", s(share_pk(id.as_str()))), (":ev", s("EVENT#"))],
-                true,
-                None,
-            )
-            .await?;
-        items.iter().map(body).collect()
+        // The share's partition: its event items and the share item with its `verified` list.
+        let items = self.query_all(None, "pk = :pk", vec![(":pk", s(share_pk(id.as_str())))], true, None).await?;
+        let mut events = Vec::with_capacity(items.len());
+        for item in &items {
+            match get_s(item, "sk") {
+                Some("SHARE") => events.extend(verified_on_share(item)?),
+                Some(sk) if sk.starts_with("EVENT#") => events.push((sk["EVENT#".len()..].to_owned(), body(item)?)),
+                _ => {}
+            }
+        }
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(events.into_iter().map(|(_, event)| event).collect())
     }
 
     async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize) -> PortResult<Vec<Share>> {
@@ -294,7 +406,7 @@ impl ShareStore for DynamoStore {
                 Some(limit + 1),
             )
             .await?;
-        let mut shares: Vec<Share> = items.iter().map(body).collect::<PortResult<_>>()?;
+        let mut shares: Vec<Share> = items.iter().map(share_from_item).collect::<PortResult<_>>()?;
         if let Some(c) = after {
             shares.retain(|sh| sh.id != c.id);
         }
@@ -315,12 +427,12 @@ impl ShareStore for DynamoStore {
         let mut due = Vec::with_capacity(items.len());
         for item in items {
             // The index is eventually consistent: read the share itself.
-            if let Some(pk) = get_s(&item, "pk") {
-                if let Some(share) = self.get(pk.to_owned(), "SHARE").await? {
-                    let share: Share = body(&share)?;
-                    if !share.expiry_processed {
-                        due.push(share);
-                    }
+            if let Some(pk) = get_s(&item, "pk")
+                && let Some(share) = self.get(pk.to_owned(), "SHARE").await?
+            {
+                let share = share_from_item(&share)?;
+                if !share.expiry_processed {
+                    due.push(share);
                 }
             }
         }

@@ -22,6 +22,7 @@ pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
     Access, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share, VerifyOutcome,
+    answer_key,
 };
 
 pub use webhook::{

@@ -26,6 +26,23 @@ impl AuthMethod {
     }
 }
 
+impl AuthMethod {
+    /// The field of the verify body that answers this method.
+    pub fn answer_field(self) -> &'static str {
+        match self {
+            Self::Sms | Self::Manual => "code",
+            Self::DateOfBirth => "date_of_birth",
+            Self::InsuranceNumber => "insurance_number",
+        }
+    }
+}
+
+/// How a store recognises a right answer without holding the secret: the answer's field and
+/// the secret's hash (`Share::answer_key`), so an answer is only ever taken for its own method.
+pub fn answer_key(field: &str, secret_hash: &str) -> String {
+    format!("{field}#{secret_hash}")
+}
+
 /// Where a share is in its life, as stored. Expiry is not stored: it is a fact of `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -288,6 +305,32 @@ impl Share {
         self.secret = Some(SecretState { hash, generation, issued_at: now, failed_attempts: failed });
     }
 
+    /// Until when a right answer verifies without changing anything in the share but the
+    /// record of it: the share is open to patients, its secret is set and not locked, its code
+    /// fresh, and its expiry does not hang on this answer (a window after the first
+    /// verification starts with the first one). `None` when the next answer must be judged
+    /// with the share in hand (`check_answer`). Stores that can check a condition in the same
+    /// write (DynamoDB) keep this next to the secret's hash, so a right answer costs one
+    /// conditional write and no read (`ShareStore::record_verified`).
+    pub fn verifies_unchanged_until(&self) -> Option<DateTime<Utc>> {
+        if self.lifecycle != Lifecycle::Active || self.expiry_processed || self.secret.is_none() || self.is_locked() {
+            return None;
+        }
+        if self.policy.window_after_first_verify_hours.is_some() && self.first_verified_at.is_none() {
+            return None;
+        }
+        let until = self.effective_expires_at();
+        match (self.auth.uses_code(), self.policy.code_lifetime_minutes, &self.secret) {
+            (true, Some(minutes), Some(secret)) => Some(until.min(secret.issued_at + Duration::minutes(i64::from(minutes)))),
+            _ => Some(until),
+        }
+    }
+
+    /// The key a right answer to the current secret has (`answer_key`).
+    pub fn answer_key(&self) -> Option<String> {
+        self.secret.as_ref().map(|s| answer_key(self.auth.answer_field(), &s.hash))
+    }
+
     /// Seconds a self-service request must wait, for the page: `None` when it may ask now or
     /// may not ask at all.
     pub fn self_service_wait(&self, now: DateTime<Utc>) -> Option<u64> {
@@ -333,6 +376,56 @@ mod tests {
         let mut late = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
         late.check_answer(t0() + Duration::days(29), true);
         assert_eq!(late.effective_expires_at(), late.expires_at);
+    }
+
+    proptest::proptest! {
+        /// What lets a store verify with one conditional write: before `verifies_unchanged_until`
+        /// a right answer is always `Verified` on an open share, and recording it changes
+        /// nothing a later answer is judged by (expiry, attempts) except `first_verified_at`.
+        #[test]
+        fn a_right_answer_before_verifies_unchanged_until_only_records_itself(
+            window in proptest::option::of(1u32..200),
+            lifetime in proptest::option::of(1u32..10_000),
+            verified_after_mins in proptest::option::of(0i64..50_000),
+            failed in 0u32..7,
+            lifecycle in 0u8..3,
+            processed: bool,
+            manual: bool,
+            now_mins in 0i64..50_000,
+        ) {
+            let mut s = share(Policy { window_after_first_verify_hours: window, code_lifetime_minutes: lifetime, ..Policy::default() });
+            s.lifecycle = [Lifecycle::Active, Lifecycle::AwaitingUpload, Lifecycle::Revoked][usize::from(lifecycle)];
+            s.expiry_processed = processed;
+            s.auth = if manual { AuthMethod::Manual } else { AuthMethod::Sms };
+            s.first_verified_at = verified_after_mins.map(|m| t0() + Duration::minutes(m));
+            s.secret.as_mut().unwrap().failed_attempts = failed;
+            let now = t0() + Duration::minutes(now_mins);
+            if let Some(until) = s.verifies_unchanged_until() && now < until {
+                let before = s.clone();
+                proptest::prop_assert_eq!(s.access(now), Access::Open);
+                let verified = matches!(s.check_answer(now, true), VerifyOutcome::Verified { .. });
+                proptest::prop_assert!(verified);
+                proptest::prop_assert_eq!(s.effective_expires_at(), before.effective_expires_at());
+                proptest::prop_assert_eq!(s.verifies_unchanged_until(), Some(until));
+                s.first_verified_at = before.first_verified_at;
+                proptest::prop_assert_eq!(s, before);
+            }
+        }
+    }
+
+    #[test]
+    fn verifies_unchanged_until_waits_for_the_first_answer_of_a_window() {
+        let mut s = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
+        assert_eq!(s.verifies_unchanged_until(), None, "the first answer starts the window");
+        s.check_answer(t0() + Duration::hours(1), true);
+        assert_eq!(s.verifies_unchanged_until(), Some(t0() + Duration::hours(73)));
+        let plain = share(Policy { code_lifetime_minutes: Some(10), ..Policy::default() });
+        assert_eq!(plain.verifies_unchanged_until(), Some(t0() + Duration::minutes(10)));
+        let mut locked = share(Policy::default());
+        for _ in 0..MAX_ATTEMPTS {
+            locked.check_answer(t0(), false);
+        }
+        assert_eq!(locked.verifies_unchanged_until(), None);
     }
 
     #[test]

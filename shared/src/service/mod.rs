@@ -131,7 +131,11 @@ impl Service {
     /// Loads a share for a patient, applying expiry and revocation (checked on every read).
     async fn open_share(&self, id: &str) -> Result<Share> {
         let id = ShareId::parse(id).ok_or(Error::NotFound)?;
-        let share = self.store.get_share(&id).await?.ok_or(Error::NotFound)?;
+        self.patient_access(self.store.get_share(&id).await?.ok_or(Error::NotFound)?)
+    }
+
+    /// `share` if patients may use it now, else why not.
+    fn patient_access(&self, share: Share) -> Result<Share> {
         match share.access(self.now()) {
             Access::Open => Ok(share),
             Access::AwaitingUpload => Err(Error::NotFound),

@@ -4,9 +4,9 @@ use super::archive::{archive_key, document_key};
 use super::input::{VerifyIn, parse_json};
 use super::views::{ArchiveView, CodeSentView, PatientDocumentView, PublicShareView, SelfServiceView, UrlView, VerifyView};
 use super::{ACCESS_TOKEN_SECS, DOWNLOAD_URL_SECS, Load, Service, Step};
-use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, VerifyOutcome};
+use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, ShareId, VerifyOutcome, answer_key};
 use crate::error::{Error, Result};
-use crate::ports::Disposition;
+use crate::ports::{Disposition, Recorded};
 use chrono::Duration;
 use serde_json::json;
 
@@ -57,9 +57,52 @@ impl Service {
     /// so concurrent guesses cannot exceed the limit.
     pub async fn verify(&self, id: &str, body: &[u8]) -> Result<VerifyView> {
         let answer: VerifyIn = parse_json(body)?;
-        let share = self.open_share(id).await?;
+        let share = match self.verify_unchanged(id, &answer).await? {
+            Recorded::Yes(share) => share,
+            Recorded::No { read } => self.verify_judged(id, &answer, read).await?,
+        };
+        tracing::info!(share_id = %share.id, reference = %share.reference, "share verified");
+        let generation = share.secret.as_ref().map_or(0, |s| s.generation);
+        let expires_at = self.now() + Duration::seconds(ACCESS_TOKEN_SECS);
+        Ok(VerifyView {
+            access_token: self.keys.issue_token(share.id.as_str(), generation, expires_at),
+            expires_in: ACCESS_TOKEN_SECS,
+            documents: share
+                .documents
+                .iter()
+                .map(|d| PatientDocumentView {
+                    id: d.id.to_string(),
+                    filename: d.filename.as_str().to_owned(),
+                    size: d.size,
+                    content_type: d.content_type.as_str().to_owned(),
+                })
+                .collect(),
+            archive: share.archive_size.map(|size| ArchiveView { size }),
+        })
+    }
+
+    /// The common case, a right answer that leaves the share as it is (see
+    /// `Share::verifies_unchanged_until`): the answer's key goes to the store with the
+    /// `verified` event, and where the store checks it in the write itself (DynamoDB), that one
+    /// write is all a verify costs. Anything else goes to [`Self::verify_judged`], with the
+    /// share if the store read it on the way (so a wrong answer costs no more than before).
+    async fn verify_unchanged(&self, id: &str, answer: &VerifyIn) -> Result<Recorded> {
+        let (Some(id), Some((auth, canonical))) = (ShareId::parse(id), answer.as_given()) else {
+            return Ok(Recorded::No { read: None });
+        };
+        let now = self.now();
+        let key = answer_key(auth.answer_field(), &self.keys.hash_secret(id.as_str(), &canonical));
+        Ok(self.store.record_verified(&id, &key, now, &Event::new(&id, EventKind::Verified, now)).await?)
+    }
+
+    /// Any answer, judged with the share in hand: one read and one conditional write when
+    /// nobody else is answering at the same time.
+    async fn verify_judged(&self, id: &str, answer: &VerifyIn, read: Option<Share>) -> Result<Share> {
+        let share = match read {
+            Some(share) => self.patient_access(share)?,
+            None => self.open_share(id).await?,
+        };
         let canonical = answer.canonical(share.auth)?;
-        // One read and one conditional write when nobody else is answering at the same time.
         let share = self
             .mutate_read(
                 Some(share),
@@ -92,33 +135,10 @@ impl Service {
                 },
             )
             .await;
-        let share = match share {
-            Ok(share) => share,
-            Err(e) => {
-                if matches!(e, Error::WrongCode { .. } | Error::Locked) {
-                    tracing::info!(share_id = %id, "verification refused");
-                }
-                return Err(e);
-            }
-        };
-        tracing::info!(share_id = %share.id, reference = %share.reference, "share verified");
-        let generation = share.secret.as_ref().map_or(0, |s| s.generation);
-        let expires_at = self.now() + Duration::seconds(ACCESS_TOKEN_SECS);
-        Ok(VerifyView {
-            access_token: self.keys.issue_token(share.id.as_str(), generation, expires_at),
-            expires_in: ACCESS_TOKEN_SECS,
-            documents: share
-                .documents
-                .iter()
-                .map(|d| PatientDocumentView {
-                    id: d.id.to_string(),
-                    filename: d.filename.as_str().to_owned(),
-                    size: d.size,
-                    content_type: d.content_type.as_str().to_owned(),
-                })
-                .collect(),
-            archive: share.archive_size.map(|size| ArchiveView { size }),
-        })
+        if let Err(Error::WrongCode { .. } | Error::Locked) = &share {
+            tracing::info!(share_id = %id, "verification refused");
+        }
+        share
     }
 
     /// `POST /v1/public/shares/{id}/code`: a fresh code by SMS to the number the practice gave.

@@ -10,9 +10,13 @@ use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::time::Duration;
 
+/// Built on its first delivery, not with the service: of the functions, only the webhook
+/// sender and the webhook test route post, and building a client reads and parses the
+/// system's CA certificates (what a public endpoint's certificate is checked against).
 #[derive(Clone)]
 pub struct HttpPoster {
-    client: reqwest::Client,
+    rule: UrlRule,
+    client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
 }
 
 /// The system resolver, keeping public addresses only.
@@ -32,25 +36,38 @@ impl Resolve for PublicOnly {
 }
 
 impl HttpPoster {
-    pub fn new(rule: UrlRule) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
-            .connect_timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("Sealpost-Webhooks/", env!("CARGO_PKG_VERSION")));
-        if rule == UrlRule::HttpsOnly {
-            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
-        }
-        let client = builder.build().map_err(|e| format!("webhook HTTP client: {e}"))?;
-        Ok(Self { client })
+    pub fn new(rule: UrlRule) -> Self {
+        Self { rule, client: std::sync::Arc::default() }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, &str> {
+        let built = self.client.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
+                .timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
+                .connect_timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .user_agent(concat!("Sealpost-Webhooks/", env!("CARGO_PKG_VERSION")));
+            if self.rule == UrlRule::HttpsOnly {
+                builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+            }
+            builder.build().map_err(|e| format!("webhook HTTP client: {e}"))
+        });
+        built.as_ref().map_err(String::as_str)
     }
 }
 
 #[async_trait]
 impl WebhookPoster for HttpPoster {
     async fn post(&self, request: &WebhookRequest) -> PostOutcome {
-        let mut builder = self.client.post(&request.url).body(request.body.clone());
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(error = %e, "no webhook HTTP client");
+                return PostOutcome::Failed("client".into());
+            }
+        };
+        let mut builder = client.post(&request.url).body(request.body.clone());
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
@@ -78,7 +95,7 @@ mod tests {
             headers: vec![],
             body: b"{}".to_vec(),
         };
-        let strict = HttpPoster::new(UrlRule::HttpsOnly).unwrap();
+        let strict = HttpPoster::new(UrlRule::HttpsOnly);
         // `localhost` resolves to 127.0.0.1: no request may leave.
         assert_eq!(strict.post(&request("localhost")).await, PostOutcome::Failed("connect".into()));
         let server = tokio::spawn(async move {
@@ -87,7 +104,7 @@ mod tests {
             let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
             tokio::io::AsyncWriteExt::write_all(&mut socket, b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         });
-        let local = HttpPoster::new(UrlRule::AllowLoopbackHttp).unwrap();
+        let local = HttpPoster::new(UrlRule::AllowLoopbackHttp);
         assert_eq!(local.post(&request("localhost")).await, PostOutcome::Status(204));
         server.await.unwrap();
     }

@@ -125,7 +125,7 @@ pub struct Clients {
 impl Clients {
     /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Self {
-        let shared = aws_config::load_from_env().await;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_http_client()).load().await;
         // A custom endpoint (moto, LocalStack) serves buckets by path, not by subdomain.
         let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
         Self::from_sdk_config(&shared, path_style)
@@ -138,6 +138,7 @@ impl Clients {
         let config = |endpoint: &str| {
             let credentials = aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "sealpost-tests");
             aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(sdk_http_client())
                 .endpoint_url(endpoint)
                 .region(aws_config::Region::new(region.to_owned()))
                 .credentials_provider(credentials)
@@ -163,6 +164,24 @@ impl Clients {
     }
 }
 
+/// The roots AWS's endpoints chain to: Amazon Trust Services' Amazon Root CA 1–4 and the
+/// Starfield Services Root CA G2 that cross-signs them (https://www.amazontrust.com/repository/,
+/// copied from Debian's ca-certificates). AWS serves every service endpoint under these.
+const AMAZON_TRUST_ROOTS: &[u8] = include_bytes!("amazon-trust-roots.pem");
+
+/// The SDK clients' one HTTPS client: rustls (aws-lc) trusting Amazon's roots only. No other CA
+/// can stand in for DynamoDB or S3, and a cold start parses five certificates instead of
+/// reading and parsing the system's whole store (about 2 ms per client in BENCHMARKS.md's
+/// cold starts). An endpoint override (`AWS_ENDPOINT_URL`) is plain HTTP in tests, or an AWS
+/// endpoint (VPC, FIPS) under the same roots.
+fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let trust = TrustStore::empty().with_pem_certificate(AMAZON_TRUST_ROOTS);
+    // `build` cannot fail today; if it ever does, the system's roots are the safe fallback.
+    let context = TlsContext::builder().with_trust_store(trust).build().unwrap_or_default();
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
+}
+
 /// The service over the AWS adapters.
 pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
     let pepper = match &config.pepper {
@@ -184,7 +203,7 @@ pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
         sms: Arc::new(SnsSms::new(clients.sns.clone())),
         mail: Arc::new(SesMail::new(clients.ses.clone(), config.ses_configuration_set.clone())),
-        poster: Arc::new(HttpPoster::new(config.webhook_urls).map_err(anyhow::Error::msg)?),
+        poster: Arc::new(HttpPoster::new(config.webhook_urls)),
         clock,
         keys: Keys::from_pepper(&pepper),
         settings: Settings {
@@ -193,4 +212,18 @@ pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn
             max_inline_bytes: crate::service::AWS_MAX_INLINE_BYTES,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AMAZON_TRUST_ROOTS;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+    #[test]
+    fn the_sdk_trusts_amazons_five_roots_and_they_parse() {
+        let certs: Vec<CertificateDer<'_>> =
+            CertificateDer::pem_slice_iter(AMAZON_TRUST_ROOTS).collect::<Result<_, _>>().expect("PEM");
+        let mut roots = rustls::RootCertStore::empty();
+        assert_eq!(roots.add_parsable_certificates(certs), (5, 0), "all five are trust anchors");
+    }
 }

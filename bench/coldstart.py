@@ -49,7 +49,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,9 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "eu-central-2"
@@ -212,12 +214,6 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------------------------------------
 # moto: started on loopback and provisioned as template.yaml provisions AWS
 # ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_moto_python(given: str | None) -> Path:

@@ -44,6 +44,7 @@ pub struct SentEmail {
 pub const REGION: &str = "eu-central-2";
 
 /// Which backend answers, and what the harness needs to read its providers.
+#[allow(clippy::large_enum_variant)] // one per test app
 enum Backend {
     Embedded,
     Aws {
@@ -177,7 +178,7 @@ impl TestApp {
             }
             let (practice, api_key) =
                 admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
-            let webhook_queue = sealpost::aws::provision::create_webhook_queue(&clients, &name).await.expect("queue");
+            let webhook_queue = sealpost::aws::provision::create_webhook_queue(&clients, name).await.expect("queue");
             let backend = Backend::Aws {
                 moto_url,
                 clients,
@@ -353,16 +354,16 @@ impl TestApp {
         let mut iterators = stream_iterators.lock().await;
         for shard in stream.stream_description().map(|d| d.shards()).unwrap_or_default() {
             let id = shard.shard_id().expect("shard id").to_owned();
-            if !iterators.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = iterators.entry(id) {
                 let it = streams
                     .get_shard_iterator()
                     .stream_arn(&arn)
-                    .shard_id(&id)
+                    .shard_id(slot.key())
                     .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
                     .send()
                     .await
                     .expect("iterator");
-                iterators.insert(id, it.shard_iterator().map(str::to_owned));
+                slot.insert(it.shard_iterator().map(str::to_owned));
             }
         }
         for iterator in iterators.values_mut() {

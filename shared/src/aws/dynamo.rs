@@ -34,6 +34,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -143,15 +144,19 @@ fn share_from_item(item: &Item) -> PortResult<Share> {
 /// (the part of an event item's sort key after `EVENT#`).
 fn verified_on_share(item: &Item) -> PortResult<Vec<(String, Event)>> {
     let Some(AttributeValue::L(entries)) = item.get("verified") else { return Ok(Vec::new()) };
-    entries
-        .iter()
-        .map(|entry| {
-            let entry = entry.as_m().map_err(|_| err("a verified entry is not a map"))?;
-            let event: Event = body(entry)?;
-            let written = get_s(entry, "written").ok_or_else(|| err("a verified entry without written"))?;
-            Ok((format!("{written}#000#{}", event.id), event))
-        })
-        .collect()
+    let mut out: Vec<(String, Event)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = entry.as_m().map_err(|_| err("a verified entry is not a map"))?;
+        let event: Event = body(entry)?;
+        // `list_append` is not idempotent: an SDK retry of a write that had landed appends the
+        // same entry (same id) again. The first one counts.
+        if out.iter().any(|(_, seen)| seen.id == event.id) {
+            continue;
+        }
+        let written = get_s(entry, "written").ok_or_else(|| err("a verified entry without written"))?;
+        out.push((format!("{written}#000#{}", event.id), event));
+    }
+    Ok(out)
 }
 
 /// The host clock in nanoseconds, zero-padded: the order in which events were written.
@@ -355,8 +360,15 @@ impl ShareStore for DynamoStore {
         match result {
             Ok(out) => Ok(Recorded::Yes(share_from_item(out.attributes().ok_or_else(|| err("no attributes returned"))?)?)),
             Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
                     Ok(Recorded::No { read: failed.item().map(share_from_item).transpose()? })
+                }
+                // A transaction on the same share is under way (a resend, a revoke, another
+                // answer's read-and-write) and the SDK does not retry this: the answer is judged
+                // the long way, which reads the share and retries its own conflicts.
+                Some(UpdateItemError::TransactionConflictException(_)) => {
+                    tracing::debug!(share_id = %id, "one-write verify met a transaction; judging it the long way");
+                    Ok(Recorded::No { read: None })
                 }
                 _ => Err(sdk_err(e)),
             },
@@ -633,5 +645,30 @@ impl SmsCounter for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(sdk_err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventKind, ShareId};
+
+    fn entry(written: &str, event: &Event) -> AttributeValue {
+        AttributeValue::M(Item::from([("written".into(), s(written)), ("body".into(), json(event).unwrap())]))
+    }
+
+    #[test]
+    fn a_verified_entry_appended_twice_by_a_retry_counts_once() {
+        let share = ShareId::generate();
+        let first = Event::new(&share, EventKind::Verified, Utc::now());
+        let second = Event::new(&share, EventKind::Verified, Utc::now());
+        let list = vec![entry("1", &first), entry("1", &first), entry("2", &second)];
+        let item = Item::from([("verified".into(), AttributeValue::L(list))]);
+
+        let events = verified_on_share(&item).unwrap();
+
+        let ids: Vec<_> = events.iter().map(|(_, e)| e.id.clone()).collect();
+        assert_eq!(ids, vec![first.id, second.id]);
+        assert!(events[0].0 < events[1].0, "placed by when each was written");
     }
 }

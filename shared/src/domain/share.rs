@@ -390,13 +390,13 @@ mod tests {
             failed in 0u32..7,
             lifecycle in 0u8..3,
             processed: bool,
-            manual: bool,
+            auth in 0usize..4,
             now_mins in 0i64..50_000,
         ) {
             let mut s = share(Policy { window_after_first_verify_hours: window, code_lifetime_minutes: lifetime, ..Policy::default() });
             s.lifecycle = [Lifecycle::Active, Lifecycle::AwaitingUpload, Lifecycle::Revoked][usize::from(lifecycle)];
             s.expiry_processed = processed;
-            s.auth = if manual { AuthMethod::Manual } else { AuthMethod::Sms };
+            s.auth = [AuthMethod::Sms, AuthMethod::Manual, AuthMethod::DateOfBirth, AuthMethod::InsuranceNumber][auth];
             s.first_verified_at = verified_after_mins.map(|m| t0() + Duration::minutes(m));
             s.secret.as_mut().unwrap().failed_attempts = failed;
             let now = t0() + Duration::minutes(now_mins);

@@ -58,6 +58,11 @@ pub trait ShareStore: Send + Sync {
     /// (`Share::verifies_unchanged_until`). DynamoDB answers a patient's right code with this
     /// single call; stores without such a write leave it to the caller, who judges the answer
     /// with the share in hand.
+    /// Whether `record_verified` can record at all; when not, a verify does not compute the
+    /// answer's key for it.
+    fn records_verified(&self) -> bool {
+        false
+    }
     async fn record_verified(
         &self,
         _id: &ShareId,

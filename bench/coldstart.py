@@ -2,11 +2,17 @@
 """Cold starts of the Lambda binaries, against a hello-world Lambda measured in the same run.
 
     python3 bench/coldstart.py --target-dir /work/bench-target [--runs 20] [--functions a,b]
+        [--against OTHER_TARGET_DIR]
 
-Assumes the release binaries are built (it says which are missing):
+Assumes the release binaries are built (it says which are missing), from functions/ as
+`sam build` does, so that functions/.cargo/config.toml (the Lambda builds' settings) applies:
 
-    CARGO_TARGET_DIR=/work/bench-target nice -n 10 cargo build --release --locked \\
-        -p sealpost-fn-<each function> -p hello
+    cd functions && CARGO_TARGET_DIR=/work/bench-target nice -n 10 cargo build --release \\
+        --locked -p sealpost-fn-<each function> -p hello
+
+--against measures a second build's binaries in the same rounds (e.g. another profile, or the
+commit before a change) and adds a table comparing the two: separate runs on a shared machine
+drift by 10% and more, which hides smaller effects.
 
 Method. The script serves the Lambda Runtime API itself (stdlib HTTP on a free loopback port)
 and starts moto's server (infra/moto_server.py, from a virtualenv holding moto[server]) with
@@ -20,9 +26,8 @@ and kills it once the answer is in. Two times per start, on the emulator's clock
     first = exec -> the POST of the first answer (response or error)
 
 Init includes everything a function does before it polls: telemetry, reading the
-configuration, the AWS SDK's configuration and its six clients, the webhook HTTP client (each
-HTTPS client reads and parses the system's CA certificates: here Debian's /etc/ssl/certs, on
-Lambda Amazon Linux 2023's), and,
+configuration, the AWS SDK's configuration and its clients (one HTTPS client trusting the
+Amazon roots compiled into the binary; the webhook client is built on first use), and,
 in the "SSM" column, the pepper read from SSM (one GetParameter round trip to moto); the main
 columns hand it the pepper inline (SEALPOST_PEPPER) to show the binary's own cost. `cleanup`
 reads no pepper: both its columns measure the same start. First adds the handler's first work
@@ -478,6 +483,19 @@ def report(jobs: dict[tuple[str, str], Job], names: list[str], args: argparse.Na
             cells += ["FAILED" if ssm is not None else "—", ""]
         cells.append(", ".join(sorted(inline.answers | (ssm.answers if ssm else set()))))
         print("| " + " | ".join(cells) + " |")
+    if args.against is None:
+        return
+    print(f"\nThe same rounds, this build ({args.target_dir}) against {args.against}; pepper inline.\n")
+    print("| function | binary MB | init median | against: MB | against: init median | init, this ÷ against |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for name in [HELLO, *names]:
+        this, that = jobs[(name, "inline")], jobs[(name, "against")]
+        if not this.init_ms or not that.init_ms:
+            print(f"| {name} | FAILED | | | | |")
+            continue
+        this_init, that_init = statistics.median(this.init_ms), statistics.median(that.init_ms)
+        print(f"| {name} | {fmt(size_mb(this.binary)[0])} | {fmt(this_init)} | {fmt(size_mb(that.binary)[0])} "
+              f"| {fmt(that_init)} | {this_init / that_init:.2f} |")
 
 
 def main() -> int:
@@ -491,6 +509,10 @@ def main() -> int:
     parser.add_argument("--moto-python", help="a Python with moto[server] (default: ./.venv, or the main checkout's)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a start may take (default 10)")
     parser.add_argument("--seed", type=int, default=6, help="of the shuffled order per round")
+    parser.add_argument("--against", type=Path, metavar="TARGET_DIR",
+                        help="another build's target dir: its release/<function> binaries start in the same "
+                             "rounds (pepper inline), and a second table compares the two builds without "
+                             "the drift between separate runs")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="one more variable for every binary, to try a variation (repeatable)")
     args = parser.parse_args()
@@ -506,7 +528,11 @@ def main() -> int:
     if unknown:
         parser.error(f"no events/<name>.json for {', '.join(unknown)}")
     release = args.target_dir / "release"
+    against = args.against / "release" if args.against else None
     missing = [n for n in [HELLO, *names] if not (release / n).is_file()]
+    if against is not None and (absent := [n for n in [HELLO, *names] if not (against / n).is_file()]):
+        log(f"coldstart: not built in {against}: {', '.join(absent)}")
+        return 2
     if missing:
         packages = " ".join(f"-p {n}" if n == HELLO else f"-p sealpost-fn-{n}" for n in missing)
         log(f"coldstart: not built in {release}: {', '.join(missing)}. Build them first:\n"
@@ -528,6 +554,10 @@ def main() -> int:
                 jobs[(name, mode)] = Job(name, release / name,
                                          {**lambda_env(name, moto.url, queue_url, pepper, mode == "ssm"), **extra_env},
                                          event, name != HELLO and "routeKey" in json.loads(event))
+            if against is not None:
+                jobs[(name, "against")] = Job(name, against / name,
+                                              {**lambda_env(name, moto.url, queue_url, pepper, False), **extra_env},
+                                              event, name != HELLO and "routeKey" in json.loads(event))
         load_before = f"{os.getloadavg()[0]:.1f}"
         order = list(jobs.values())
         rng = random.Random(args.seed)

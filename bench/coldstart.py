@@ -549,15 +549,14 @@ def main() -> int:
         jobs: dict[tuple[str, str], Job] = {}
         for name in [HELLO, *names]:
             event = b'{"hello":"world"}' if name == HELLO else (REPO / "events" / f"{name}.json").read_bytes()
+            http_event = name != HELLO and "routeKey" in json.loads(event)
             modes = ["inline"] if name == HELLO or args.no_ssm else ["inline", "ssm"]
-            for mode in modes:
-                jobs[(name, mode)] = Job(name, release / name,
-                                         {**lambda_env(name, moto.url, queue_url, pepper, mode == "ssm"), **extra_env},
-                                         event, name != HELLO and "routeKey" in json.loads(event))
+            builds = [(mode, release, mode == "ssm") for mode in modes]
             if against is not None:
-                jobs[(name, "against")] = Job(name, against / name,
-                                              {**lambda_env(name, moto.url, queue_url, pepper, False), **extra_env},
-                                              event, name != HELLO and "routeKey" in json.loads(event))
+                builds.append(("against", against, False))
+            for mode, binaries, ssm in builds:
+                env = {**lambda_env(name, moto.url, queue_url, pepper, ssm), **extra_env}
+                jobs[(name, mode)] = Job(name, binaries / name, env, event, http_event)
         load_before = f"{os.getloadavg()[0]:.1f}"
         order = list(jobs.values())
         rng = random.Random(args.seed)

@@ -53,16 +53,16 @@ pub trait ShareStore: Send + Sync {
     async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>>;
     /// Replaces `share` if the stored version is `share.version - 1`, atomically with `events`.
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()>;
-    /// Records `event` (a `verified`) in one conditional write if the share's current secret
-    /// has `answer_key` (`Share::answer_key`) and a right answer verifies unchanged at `now`
-    /// (`Share::verifies_unchanged_until`). DynamoDB answers a patient's right code with this
-    /// single call; stores without such a write leave it to the caller, who judges the answer
-    /// with the share in hand.
     /// Whether `record_verified` can record at all; when not, a verify does not compute the
     /// answer's key for it.
     fn records_verified(&self) -> bool {
         false
     }
+    /// Records `event` (a `verified`) in one conditional write if the share's current secret
+    /// has `answer_key` (`Share::answer_key`) and a right answer verifies unchanged at `now`
+    /// (`Share::verifies_unchanged_until`). DynamoDB answers a patient's right code with this
+    /// single call; stores without such a write leave it to the caller, who judges the answer
+    /// with the share in hand.
     async fn record_verified(
         &self,
         _id: &ShareId,

@@ -346,7 +346,8 @@ impl TestApp {
             unreachable!("only on AWS")
         };
         let queue = sealpost::aws::WebhookQueue::new(clients.sqs.clone(), webhook_queue.clone());
-        // The stream, as the `webhook-fanout` event source mapping reads it.
+        // The stream, as the `webhook-fanout` event source mapping reads it, but unfiltered:
+        // template.yaml's FilterCriteria are checked by tests/stream_filters/check.py.
         let streams = aws_sdk_dynamodbstreams::Client::new(&self.streams_config().await);
         let table = clients.dynamodb.describe_table().table_name(&config.table).send().await.expect("table");
         let arn = table.table().and_then(|t| t.latest_stream_arn()).expect("the table has a stream").to_owned();

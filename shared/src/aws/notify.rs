@@ -8,11 +8,11 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use base64::Engine;
 
 pub struct SnsSms {
-    client: aws_sdk_sns::Client,
+    client: super::Lazy<aws_sdk_sns::Client>,
 }
 
 impl SnsSms {
-    pub fn new(client: aws_sdk_sns::Client) -> Self {
+    pub fn new(client: super::Lazy<aws_sdk_sns::Client>) -> Self {
         Self { client }
     }
 }
@@ -49,13 +49,13 @@ impl SmsSender for SnsSms {
 }
 
 pub struct SesMail {
-    client: aws_sdk_sesv2::Client,
+    client: super::Lazy<aws_sdk_sesv2::Client>,
     /// Its event destination reports bounces and complaints (to SNS, then `feedback`).
     configuration_set: Option<String>,
 }
 
 impl SesMail {
-    pub fn new(client: aws_sdk_sesv2::Client, configuration_set: Option<String>) -> Self {
+    pub fn new(client: super::Lazy<aws_sdk_sesv2::Client>, configuration_set: Option<String>) -> Self {
         Self { client, configuration_set }
     }
 }

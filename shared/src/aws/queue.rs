@@ -11,7 +11,7 @@ const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
 
 #[derive(Clone)]
 pub struct WebhookQueue {
-    client: aws_sdk_sqs::Client,
+    client: super::Lazy<aws_sdk_sqs::Client>,
     url: String,
 }
 
@@ -27,7 +27,7 @@ pub struct QueuedMessage {
 }
 
 impl WebhookQueue {
-    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
+    pub fn new(client: super::Lazy<aws_sdk_sqs::Client>, url: String) -> Self {
         Self { client, url }
     }
 

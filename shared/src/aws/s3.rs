@@ -20,7 +20,7 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct S3Blobs {
-    client: Client,
+    client: super::Lazy<Client>,
     bucket: String,
 }
 
@@ -33,7 +33,7 @@ fn err(e: impl std::fmt::Display) -> PortError {
 }
 
 impl S3Blobs {
-    pub fn new(client: Client, bucket: String) -> Self {
+    pub fn new(client: super::Lazy<Client>, bucket: String) -> Self {
         Self { client, bucket }
     }
 
@@ -78,7 +78,7 @@ impl BlobStore for S3Blobs {
         let upload_id = upload.upload_id().ok_or_else(|| err("no upload id"))?.to_owned();
         // The writer half is what callers write to; a task reads the other half in parts.
         let (writer, reader) = tokio::io::duplex(256 * 1024);
-        let task = tokio::spawn(upload_parts(self.client.clone(), self.bucket.clone(), key.to_owned(), upload_id, reader));
+        let task = tokio::spawn(upload_parts(Client::clone(&self.client), self.bucket.clone(), key.to_owned(), upload_id, reader));
         Ok(Box::new(MultipartWriter { pipe: Some(writer), task: Some(task) }))
     }
 

@@ -120,6 +120,12 @@ fn lazy<C>(make: impl FnOnce() -> C + Send + 'static) -> Lazy<C> {
     Arc::new(LazyLock::new(Box::new(make)))
 }
 
+/// A client of `config` (e.g. `aws_sdk_sns::Client::new`), built on first use.
+fn lazy_client<C: 'static>(config: &aws_config::SdkConfig, new: fn(&aws_config::SdkConfig) -> C) -> Lazy<C> {
+    let config = config.clone();
+    lazy(move || new(&config))
+}
+
 /// SDK clients, built once per process (per Lambda cold start) and shared: DynamoDB's at once
 /// (every function uses it), the others when first used.
 #[derive(Clone)]
@@ -156,23 +162,22 @@ impl Clients {
         };
         let mut clients = Self::from_sdk_config(&config(storage).await, true);
         let messaging = config(messaging).await;
-        let sns_config = messaging.clone();
-        clients.sns = lazy(move || aws_sdk_sns::Client::new(&sns_config));
-        clients.ses = lazy(move || aws_sdk_sesv2::Client::new(&messaging));
+        clients.sns = lazy_client(&messaging, aws_sdk_sns::Client::new);
+        clients.ses = lazy_client(&messaging, aws_sdk_sesv2::Client::new);
         clients
     }
 
     fn from_sdk_config(shared: &aws_config::SdkConfig, path_style: bool) -> Self {
-        let (s3, sns, ses, ssm, sqs) = (shared.clone(), shared.clone(), shared.clone(), shared.clone(), shared.clone());
+        let s3 = shared.clone();
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(shared),
             s3: lazy(move || {
                 aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&s3).force_path_style(path_style).build())
             }),
-            sns: lazy(move || aws_sdk_sns::Client::new(&sns)),
-            ses: lazy(move || aws_sdk_sesv2::Client::new(&ses)),
-            ssm: lazy(move || aws_sdk_ssm::Client::new(&ssm)),
-            sqs: lazy(move || aws_sdk_sqs::Client::new(&sqs)),
+            sns: lazy_client(shared, aws_sdk_sns::Client::new),
+            ses: lazy_client(shared, aws_sdk_sesv2::Client::new),
+            ssm: lazy_client(shared, aws_sdk_ssm::Client::new),
+            sqs: lazy_client(shared, aws_sdk_sqs::Client::new),
         }
     }
 }

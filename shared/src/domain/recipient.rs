@@ -63,8 +63,13 @@ impl Email {
         let parsed: email_address::EmailAddress =
             raw.parse().map_err(|_| Invalid::new("email is not a valid address"))?;
         // A display-name form ("Anna <a@b>") is legal RFC 5322 but not an address to send to.
-        if parsed.email() != raw || !parsed.domain().contains('.') || !parsed.domain().split('.').all(is_host_label) {
+        if parsed.email() != raw || ascii_domain(parsed.domain()).is_none() {
             return Err(Invalid::new("email is not a plain address like anna@example.ch"));
+        }
+        // Mail providers (SES among them) do not speak SMTPUTF8: an internationalised domain
+        // travels as Punycode, but the part before the @ has no ASCII form to travel as.
+        if !parsed.local_part().is_ascii() {
+            return Err(Invalid::new("email has letters before the @ that mail cannot carry: only ASCII there"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -72,17 +77,34 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address as mail carries it: the domain in its ASCII (Punycode) form, so
+    /// `anna@müller.ch` goes out as `anna@xn--mller-kva.ch`. What the practice gave is kept
+    /// for everything else.
+    pub fn deliverable(&self) -> String {
+        match self.0.rsplit_once('@') {
+            Some((local, domain)) if !domain.is_ascii() => match ascii_domain(domain) {
+                Some(domain) => format!("{local}@{domain}"),
+                None => self.0.clone(),
+            },
+            _ => self.0.clone(),
+        }
+    }
 }
 
-/// A label of a host name a mail server can have: letters (any script, for internationalised
-/// domains), digits and inner hyphens. RFC 5322 allows more in a domain (`b@e}ample.org`), which
-/// no provider delivers to; refusing it now beats a `notification_failed` later.
-fn is_host_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+/// A domain mail can be sent to, in ASCII: labels of letters (any script, as Punycode), digits
+/// and inner hyphens, at least two of them. RFC 5322 allows more in a domain (`b@e}ample.org`),
+/// which no provider delivers to; refusing it now beats a `notification_failed` later.
+fn ascii_domain(domain: &str) -> Option<String> {
+    let ascii = idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3).ok()?;
+    let labels_ok = ascii.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    (labels_ok && ascii.contains('.')).then(|| ascii.into_owned())
 }
 
 impl fmt::Debug for Email {
@@ -257,9 +279,19 @@ mod tests {
             "b@-example.org",
             "b@example.org-",
             "b@[10.0.0.1]",
+            "müller@example.ch",
+            "b@exa mple.ch",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn internationalised_domains_are_sent_as_punycode() {
+        let email = Email::parse("anna@müller.ch").expect("an IDN domain is an address");
+        assert_eq!(email.as_str(), "anna@müller.ch");
+        assert_eq!(email.deliverable(), "anna@xn--mller-kva.ch");
+        assert_eq!(Email::parse("Anna.B@Example.CH").expect("ascii").deliverable(), "Anna.B@Example.CH");
     }
 
     #[test]

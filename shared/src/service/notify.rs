@@ -2,7 +2,7 @@
 //! recorded as `notification_failed` and reported in the answer; it never loses the share.
 
 use super::Service;
-use crate::domain::{AuthMethod, Code, Event, EventKind, Practice, Share};
+use crate::domain::{AuthMethod, Code, Email, Event, EventKind, Practice, Share};
 use crate::messages::{render_email, render_sms, CodeSms, ShareNotice};
 use crate::ports::{Mail, Sent, Sms};
 use serde::Serialize;
@@ -61,9 +61,9 @@ impl Service {
         });
         let mail = Mail {
             from_name: practice.name.clone(),
-            from_address: practice.sender_email.as_str().to_owned(),
-            reply_to: practice.reply_to.as_ref().map(|e| e.as_str().to_owned()),
-            to: share.recipient.email.as_str().to_owned(),
+            from_address: practice.sender_email.deliverable(),
+            reply_to: practice.reply_to.as_ref().map(Email::deliverable),
+            to: share.recipient.email.deliverable(),
             subject: text.subject,
             text: text.text,
             html: text.html,

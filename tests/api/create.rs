@@ -91,6 +91,7 @@ async fn invalid_recipient_fields_are_named() {
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("Anna <anna@example.ch>"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@localhost"))),
+        ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("jürg@example.ch"))),
         ("recipient.email", Box::new(|b| {
             b["recipient"].as_object_mut().unwrap().remove("email");
         })),
@@ -108,6 +109,16 @@ async fn invalid_recipient_fields_are_named() {
         reply.invalid(field);
     }
     assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn an_internationalised_domain_is_mailed_as_punycode() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body();
+    body["recipient"]["email"] = json!("anna@müller.ch");
+    create_share(&app, &body).await;
+    let sent = app.sent_emails().await;
+    assert_eq!(sent.iter().map(|m| m.to.as_str()).collect::<Vec<_>>(), ["anna@xn--mller-kva.ch"]);
 }
 
 #[tokio::test]

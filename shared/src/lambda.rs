@@ -18,8 +18,8 @@ pub type Error = lambda_runtime::Error;
 pub async fn serve_route(route: Route) -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
-    let clients = Clients::from_env().await;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let clients = Clients::from_lambda_env()?;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
     lambda_http::run(route_router(&Route::of_function(route.function_name()), service)).await
 }
 
@@ -44,7 +44,7 @@ pub async fn invoke_route(function: &str, service: Arc<Service>, event: serde_js
 pub async fn serve_cleanup() -> Result<(), Error> {
     crate::telemetry::init();
     let bucket = std::env::var("BUCKET_NAME").map_err(|_| "BUCKET_NAME is not set")?;
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_lambda_env()?;
     let blobs = S3Blobs::new(clients.s3, bucket);
     let blobs = &blobs;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
@@ -59,8 +59,8 @@ pub async fn serve_cleanup() -> Result<(), Error> {
 pub async fn serve_sweep() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
-    let clients = Clients::from_env().await;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let clients = Clients::from_lambda_env()?;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
@@ -73,9 +73,9 @@ pub async fn serve_sweep() -> Result<(), Error> {
 async fn webhook_context() -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_lambda_env()?;
     let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
     Ok((service, WebhookQueue::new(clients.sqs, queue_url)))
 }
 
@@ -218,8 +218,8 @@ pub fn queued_messages(event: SqsEvent) -> Vec<QueuedMessage> {
 pub async fn serve_feedback() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
-    let clients = Clients::from_env().await;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock)).await?;
+    let clients = Clients::from_lambda_env()?;
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;

@@ -25,6 +25,42 @@ impl std::fmt::Debug for Keys {
     }
 }
 
+/// Reads the pepper where it is kept (SSM on AWS).
+pub type PepperLoader = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, anyhow::Result<Vec<u8>>> + Send + Sync>;
+
+/// The keys, derived when a request first needs them. On AWS the pepper is then read from SSM
+/// by the first request that hashes a secret, checks a token or signs a webhook, and by no
+/// other: a function that never does (get, list and revoke a share, the page's public info, the
+/// sweep, the webhook fan-out, feedback) makes no SSM round trip at a cold start. A failed read
+/// fails that request and the next one tries again.
+pub struct LazyKeys {
+    keys: tokio::sync::OnceCell<Keys>,
+    load: Option<PepperLoader>,
+}
+
+impl LazyKeys {
+    /// Keys known at start (the embedded data dir's pepper, a pepper given inline).
+    pub fn ready(keys: Keys) -> Self {
+        Self { keys: tokio::sync::OnceCell::new_with(Some(keys)), load: None }
+    }
+
+    /// Keys from a pepper `load` reads when first needed.
+    pub fn load_with(load: PepperLoader) -> Self {
+        Self { keys: tokio::sync::OnceCell::new(), load: Some(load) }
+    }
+
+    pub async fn get(&self) -> anyhow::Result<&Keys> {
+        self.keys
+            .get_or_try_init(|| async {
+                let load = self.load.as_ref().ok_or_else(|| anyhow::anyhow!("no pepper"))?;
+                let pepper = load().await?;
+                anyhow::ensure!(pepper.len() >= MIN_PEPPER_BYTES, "the pepper must hold at least {MIN_PEPPER_BYTES} bytes");
+                Ok(Keys::from_pepper(&pepper))
+            })
+            .await
+    }
+}
+
 /// A pepper must hold at least this many bytes.
 pub const MIN_PEPPER_BYTES: usize = 32;
 
@@ -112,6 +148,46 @@ mod tests {
 
     fn keys() -> Keys {
         Keys::from_pepper(&[7u8; 32])
+    }
+
+    /// A loader that fails its first `failures` calls, then gives `pepper`; counts its calls.
+    fn loader(failures: usize, pepper: Vec<u8>) -> (LazyKeys, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let lazy = LazyKeys::load_with(Box::new(move || {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            let pepper = pepper.clone();
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                if call < failures { anyhow::bail!("unreachable") } else { Ok(pepper) }
+            })
+        }));
+        (lazy, calls)
+    }
+
+    #[tokio::test]
+    async fn lazy_keys_read_the_pepper_once_when_first_needed() {
+        use std::sync::atomic::Ordering;
+        let (lazy, calls) = loader(0, vec![7u8; 32]);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing read before a key is needed");
+        let (a, b) = tokio::join!(lazy.get(), lazy.get());
+        let sig = keys().sign_url("x");
+        assert_eq!((a.unwrap().sign_url("x"), b.unwrap().sign_url("x")), (sig.clone(), sig));
+        lazy.get().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "read once, however many ask");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_tried_again_and_a_short_pepper_refused() {
+        use std::sync::atomic::Ordering;
+        let (lazy, calls) = loader(1, vec![7u8; 32]);
+        assert!(lazy.get().await.is_err());
+        assert!(lazy.get().await.is_ok(), "the next request reads again");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let (short, _) = loader(0, vec![7u8; 31]);
+        assert!(short.get().await.unwrap_err().to_string().contains("at least 32 bytes"));
+        assert_eq!(LazyKeys::ready(keys()).get().await.unwrap().sign_url("y"), keys().sign_url("y"));
     }
 
     #[test]

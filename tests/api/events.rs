@@ -159,3 +159,30 @@ async fn the_feedback_event_is_an_ses_bounce_through_sns() {
     // Not one of this app's messages: read, and nothing recorded.
     assert_eq!(sealpost::feedback::handle(&app.service, &event).await.unwrap(), 0);
 }
+
+/// The functions build their SDK clients from Lambda's environment alone (no aws-config
+/// loader): region, the role's keys and `AWS_ENDPOINT_URL`, here moto's.
+#[tokio::test]
+async fn clients_from_lambda_environment_reach_the_services() {
+    use sealpost::aws::Clients;
+    let lambda_env = |endpoint: Option<String>| {
+        move |name: &str| match name {
+            "AWS_REGION" => Some(sealpost_tests::REGION.to_owned()),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN" => Some("test".to_owned()),
+            "AWS_ENDPOINT_URL" => endpoint.clone(),
+            _ => None,
+        }
+    };
+    let missing = Clients::from_lambda_vars(|name| (name != "AWS_SECRET_ACCESS_KEY").then(|| "x".to_owned()));
+    assert_eq!(missing.err().map(|e| e.to_string()).as_deref(), Some("AWS_SECRET_ACCESS_KEY is not set"));
+    if !sealpost_tests::aws_backend() {
+        return;
+    }
+    let moto = std::env::var("SEALPOST_TEST_MOTO_URL").expect("SEALPOST_TEST_MOTO_URL");
+    let clients = Clients::from_lambda_vars(lambda_env(Some(moto))).expect("clients");
+    let name = format!("sealpost-lambda-env-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
+    sealpost::aws::provision::create_table(&clients, &name).await.expect("DynamoDB through the Lambda clients");
+    sealpost::aws::provision::create_bucket(&clients, &name, sealpost_tests::REGION).await.expect("S3, by path");
+    let table = clients.dynamodb.describe_table().table_name(&name).send().await.expect("describe");
+    assert_eq!(table.table().and_then(|t| t.table_name()), Some(name.as_str()));
+}

@@ -16,6 +16,7 @@ mod listing;
 mod notify_failures;
 mod openapi;
 mod page;
+mod pepper;
 mod restart;
 mod revoke;
 mod self_service;

@@ -34,10 +34,25 @@ const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_ROUTE_FUNCTION: &str = "public-share";
 
 /// `/v1/*` through the functions, the page (`page` router: CloudFront's page bucket) for the rest.
+/// A function whose role `template.yaml` does not let read the pepper gets a service without
+/// one: a route that needed a key there would fail here.
 pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let without_pepper = Arc::new(Service {
+        store: service.store.clone(),
+        blobs: service.blobs.clone(),
+        sms: service.sms.clone(),
+        mail: service.mail.clone(),
+        poster: service.poster.clone(),
+        clock: service.clock.clone(),
+        keys: sealpost::secrets::LazyKeys::load_with(Box::new(|| {
+            Box::pin(async { anyhow::bail!("this function's role may not read the pepper (template.yaml)") })
+        })),
+        settings: service.settings.clone(),
+    });
     let mut api = axum::Router::new();
     for route in Route::ALL {
-        let service = service.clone();
+        let service = if may_read_pepper(&template, route.function_name()) { service.clone() } else { without_pepper.clone() };
         let filter = match route.method() {
             "POST" => MethodFilter::POST,
             "DELETE" => MethodFilter::DELETE,
@@ -52,6 +67,7 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
             }),
         );
     }
+    let service = if may_read_pepper(&template, DEFAULT_ROUTE_FUNCTION) { service } else { without_pepper };
     let default = move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
     let page = page.clone();
     api.method_not_allowed_fallback(default.clone()).fallback(move |request: Request| {
@@ -64,6 +80,29 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
             }
         }
     })
+}
+
+/// Whether the template attaches `PepperReadPolicy` to the function built from `functions/{name}`.
+pub fn may_read_pepper(template: &str, name: &str) -> bool {
+    // A resource is a two-space-indented key and the more-indented lines under it.
+    let mut resources: Vec<Vec<&str>> = Vec::new();
+    for line in template.lines() {
+        let is_key = |l: &str| l.ends_with(':') && l.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        match line.strip_prefix("  ") {
+            Some(rest) if is_key(rest) => resources.push(vec![]),
+            _ if is_key(line) => resources.push(vec![]),
+            _ => {}
+        }
+        if let Some(resource) = resources.last_mut() {
+            resource.push(line.trim());
+        }
+    }
+    let code_uri = format!("CodeUri: functions/{name}");
+    let resource = resources
+        .iter()
+        .find(|r| r.contains(&code_uri.as_str()))
+        .unwrap_or_else(|| panic!("no function with {code_uri} in template.yaml"));
+    resource.contains(&"- !Ref PepperReadPolicy")
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response {

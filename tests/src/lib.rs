@@ -224,7 +224,7 @@ impl TestApp {
         clients: &Clients,
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
-        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone())).await.expect("aws service");
+        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone()));
         // Every API call through its Lambda function's handler, as API Gateway makes it; the
         // page as CloudFront serves it from its bucket.
         (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)
@@ -267,6 +267,14 @@ impl TestApp {
 
     /// The record of DynamoDB requests on the AWS backend (`None` on the embedded one, whose
     /// store is in the process).
+    /// The AWS backend's clients and configuration (`None` on the embedded backend).
+    pub fn aws_parts(&self) -> Option<(&Clients, &AwsConfig)> {
+        match &self.backend {
+            Backend::Aws { clients, config, .. } => Some((clients, config)),
+            Backend::Embedded => None,
+        }
+    }
+
     pub fn dynamodb_calls(&self) -> Option<&DynamoDbCalls> {
         match &self.backend {
             Backend::Aws { dynamodb_calls, .. } => Some(dynamodb_calls),

@@ -6,7 +6,7 @@
 //! | `TABLE_NAME` | the DynamoDB table (TTL on `ttl`, stream on) |
 //! | `BUCKET_NAME` | the documents bucket |
 //! | `PUBLIC_URL` | the page's base URL, e.g. `https://docs.example.ch` |
-//! | `PEPPER_PARAMETER` | SSM SecureString holding the pepper (base64, ≥ 32 bytes) |
+//! | `PEPPER_PARAMETER` | SSM SecureString holding the pepper (base64, ≥ 32 bytes), read when first needed |
 //! | `SEALPOST_PEPPER` | the pepper itself (base64), instead of SSM: for tests only |
 //! | `SES_CONFIGURATION_SET` | optional: SES reports bounces and complaints through it |
 //! | `WEBHOOK_QUEUE_URL` | the webhook deliveries' SQS FIFO queue (`webhook-fanout` only) |
@@ -27,7 +27,7 @@ pub use s3::S3Blobs;
 use crate::domain::UrlRule;
 use crate::poster::HttpPoster;
 use crate::ports::Clock;
-use crate::secrets::{Keys, MIN_PEPPER_BYTES};
+use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -61,22 +61,28 @@ impl std::fmt::Debug for PepperSource {
     }
 }
 
-fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
+/// A variable that must be set, and not empty.
+fn required(var: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<String> {
+    var(name).filter(|v| !v.is_empty()).with_context(|| format!("{name} is not set"))
 }
 
 impl AwsConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let pepper = match (std::env::var("SEALPOST_PEPPER"), std::env::var("PEPPER_PARAMETER")) {
-            (Ok(inline), _) => PepperSource::Inline(decode_pepper(&inline)?),
-            (_, Ok(name)) => PepperSource::Parameter(name),
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`AwsConfig::from_env`] over any source of variables.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let pepper = match (var("SEALPOST_PEPPER"), var("PEPPER_PARAMETER")) {
+            (Some(inline), _) => PepperSource::Inline(decode_pepper(&inline)?),
+            (_, Some(name)) => PepperSource::Parameter(name),
             _ => bail!("set PEPPER_PARAMETER (an SSM SecureString) or SEALPOST_PEPPER"),
         };
         Ok(Self {
-            table: var("TABLE_NAME")?,
-            bucket: var("BUCKET_NAME")?,
-            public_url: var("PUBLIC_URL")?.trim_end_matches('/').to_owned(),
-            ses_configuration_set: std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty()),
+            table: required(&var, "TABLE_NAME")?,
+            bucket: required(&var, "BUCKET_NAME")?,
+            public_url: required(&var, "PUBLIC_URL")?.trim_end_matches('/').to_owned(),
+            ses_configuration_set: var("SES_CONFIGURATION_SET").filter(|s| !s.is_empty()),
             webhook_urls: UrlRule::HttpsOnly,
             pepper,
         })
@@ -147,6 +153,44 @@ impl Clients {
         Self::from_sdk_config(&shared, path_style)
     }
 
+    /// From what Lambda puts in every function's environment: `AWS_REGION` and the execution
+    /// role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, plus the SDK's
+    /// `AWS_ENDPOINT_URL`, `AWS_USE_FIPS_ENDPOINT` and `AWS_USE_DUALSTACK_ENDPOINT` when set.
+    /// aws-config's loader is not used: its provider chains (profile files, web identity, ECS,
+    /// IMDS, STS) cost a cold start time and a function binary megabytes, and on Lambda the
+    /// first link of the chain always answers. `sealpost serve --backend aws` keeps the whole
+    /// chain ([`Clients::from_env`]).
+    pub fn from_lambda_env() -> anyhow::Result<Self> {
+        Self::from_lambda_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Clients::from_lambda_env`] over any source of variables (the tests' moto settings).
+    pub fn from_lambda_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
+        let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).context("AWS_REGION is not set")?;
+        let credentials = Credentials::new(
+            required(&var, "AWS_ACCESS_KEY_ID")?,
+            required(&var, "AWS_SECRET_ACCESS_KEY")?,
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "lambda-environment",
+        );
+        let flag = |name: &str| var(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mut config = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .http_client(sdk_http_client())
+            .use_fips(flag("AWS_USE_FIPS_ENDPOINT"))
+            .use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
+        let endpoint = var("AWS_ENDPOINT_URL");
+        // A custom endpoint (moto, LocalStack) serves buckets by path, not by subdomain.
+        let path_style = endpoint.is_some();
+        config.set_endpoint_url(endpoint);
+        Ok(Self::from_sdk_config(&config.build(), path_style))
+    }
+
     /// Clients for local endpoints (moto's servers) with dummy credentials, leaving the process
     /// environment alone: what the tests use.
     /// `messaging` serves SNS and SES, `storage` the rest (they may be the same server).
@@ -200,36 +244,45 @@ fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
 }
 
-/// The service over the AWS adapters.
-pub async fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
-    let pepper = match &config.pepper {
-        PepperSource::Inline(bytes) => bytes.clone(),
+/// The service over the AWS adapters. A pepper kept in SSM is read when a request first needs
+/// it ([`LazyKeys`]), not here.
+pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> Arc<Service> {
+    let keys = match &config.pepper {
+        PepperSource::Inline(bytes) => LazyKeys::ready(Keys::from_pepper(bytes)),
         PepperSource::Parameter(name) => {
-            let out = clients
-                .ssm
-                .get_parameter()
-                .name(name)
-                .with_decryption(true)
-                .send()
-                .await
-                .with_context(|| format!("reading the pepper from SSM parameter {name}"))?;
-            decode_pepper(out.parameter().and_then(|p| p.value()).context("the pepper parameter is empty")?)?
+            let (ssm, name) = (clients.ssm.clone(), name.clone());
+            LazyKeys::load_with(Box::new(move || {
+                let (ssm, name) = (ssm.clone(), name.clone());
+                Box::pin(async move { read_pepper(&ssm, &name).await })
+            }))
         }
     };
-    Ok(Arc::new(Service {
+    Arc::new(Service {
         store: Arc::new(DynamoStore::new(clients.dynamodb.clone(), config.table.clone())),
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
         sms: Arc::new(SnsSms::new(clients.sns.clone())),
         mail: Arc::new(SesMail::new(clients.ses.clone(), config.ses_configuration_set.clone())),
         poster: Arc::new(HttpPoster::new(config.webhook_urls)),
         clock,
-        keys: Keys::from_pepper(&pepper),
+        keys,
         settings: Settings {
             public_url: config.public_url.clone(),
             webhook_urls: config.webhook_urls,
             max_inline_bytes: crate::service::AWS_MAX_INLINE_BYTES,
         },
-    }))
+    })
+}
+
+/// The pepper from its SSM SecureString.
+async fn read_pepper(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<Vec<u8>> {
+    let out = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .with_context(|| format!("reading the pepper from SSM parameter {name}"))?;
+    decode_pepper(out.parameter().and_then(|p| p.value()).context("the pepper parameter is empty")?)
 }
 
 #[cfg(test)]

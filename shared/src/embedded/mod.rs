@@ -27,7 +27,7 @@ use crate::admin;
 use crate::domain::{Policy, PracticeId, UrlRule};
 use crate::poster::HttpPoster;
 use crate::ports::{Clock, PracticeStore, Store};
-use crate::secrets::{Keys, MIN_PEPPER_BYTES};
+use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::Context;
 use std::io::Write;
@@ -84,7 +84,7 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         mail: outbox.clone(),
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
         clock: clock.clone(),
-        keys: keys.clone(),
+        keys: LazyKeys::ready(keys.clone()),
         settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
     });
     let router = crate::http::router(service.clone())
@@ -111,7 +111,7 @@ pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Re
         mail: outbox,
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
         clock,
-        keys,
+        keys: LazyKeys::ready(keys),
         settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
     }))
 }

@@ -7,6 +7,7 @@ use super::{Load, Service, Step, UPLOAD_URL_SECS};
 use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::ports::Claim;
+use crate::secrets::Keys;
 use chrono::Duration;
 use ring::digest;
 use tokio::io::AsyncReadExt;
@@ -71,6 +72,7 @@ impl Service {
     }
 
     async fn create_validated(&self, practice: &Practice, new: NewShare) -> Result<ShareView> {
+        let keys = self.keys().await?;
         let now = self.now();
         let id = ShareId::generate();
         let mut documents = Vec::with_capacity(new.documents.len());
@@ -110,7 +112,7 @@ impl Service {
                 KnownSecret::DateOfBirth(d) => d.canonical(),
                 KnownSecret::InsuranceNumber(n) => n.canonical().to_owned(),
             };
-            share.replace_secret(self.keys.hash_secret(id.as_str(), &canonical), now, true);
+            share.replace_secret(keys.hash_secret(id.as_str(), &canonical), now, true);
         }
 
         let stored = async {
@@ -129,7 +131,7 @@ impl Service {
         }
         drop(inline);
 
-        let code = if uploads.is_empty() { self.activate(&mut share, now) } else { None };
+        let code = if uploads.is_empty() { activate(keys, &mut share, now) } else { None };
         let created = Event::new(&id, EventKind::Created, now);
         if let Err(e) = self.store.insert_share(&share, &[created]).await {
             let _ = self.blobs.delete_prefix(&share_prefix(&share)).await;
@@ -156,17 +158,6 @@ impl Service {
         Ok(view)
     }
 
-    /// Marks a share sent and makes its code (for code methods). Returns the code to deliver.
-    fn activate(&self, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Option<Code> {
-        share.lifecycle = Lifecycle::Active;
-        if share.auth.uses_code() {
-            let code = Code::generate();
-            share.replace_secret(self.keys.hash_secret(share.id.as_str(), code.digits()), now, true);
-            Some(code)
-        } else {
-            None
-        }
-    }
 
     /// `POST /v1/shares/{id}/send`: checks the uploads, builds the archive, notifies.
     pub async fn send_share(&self, practice: &Practice, id: &str) -> Result<ShareView> {
@@ -184,6 +175,7 @@ impl Service {
                 other => other,
             })?;
         }
+        let keys = self.keys().await?;
         let archive_size = build_archive(self.blobs.clone(), &share).await?;
         let share_id = share.id.clone();
         let activated = self
@@ -194,7 +186,7 @@ impl Service {
                         return Step::append(vec![], Ok(None)); // a concurrent send won
                     }
                     share.archive_size = Some(archive_size);
-                    let code = self.activate(share, now);
+                    let code = activate(keys, share, now);
                     Step::write(vec![], Ok(Some((share.clone(), code))))
                 },
             )
@@ -252,4 +244,16 @@ impl Service {
 /// The code goes back to the practice only for `manual`, only in the answer that made it.
 pub(super) fn manual_code(share: &Share, code: Option<&Code>) -> Option<String> {
     (share.auth == crate::domain::AuthMethod::Manual).then(|| code.map(Code::grouped)).flatten()
+}
+
+/// Marks a share sent and makes its code (for code methods). Returns the code to deliver.
+fn activate(keys: &Keys, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Option<Code> {
+    share.lifecycle = Lifecycle::Active;
+    if share.auth.uses_code() {
+        let code = Code::generate();
+        share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+        Some(code)
+    } else {
+        None
+    }
 }

@@ -45,6 +45,7 @@ impl Service {
     /// `POST /v1/shares/{id}/resend`: a new code (the old one dies at once), a new count of
     /// wrong answers, and the patient notified again.
     pub async fn resend(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+        let keys = self.keys().await?;
         let (share, code) = self
             .mutate(
                 Load::Practice(practice, id),
@@ -62,7 +63,7 @@ impl Service {
                     }
                     let code = if share.auth.uses_code() {
                         let code = Code::generate();
-                        share.replace_secret(self.keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+                        share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
                         Some(code)
                     } else {
                         // A date of birth or insurance number stays; the count starts again.

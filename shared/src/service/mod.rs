@@ -23,7 +23,7 @@ use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::domain::UrlRule;
 use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store, WebhookPoster};
-use crate::secrets::Keys;
+use crate::secrets::{Keys, LazyKeys};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -63,7 +63,7 @@ pub struct Service {
     pub mail: Arc<dyn MailSender>,
     pub poster: Arc<dyn WebhookPoster>,
     pub clock: Arc<dyn Clock>,
-    pub keys: Keys,
+    pub keys: LazyKeys,
     pub settings: Settings,
 }
 
@@ -99,6 +99,11 @@ impl<T> Step<T> {
 impl Service {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The keys for hashing secrets, tokens and webhook signatures (the pepper read on first use).
+    async fn keys(&self) -> Result<&Keys> {
+        self.keys.get().await.map_err(|e| Error::Internal(format!("the pepper: {e:#}")))
     }
 
     pub fn link(&self, id: &ShareId) -> String {

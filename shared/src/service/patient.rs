@@ -65,7 +65,7 @@ impl Service {
         let generation = share.secret.as_ref().map_or(0, |s| s.generation);
         let expires_at = self.now() + Duration::seconds(ACCESS_TOKEN_SECS);
         Ok(VerifyView {
-            access_token: self.keys.issue_token(share.id.as_str(), generation, expires_at),
+            access_token: self.keys().await?.issue_token(share.id.as_str(), generation, expires_at),
             expires_in: ACCESS_TOKEN_SECS,
             documents: share
                 .documents
@@ -94,7 +94,7 @@ impl Service {
             return Ok(Recorded::No { read: None });
         };
         let now = self.now();
-        let key = answer_key(auth.answer_field(), &self.keys.hash_secret(id.as_str(), &canonical));
+        let key = answer_key(auth.answer_field(), &self.keys().await?.hash_secret(id.as_str(), &canonical));
         Ok(self.store.record_verified(&id, &key, now, &Event::new(&id, EventKind::Verified, now)).await?)
     }
 
@@ -106,6 +106,7 @@ impl Service {
             None => self.open_share(id).await?,
         };
         let canonical = answer.canonical(share.auth)?;
+        let keys = self.keys().await?;
         let share = self
             .mutate_read(
                 Some(share),
@@ -114,7 +115,7 @@ impl Service {
                     let correct = share
                         .secret
                         .as_ref()
-                        .is_some_and(|s| self.keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
+                        .is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
                     let share_id = share.id.clone();
                     let event = |kind| Event::new(&share_id, kind, now);
                     match share.check_answer(now, correct) {
@@ -149,6 +150,7 @@ impl Service {
     pub async fn request_code(&self, id: &str) -> Result<CodeSentView> {
         let share = self.open_share(id).await?;
         check_self_service(&share, self.now())?;
+        let keys = self.keys().await?;
         let practice = self.store.get_practice(&share.practice_id).await?.ok_or(Error::NotFound)?;
         // Count against the daily cap before the old code dies, so a capped request changes nothing.
         if !self.take_sms_budget(&practice).await? {
@@ -165,7 +167,7 @@ impl Service {
                         return Step::append(vec![], Err(e));
                     }
                     let code = Code::generate();
-                    share.replace_secret(self.keys.hash_secret(share.id.as_str(), code.digits()), now, false);
+                    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, false);
                     share.self_service_requests += 1;
                     Step::write(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
                 },
@@ -223,7 +225,7 @@ impl Service {
     async fn authorized_share(&self, id: &str, token: Option<&str>) -> Result<Share> {
         let share = self.open_share(id).await?;
         let token = token.and_then(|h| h.strip_prefix("Bearer ")).ok_or(Error::Unauthorized)?;
-        let generation = self.keys.check_token(token.trim(), share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;
+        let generation = self.keys().await?.check_token(token.trim(), share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;
         if share.secret.as_ref().map(|s| s.generation) != Some(generation) {
             return Err(Error::Unauthorized); // a resend since: the old session ends with the old code
         }

@@ -122,9 +122,9 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
+        let secret = self.keys().await?.webhook_secret(webhook.id.as_str(), &webhook.secret_salt);
         self.store.put_webhook(&webhook).await?;
         tracing::info!(practice_id = %practice.id, webhook_id = %webhook.id, "webhook endpoint registered");
-        let secret = self.keys.webhook_secret(webhook.id.as_str(), &webhook.secret_salt);
         Ok(view(webhook, WebhookHealth::default(), Some(secret)))
     }
 
@@ -158,12 +158,13 @@ impl Service {
         if let Some(enabled) = patch.enabled {
             webhook.enabled = enabled;
         }
+        let mut secret = None;
         if patch.rotate_secret {
             webhook.secret_salt = random_token::<16>();
+            secret = Some(self.keys().await?.webhook_secret(webhook.id.as_str(), &webhook.secret_salt));
         }
         webhook.updated_at = self.now();
         self.store.put_webhook(&webhook).await?;
-        let secret = patch.rotate_secret.then(|| self.keys.webhook_secret(webhook.id.as_str(), &webhook.secret_salt));
         let health = self.store.webhook_health(&practice.id, &webhook.id).await?;
         Ok(view(webhook, health, secret))
     }
@@ -274,22 +275,30 @@ impl Service {
     /// Signs and posts `body`, and records the outcome as the endpoint's latest attempt.
     async fn attempt(&self, webhook: &Webhook, event_id: &str, body: &[u8]) -> Attempt {
         let now = self.now();
-        let secret = self.keys.webhook_secret(webhook.id.as_str(), &webhook.secret_salt);
-        let request = WebhookRequest {
-            url: webhook.url.clone(),
-            headers: vec![
-                ("content-type", "application/json".to_owned()),
-                ("sealpost-signature", signature_header(&secret, now, body)),
-                ("sealpost-event-id", event_id.to_owned()),
-            ],
-            body: body.to_vec(),
-        };
-        let outcome = self.poster.post(&request).await;
-        let (ok, status, error) = match outcome {
-            PostOutcome::Status(s) if (200..300).contains(&s) => (true, Some(s), None),
-            PostOutcome::Status(s) => (false, Some(s), Some(format!("status {s}"))),
-            PostOutcome::Timeout => (false, None, Some("timeout".to_owned())),
-            PostOutcome::Failed(why) => (false, None, Some(why)),
+        let (ok, status, error) = match self.keys().await {
+            Ok(keys) => {
+                let secret = keys.webhook_secret(webhook.id.as_str(), &webhook.secret_salt);
+                let request = WebhookRequest {
+                    url: webhook.url.clone(),
+                    headers: vec![
+                        ("content-type", "application/json".to_owned()),
+                        ("sealpost-signature", signature_header(&secret, now, body)),
+                        ("sealpost-event-id", event_id.to_owned()),
+                    ],
+                    body: body.to_vec(),
+                };
+                match self.poster.post(&request).await {
+                    PostOutcome::Status(s) if (200..300).contains(&s) => (true, Some(s), None),
+                    PostOutcome::Status(s) => (false, Some(s), Some(format!("status {s}"))),
+                    PostOutcome::Timeout => (false, None, Some("timeout".to_owned())),
+                    PostOutcome::Failed(why) => (false, None, Some(why)),
+                }
+            }
+            Err(e) => {
+                // Nothing goes out unsigned: the attempt fails on our side and is retried.
+                tracing::error!(webhook_id = %webhook.id, error = %e, "no key to sign a webhook delivery");
+                (false, None, Some("not sent: Sealpost could not sign it".to_owned()))
+            }
         };
         tracing::info!(webhook_id = %webhook.id, event_id, ok, status, error = error.as_deref(), "webhook attempt");
         let attempt = Attempt { at: now, event_id: event_id.to_owned(), ok, status, error };

@@ -1,0 +1,69 @@
+//! On AWS the pepper is an SSM SecureString, read when a request first needs a key: a function
+//! that never hashes a secret or checks a token never reads it, and a failed read fails only
+//! the request that needed it.
+
+use crate::helpers::*;
+use base64::Engine;
+use sealpost::error::Error;
+use sealpost_tests::TestApp;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
+    let app = TestApp::spawn().await;
+    let Some((clients, config)) = app.aws_parts() else { return };
+    let id = id_of(&create_share(&app, &share_body()).await);
+    let parameter = format!("/sealpost/tests/pepper-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
+    let config = sealpost::aws::AwsConfig::from_vars(|name| match name {
+        "TABLE_NAME" => Some(config.table.clone()),
+        "BUCKET_NAME" => Some(config.bucket.clone()),
+        "PUBLIC_URL" => Some(config.public_url.clone()),
+        "PEPPER_PARAMETER" => Some(parameter.clone()),
+        _ => None,
+    })
+    .expect("config");
+    // A function's service over the same table, its pepper in a parameter that does not exist yet.
+    let service = sealpost::aws::build_service(&config, clients, Arc::new(app.clock.clone()));
+    service.public_share(&id).await.expect("the page's public info needs no key");
+    let wrong = br#"{"code":"000000"}"#;
+    let failed = service.verify(&id, wrong).await.expect_err("no pepper yet");
+    assert!(matches!(failed, Error::Internal(_)), "{failed:?}");
+
+    let pepper = base64::engine::general_purpose::STANDARD.encode(sealpost::domain::random_bytes::<32>());
+    clients
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(pepper)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put the pepper");
+    // The next request reads it; the answer is judged (wrong: this pepper is not the one the
+    // share's code was hashed with).
+    let judged = service.verify(&id, wrong).await.expect_err("a wrong code");
+    assert!(matches!(judged, Error::WrongCode { .. }), "{judged:?}");
+}
+
+/// Which functions' roles may read the pepper (template.yaml): those that hash a secret, check
+/// an access token or sign a webhook. The AWS suite runs every route function without a pepper
+/// where this grants none, so a route that needs one cannot lose it unnoticed.
+#[test]
+fn only_the_functions_that_need_the_pepper_may_read_it() {
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let mut functions: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    functions.sort();
+    let readers: Vec<&str> = functions
+        .iter()
+        .map(String::as_str)
+        .filter(|name| sealpost_tests::gateway::may_read_pepper(&template, name))
+        .collect();
+    assert_eq!(
+        readers,
+        ["archive-url", "create-share", "document-url", "request-code", "resend-share", "send-share", "verify-code", "webhook-sender", "webhooks"]
+    );
+}

@@ -158,7 +158,6 @@ impl Service {
         Ok(view)
     }
 
-
     /// `POST /v1/shares/{id}/send`: checks the uploads, builds the archive, notifies.
     pub async fn send_share(&self, practice: &Practice, id: &str) -> Result<ShareView> {
         let share = self.practice_share(practice, id).await?;

@@ -49,6 +49,28 @@ async fn every_file_in_events_belongs_to_a_function() {
     }
 }
 
+/// Each route function's `main` names its routes for the build (so only their handlers are
+/// linked): they must be exactly the routes `Route::function_name` gives it, which the template
+/// and API Gateway's events route to it.
+#[test]
+fn each_function_main_names_exactly_its_routes() {
+    let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.function_name()).collect();
+    names.dedup();
+    for name in names {
+        let main = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs"))).unwrap();
+        let mut named: Vec<String> = main
+            .split("Route::")
+            .skip(1)
+            .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>())
+            .filter(|word| word.starts_with(|c: char| c.is_ascii_uppercase())) // variants, not `Route::function_name`
+            .collect();
+        named.sort();
+        let mut expected: Vec<String> = Route::of_function(name).iter().map(|r| format!("{r:?}")).collect();
+        expected.sort();
+        assert_eq!(named, expected, "functions/{name}/src/main.rs");
+    }
+}
+
 #[tokio::test]
 async fn each_api_event_reaches_its_handler() {
     let app = TestApp::spawn().await;

@@ -1,7 +1,22 @@
 //! Lambda function `webhooks`: a practice's webhook endpoints (`/v1/webhooks…`, every method).
 //! Rare calls, so one function serves them all (see `sealpost::http::Route::function_name`).
 
+use sealpost::http::{Route, route_router};
+
+/// The routes are written out, not looked up at run time: the build links only their handlers.
 #[tokio::main]
 async fn main() -> Result<(), sealpost::lambda::Error> {
-    sealpost::lambda::serve_route(sealpost::http::Route::ListWebhooks).await
+    sealpost::lambda::serve_routes(|service| {
+        let routes = [
+            Route::CreateWebhook,
+            Route::ListWebhooks,
+            Route::GetWebhook,
+            Route::UpdateWebhook,
+            Route::DeleteWebhook,
+            Route::TestWebhook,
+            Route::WebhookFailures,
+        ];
+        route_router(&routes, service)
+    })
+    .await
 }

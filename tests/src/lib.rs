@@ -265,8 +265,6 @@ impl TestApp {
         }
     }
 
-    /// The record of DynamoDB requests on the AWS backend (`None` on the embedded one, whose
-    /// store is in the process).
     /// The AWS backend's clients and configuration (`None` on the embedded backend).
     pub fn aws_parts(&self) -> Option<(&Clients, &AwsConfig)> {
         match &self.backend {
@@ -275,6 +273,8 @@ impl TestApp {
         }
     }
 
+    /// The record of DynamoDB requests on the AWS backend (`None` on the embedded one, whose
+    /// store is in the process).
     pub fn dynamodb_calls(&self) -> Option<&DynamoDbCalls> {
         match &self.backend {
             Backend::Aws { dynamodb_calls, .. } => Some(dynamodb_calls),

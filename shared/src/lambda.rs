@@ -6,7 +6,7 @@ use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_
 use crate::domain::Event;
 use crate::service::Service;
 use crate::http::{Route, route_router};
-use crate::ports::{BlobStore, SystemClock};
+use crate::ports::{BlobStore, SystemClock, Uses};
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -14,15 +14,51 @@ use std::sync::Arc;
 
 pub type Error = lambda_runtime::Error;
 
+/// What the functions that serve no API route use: the expiry sweep deletes documents.
+pub const SWEEP_USES: Uses = Uses::DOCUMENTS;
+/// Bounce and SMS failure reports only record events.
+pub const FEEDBACK_USES: Uses = Uses::NOTHING;
+/// The fan-out only reads endpoints and queues deliveries (SQS, not a service port).
+pub const WEBHOOK_FANOUT_USES: Uses = Uses::NOTHING;
+/// The sender signs and posts.
+pub const WEBHOOK_SENDER_USES: Uses = Uses::KEYS.and(Uses::WEBHOOK_POSTS);
+/// The TTL cleanup deletes documents (and builds no service).
+pub const CLEANUP_USES: Uses = Uses::DOCUMENTS;
+
+/// What the function built from `functions/{name}` uses: a route function, what its routes use
+/// ([`Route::uses`]); the others, what their entry points below give their service. `None` for
+/// a name that is no function.
+pub fn function_uses(name: &str) -> Option<Uses> {
+    match name {
+        "sweep" => Some(SWEEP_USES),
+        "feedback" => Some(FEEDBACK_USES),
+        "webhook-fanout" => Some(WEBHOOK_FANOUT_USES),
+        "webhook-sender" => Some(WEBHOOK_SENDER_USES),
+        "cleanup" => Some(CLEANUP_USES),
+        _ => {
+            let routes = Route::of_function(name);
+            (!routes.is_empty()).then(|| Route::uses_of(&routes))
+        }
+    }
+}
+
 /// Serves a function's API routes behind API Gateway's HTTP API (payload format 2.0). `router`
-/// mounts them over the service, with the routes written out in the function's `main`
-/// (`|service| route_router(&[Route::GetShare], service)`): known when the function is built,
-/// the build links only their handlers (15.1 → 12.0 MB for get-share, BENCHMARKS.md).
-pub async fn serve_routes(router: impl FnOnce(Arc<Service>) -> crate::http::HttpRouter) -> Result<(), Error> {
+/// mounts them over the service, with the routes written out in the function's `main`, and
+/// `USES` is what they use ([`Route::uses_of`] of the same routes, as bits):
+///
+/// ```ignore
+/// const ROUTES: &[Route] = &[Route::GetShare];
+/// serve_routes::<{ Route::uses_of(ROUTES).bits() }>(|service| route_router(ROUTES, service)).await
+/// ```
+///
+/// Both known when the function is built, the build links only those routes' handlers and the
+/// adapters and SDK clients they use (get-share: 15.1 → 12.0 MB for its route alone, then
+/// → TODO MB for DynamoDB alone; BENCHMARKS.md).
+pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> crate::http::HttpRouter) -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), Uses::from_bits(USES));
     lambda_http::run(router(service)).await
 }
 
@@ -48,7 +84,7 @@ pub async fn serve_cleanup() -> Result<(), Error> {
     crate::telemetry::init();
     let bucket = std::env::var("BUCKET_NAME").map_err(|_| "BUCKET_NAME is not set")?;
     let clients = Clients::from_lambda_env()?;
-    let blobs = S3Blobs::new(clients.s3, bucket);
+    let blobs = S3Blobs::new(clients, bucket);
     let blobs = &blobs;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(cleanup_removed_shares(blobs, &event.payload.records).await)
@@ -63,7 +99,7 @@ pub async fn serve_sweep() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), SWEEP_USES);
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
@@ -73,20 +109,21 @@ pub async fn serve_sweep() -> Result<(), Error> {
 }
 
 /// The service and the webhook queue, for the webhook functions.
-async fn webhook_context() -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
+#[inline(always)]
+fn webhook_context(uses: Uses) -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
     let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
-    Ok((service, WebhookQueue::new(clients.sqs, queue_url)))
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), uses);
+    Ok((service, WebhookQueue::new(clients, queue_url)))
 }
 
 /// Fed by the table's stream: each new event becomes one queued delivery per endpoint of its
 /// practice. A failed record is reported, so the stream resumes from it (SQS drops duplicates
 /// of what was queued already, by deduplication id).
 pub async fn serve_webhook_fanout() -> Result<(), Error> {
-    let (service, queue) = webhook_context().await?;
+    let (service, queue) = webhook_context(WEBHOOK_FANOUT_USES)?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(fan_out_records(service, queue, &event.payload.records).await)
@@ -160,7 +197,7 @@ pub async fn fan_out_event(service: &Service, queue: &WebhookQueue, event: &Even
 /// Fed by the FIFO queue (with `ReportBatchItemFailures`): one attempt per message; messages
 /// to retry stay in the queue, hidden until their time.
 pub async fn serve_webhook_sender() -> Result<(), Error> {
-    let (service, queue) = webhook_context().await?;
+    let (service, queue) = webhook_context(WEBHOOK_SENDER_USES)?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = send_queued(service, queue, &queued_messages(event.payload)).await;
@@ -222,7 +259,7 @@ pub async fn serve_feedback() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), FEEDBACK_USES);
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;

@@ -324,3 +324,112 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The ports a binary uses besides its store and clock, known when it is built. Each Lambda
+/// function serves what its routes use (`crate::http::Route::uses`) and builds the AWS adapters
+/// of those alone, so an adapter it never calls, and the SDK behind it, is not even linked into
+/// it; the others are [`NotLinked`]. `sealpost serve` uses everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses(u8);
+
+impl Uses {
+    pub const NOTHING: Uses = Uses(0);
+    /// The documents ([`BlobStore`]: S3).
+    pub const DOCUMENTS: Uses = Uses(1);
+    /// [`SmsSender`] (SNS).
+    pub const SMS: Uses = Uses(1 << 1);
+    /// [`MailSender`] (SES).
+    pub const EMAIL: Uses = Uses(1 << 2);
+    /// The keys derived from the pepper (`crate::secrets`; on AWS, SSM): codes and answers
+    /// hashed, access tokens, webhook secrets.
+    pub const KEYS: Uses = Uses(1 << 3);
+    /// [`WebhookPoster`] (an HTTPS client).
+    pub const WEBHOOK_POSTS: Uses = Uses(1 << 4);
+    pub const EVERYTHING: Uses = Uses((1 << 5) - 1);
+
+    /// Both sets.
+    pub const fn and(self, other: Uses) -> Uses {
+        Uses(self.0 | other.0)
+    }
+
+    /// Whether all of `other` is in this set.
+    pub const fn has(self, other: Uses) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// As a number, for a const generic parameter (`sealpost::lambda::serve_routes`).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub const fn from_bits(bits: u8) -> Uses {
+        Uses(bits & Uses::EVERYTHING.0)
+    }
+}
+
+/// What stands in, in a Lambda function, for a port its routes do not use (see [`Uses`]). Every
+/// call fails, as a call to a service the function's role may not use would: a route that
+/// starts to need the port fails the contract suite, which runs each route with its
+/// function's ports only.
+#[derive(Debug, Clone, Copy)]
+pub struct NotLinked(pub &'static str);
+
+impl NotLinked {
+    pub const DOCUMENTS: NotLinked = NotLinked("the documents' store");
+    pub const SMS: NotLinked = NotLinked("an SMS sender");
+    pub const EMAIL: NotLinked = NotLinked("an email sender");
+    pub const WEBHOOK_POSTS: NotLinked = NotLinked("a webhook client");
+
+    fn error(self) -> PortError {
+        PortError::Other(format!("this function is built without {}", self.0))
+    }
+}
+
+#[async_trait]
+impl BlobStore for NotLinked {
+    async fn put(&self, _: &str, _: &[u8]) -> PortResult<()> {
+        Err(self.error())
+    }
+    async fn open(&self, _: &str) -> PortResult<Option<BlobReader>> {
+        Err(self.error())
+    }
+    async fn create(&self, _: &str) -> PortResult<Box<dyn BlobWriter>> {
+        Err(self.error())
+    }
+    async fn size(&self, _: &str) -> PortResult<Option<u64>> {
+        Err(self.error())
+    }
+    async fn rename(&self, _: &str, _: &str) -> PortResult<bool> {
+        Err(self.error())
+    }
+    async fn delete_prefix(&self, _: &str) -> PortResult<()> {
+        Err(self.error())
+    }
+    async fn download_url(&self, _: &str, _: Disposition<'_>, _: u64) -> PortResult<String> {
+        Err(self.error())
+    }
+    async fn upload_url(&self, _: &str, _: u64, _: u64) -> PortResult<String> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl SmsSender for NotLinked {
+    async fn send_sms(&self, _: &Sms) -> PortResult<Sent> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl MailSender for NotLinked {
+    async fn send_mail(&self, _: &Mail) -> PortResult<Sent> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl WebhookPoster for NotLinked {
+    async fn post(&self, _: &WebhookRequest) -> PostOutcome {
+        PostOutcome::Failed(self.error().to_string())
+    }
+}

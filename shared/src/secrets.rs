@@ -32,8 +32,11 @@ pub type PepperLoader = Box<dyn Fn() -> futures_util::future::BoxFuture<'static,
 /// by the first request that hashes a secret, checks a token or signs a webhook, and by no
 /// other: a function that never does (get, list and revoke a share, the page's public info, the
 /// sweep, the webhook fan-out, feedback) makes no SSM round trip at a cold start. A failed read
-/// fails that request and the next one tries again.
-pub struct LazyKeys {
+/// fails that request and the next one tries again. Clones share the keys.
+#[derive(Clone)]
+pub struct LazyKeys(std::sync::Arc<KeysCell>);
+
+struct KeysCell {
     keys: tokio::sync::OnceCell<Keys>,
     load: Option<PepperLoader>,
 }
@@ -41,18 +44,29 @@ pub struct LazyKeys {
 impl LazyKeys {
     /// Keys known at start (the embedded data dir's pepper, a pepper given inline).
     pub fn ready(keys: Keys) -> Self {
-        Self { keys: tokio::sync::OnceCell::new_with(Some(keys)), load: None }
+        Self::new(tokio::sync::OnceCell::new_with(Some(keys)), None)
     }
 
     /// Keys from a pepper `load` reads when first needed.
     pub fn load_with(load: PepperLoader) -> Self {
-        Self { keys: tokio::sync::OnceCell::new(), load: Some(load) }
+        Self::new(tokio::sync::OnceCell::new(), Some(load))
+    }
+
+    /// No keys: for a Lambda function whose routes need none (`crate::ports::Uses::KEYS`),
+    /// whose role may not read the pepper. Every use fails.
+    pub fn none() -> Self {
+        Self::new(tokio::sync::OnceCell::new(), None)
+    }
+
+    fn new(keys: tokio::sync::OnceCell<Keys>, load: Option<PepperLoader>) -> Self {
+        Self(std::sync::Arc::new(KeysCell { keys, load }))
     }
 
     pub async fn get(&self) -> anyhow::Result<&Keys> {
-        self.keys
+        self.0
+            .keys
             .get_or_try_init(|| async {
-                let load = self.load.as_ref().ok_or_else(|| anyhow::anyhow!("no pepper"))?;
+                let load = self.0.load.as_ref().ok_or_else(|| anyhow::anyhow!("this function has no pepper"))?;
                 let pepper = load().await?;
                 anyhow::ensure!(pepper.len() >= MIN_PEPPER_BYTES, "the pepper must hold at least {MIN_PEPPER_BYTES} bytes");
                 Ok(Keys::from_pepper(&pepper))

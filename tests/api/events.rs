@@ -49,9 +49,9 @@ async fn every_file_in_events_belongs_to_a_function() {
     }
 }
 
-/// Each route function's `main` names its routes for the build (so only their handlers are
-/// linked): they must be exactly the routes `Route::function_name` gives it, which the template
-/// and API Gateway's events route to it.
+/// Each route function's `main` names its routes for the build (so only their handlers and the
+/// adapters they use are linked): they must be exactly the routes `Route::function_name` gives
+/// it, which the template and API Gateway's events route to it.
 #[test]
 fn each_function_main_names_exactly_its_routes() {
     let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.function_name()).collect();
@@ -68,6 +68,9 @@ fn each_function_main_names_exactly_its_routes() {
         let mut expected: Vec<String> = Route::of_function(name).iter().map(|r| format!("{r:?}")).collect();
         expected.sort();
         assert_eq!(named, expected, "functions/{name}/src/main.rs");
+        // And it is built with what those routes use (the AWS suite runs them with only that).
+        let serves = "serve_routes::<{ Route::uses_of(ROUTES).bits() }>(|service| route_router(ROUTES, service))";
+        assert!(main.contains(serves), "functions/{name}/src/main.rs: {serves}");
     }
 }
 
@@ -205,6 +208,6 @@ async fn clients_from_lambda_environment_reach_the_services() {
     let name = format!("sealpost-lambda-env-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
     sealpost::aws::provision::create_table(&clients, &name).await.expect("DynamoDB through the Lambda clients");
     sealpost::aws::provision::create_bucket(&clients, &name, sealpost_tests::REGION).await.expect("S3, by path");
-    let table = clients.dynamodb.describe_table().table_name(&name).send().await.expect("describe");
+    let table = clients.dynamodb().describe_table().table_name(&name).send().await.expect("describe");
     assert_eq!(table.table().and_then(|t| t.table_name()), Some(name.as_str()));
 }

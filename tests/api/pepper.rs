@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use base64::Engine;
 use sealpost::error::Error;
+use sealpost::ports::Uses;
 use sealpost_tests::TestApp;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
     })
     .expect("config");
     // A function's service over the same table, its pepper in a parameter that does not exist yet.
-    let service = sealpost::aws::build_service(&config, clients, Arc::new(app.clock.clone()));
+    let service = sealpost::aws::build_service(&config, clients, Arc::new(app.clock.clone()), Uses::EVERYTHING);
     service.public_share(&id).await.expect("the page's public info needs no key");
     let wrong = br#"{"code":"000000"}"#;
     let failed = service.verify(&id, wrong).await.expect_err("no pepper yet");
@@ -31,7 +32,7 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
 
     let pepper = base64::engine::general_purpose::STANDARD.encode(sealpost::domain::random_bytes::<32>());
     clients
-        .ssm
+        .ssm()
         .put_parameter()
         .name(&parameter)
         .value(pepper)
@@ -45,11 +46,42 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
     assert!(matches!(judged, Error::WrongCode { .. }), "{judged:?}");
 }
 
-/// Which functions' roles may read the pepper (template.yaml): those that hash a secret, check
-/// an access token or sign a webhook. The AWS suite runs every route function without a pepper
-/// where this grants none, so a route that needs one cannot lose it unnoticed.
+/// Which functions' roles may read the pepper (template.yaml): exactly those built with keys
+/// (`sealpost::lambda::function_uses`), which hash a secret, check an access token or sign a
+/// webhook. The AWS suite runs every route function with only what it is built with, so a
+/// route that needs keys cannot lose them unnoticed; the list is also written out here, so
+/// moving a function in or out is a visible change.
 #[test]
 fn only_the_functions_that_need_the_pepper_may_read_it() {
+    let (template, functions) = template_and_functions();
+    let readers: Vec<&str> = functions
+        .iter()
+        .map(String::as_str)
+        .filter(|name| sealpost_tests::gateway::has_policy(&template, name, "PepperReadPolicy"))
+        .collect();
+    let with_keys: Vec<&str> = functions.iter().map(String::as_str).filter(|name| uses(name).has(Uses::KEYS)).collect();
+    assert_eq!(readers, with_keys, "PepperReadPolicy against the functions built with keys");
+    assert_eq!(
+        readers,
+        ["archive-url", "create-share", "document-url", "request-code", "resend-share", "send-share", "verify-code", "webhook-sender", "webhooks"]
+    );
+}
+
+/// Only the functions built with an SMS or email sender may send them (NotifyPolicy: SNS, SES).
+#[test]
+fn only_the_functions_that_notify_may_send_sms_and_email() {
+    let (template, functions) = template_and_functions();
+    for name in &functions {
+        let notifies = uses(name).has(Uses::SMS) || uses(name).has(Uses::EMAIL);
+        assert_eq!(sealpost_tests::gateway::has_policy(&template, name, "NotifyPolicy"), notifies, "{name}");
+    }
+}
+
+fn uses(function: &str) -> Uses {
+    sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("functions/{function} is no function"))
+}
+
+fn template_and_functions() -> (String, Vec<String>) {
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
     let mut functions: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"))
         .unwrap()
@@ -57,13 +89,5 @@ fn only_the_functions_that_need_the_pepper_may_read_it() {
         .filter(|name| !name.starts_with('.'))
         .collect();
     functions.sort();
-    let readers: Vec<&str> = functions
-        .iter()
-        .map(String::as_str)
-        .filter(|name| sealpost_tests::gateway::may_read_pepper(&template, name))
-        .collect();
-    assert_eq!(
-        readers,
-        ["archive-url", "create-share", "document-url", "request-code", "resend-share", "send-share", "verify-code", "webhook-sender", "webhooks"]
-    );
+    (template, functions)
 }

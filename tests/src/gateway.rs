@@ -34,25 +34,16 @@ const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_ROUTE_FUNCTION: &str = "public-share";
 
 /// `/v1/*` through the functions, the page (`page` router: CloudFront's page bucket) for the rest.
-/// A function whose role `template.yaml` does not let read the pepper gets a service without
-/// one: a route that needed a key there would fail here.
+/// Each function gets the service as it builds it: with only the ports its routes use
+/// ([`sealpost::lambda::function_uses`]), so a route that needed another would fail here.
 pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
-    let without_pepper = Arc::new(Service {
-        store: service.store.clone(),
-        blobs: service.blobs.clone(),
-        sms: service.sms.clone(),
-        mail: service.mail.clone(),
-        poster: service.poster.clone(),
-        clock: service.clock.clone(),
-        keys: sealpost::secrets::LazyKeys::load_with(Box::new(|| {
-            Box::pin(async { anyhow::bail!("this function's role may not read the pepper (template.yaml)") })
-        })),
-        settings: service.settings.clone(),
-    });
+    let service_of = |function: &str| {
+        let uses = sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("no function {function}"));
+        Arc::new(service.with_only(uses))
+    };
     let mut api = axum::Router::new();
     for route in Route::ALL {
-        let service = if may_read_pepper(&template, route.function_name()) { service.clone() } else { without_pepper.clone() };
+        let service = service_of(route.function_name());
         let filter = match route.method() {
             "POST" => MethodFilter::POST,
             "DELETE" => MethodFilter::DELETE,
@@ -67,7 +58,7 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
             }),
         );
     }
-    let service = if may_read_pepper(&template, DEFAULT_ROUTE_FUNCTION) { service } else { without_pepper };
+    let service = service_of(DEFAULT_ROUTE_FUNCTION);
     let default = move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
     let page = page.clone();
     api.method_not_allowed_fallback(default.clone()).fallback(move |request: Request| {
@@ -82,8 +73,9 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
     })
 }
 
-/// Whether the template attaches `PepperReadPolicy` to the function built from `functions/{name}`.
-pub fn may_read_pepper(template: &str, name: &str) -> bool {
+/// Whether the template attaches the managed policy `policy` (`PepperReadPolicy`) to the
+/// function built from `functions/{name}`.
+pub fn has_policy(template: &str, name: &str, policy: &str) -> bool {
     // A resource is a two-space-indented key and the more-indented lines under it.
     let mut resources: Vec<Vec<&str>> = Vec::new();
     for line in template.lines() {
@@ -102,7 +94,8 @@ pub fn may_read_pepper(template: &str, name: &str) -> bool {
         .iter()
         .find(|r| r.contains(&code_uri.as_str()))
         .unwrap_or_else(|| panic!("no function with {code_uri} in template.yaml"));
-    resource.contains(&"- !Ref PepperReadPolicy")
+    let reference = format!("- !Ref {policy}");
+    resource.iter().any(|line| line.split('#').next().map(str::trim) == Some(reference.as_str()))
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response {

@@ -155,9 +155,9 @@ impl TestApp {
             let moto_url = std::env::var("SEALPOST_TEST_MOTO_MESSAGING_URL").unwrap_or_else(|_| storage.clone());
             let mut clients = Clients::for_endpoints(&storage, &moto_url, REGION).await;
             let dynamodb_calls = DynamoDbCalls::default();
-            clients.dynamodb = dynamodb_calls.wrap(&clients.dynamodb);
+            clients = clients.with_dynamodb(dynamodb_calls.wrap(clients.dynamodb()));
             if failing_notifications {
-                clients.sns = Clients::for_endpoints(&storage, "http://127.0.0.1:1", REGION).await.sns;
+                clients = clients.with_sns(Clients::for_endpoints(&storage, "http://127.0.0.1:1", REGION).await.sns().clone());
             }
             let name = format!("sealpost-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
             let name = name.as_str();
@@ -224,7 +224,7 @@ impl TestApp {
         clients: &Clients,
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
-        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone()));
+        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone()), sealpost::ports::Uses::EVERYTHING);
         // Every API call through its Lambda function's handler, as API Gateway makes it; the
         // page as CloudFront serves it from its bucket.
         (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)
@@ -321,7 +321,16 @@ impl TestApp {
 
     /// Runs the expiry sweep once, as the server's periodic task does (after moving the clock).
     pub async fn sweep(&self) -> usize {
-        self.service.sweep_expired().await.expect("sweep")
+        self.function_service(sealpost::lambda::SWEEP_USES).sweep_expired().await.expect("sweep")
+    }
+
+    /// The service as a Lambda function without routes builds it on AWS: with only the ports it
+    /// uses (`sealpost::lambda::*_USES`). On the embedded backend, the one service.
+    fn function_service(&self, uses: sealpost::ports::Uses) -> Service {
+        match self.backend {
+            Backend::Aws { .. } => self.service.with_only(uses),
+            Backend::Embedded => self.service.with_only(sealpost::ports::Uses::EVERYTHING),
+        }
     }
 
     /// Delivers the webhooks that are due, as the backend's sender does: on the embedded
@@ -353,11 +362,13 @@ impl TestApp {
         let Backend::Aws { clients, config, webhook_queue, stream_iterators, .. } = &self.backend else {
             unreachable!("only on AWS")
         };
-        let queue = sealpost::aws::WebhookQueue::new(clients.sqs.clone(), webhook_queue.clone());
+        let queue = sealpost::aws::WebhookQueue::new(clients.clone(), webhook_queue.clone());
+        let fan_out = self.function_service(sealpost::lambda::WEBHOOK_FANOUT_USES);
+        let sender = self.function_service(sealpost::lambda::WEBHOOK_SENDER_USES);
         // The stream, as the `webhook-fanout` event source mapping reads it, but unfiltered:
         // template.yaml's FilterCriteria are checked by tests/stream_filters/check.py.
         let streams = aws_sdk_dynamodbstreams::Client::new(&self.streams_config().await);
-        let table = clients.dynamodb.describe_table().table_name(&config.table).send().await.expect("table");
+        let table = clients.dynamodb().describe_table().table_name(&config.table).send().await.expect("table");
         let arn = table.table().and_then(|t| t.latest_stream_arn()).expect("the table has a stream").to_owned();
         let stream = streams.describe_stream().stream_arn(&arn).send().await.expect("stream");
         let mut iterators = stream_iterators.lock().await;
@@ -381,7 +392,7 @@ impl TestApp {
                 // Each record as Lambda hands it to the function, through the function's own
                 // batch handler (a failure it reports fails the test).
                 let records: Vec<_> = page.records().iter().map(lambda_record).collect();
-                let response = sealpost::lambda::fan_out_records(&self.service, &queue, &records).await;
+                let response = sealpost::lambda::fan_out_records(&fan_out, &queue, &records).await;
                 assert!(response.batch_item_failures.is_empty(), "fan-out failed: {response:?}");
                 let next = page.next_shard_iterator().map(str::to_owned);
                 let done = page.records().is_empty();
@@ -397,7 +408,7 @@ impl TestApp {
         let mut attempts = 0;
         loop {
             let received = clients
-                .sqs
+                .sqs()
                 .receive_message()
                 .queue_url(webhook_queue)
                 .max_number_of_messages(10)
@@ -424,10 +435,10 @@ impl TestApp {
             if messages.is_empty() {
                 break;
             }
-            let outcome = sealpost::aws::send_queued(&self.service, &queue, &messages).await;
+            let outcome = sealpost::aws::send_queued(&sender, &queue, &messages).await;
             attempts += outcome.attempts;
             for m in messages.iter().filter(|m| !outcome.retry.contains(&m.message_id)) {
-                clients.sqs.delete_message().queue_url(webhook_queue).receipt_handle(&m.receipt_handle).send().await.expect("delete");
+                clients.sqs().delete_message().queue_url(webhook_queue).receipt_handle(&m.receipt_handle).send().await.expect("delete");
             }
         }
         attempts
@@ -478,7 +489,7 @@ impl TestApp {
         });
         let event = serde_json::json!({"Records": [{"EventSource": "aws:sns", "Sns": {
             "Type": "Notification", "Message": notification.to_string()}}]});
-        assert_eq!(sealpost::feedback::handle(&self.service, &event).await.expect("feedback"), 1);
+        assert_eq!(sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"), 1);
     }
 
     /// SNS logs a failed SMS delivery of `message_id`: a CloudWatch Logs subscription event
@@ -495,7 +506,7 @@ impl TestApp {
         gz.write_all(batch.to_string().as_bytes()).expect("gzip");
         let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
         let event = serde_json::json!({"awslogs": {"data": data}});
-        assert_eq!(sealpost::feedback::handle(&self.service, &event).await.expect("feedback"), 1);
+        assert_eq!(sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"), 1);
     }
 
     /// AWS only: makes moto's SES publish bounce notifications of this app's sender domain to
@@ -506,10 +517,10 @@ impl TestApp {
         let Backend::Aws { moto_url, clients, .. } = &self.backend else { return None };
         let messaging = Clients::for_endpoints(moto_url, moto_url, REGION).await;
         let name = format!("ses-feedback-{}", hex::encode(sealpost::domain::random_bytes::<4>()));
-        let topic = clients.sns.create_topic().name(&name).send().await.expect("topic").topic_arn.expect("arn");
-        let queue = messaging.sqs.create_queue().queue_name(&name).send().await.expect("queue").queue_url.expect("url");
+        let topic = clients.sns().create_topic().name(&name).send().await.expect("topic").topic_arn.expect("arn");
+        let queue = messaging.sqs().create_queue().queue_name(&name).send().await.expect("queue").queue_url.expect("url");
         let attrs = messaging
-            .sqs
+            .sqs()
             .get_queue_attributes()
             .queue_url(&queue)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
@@ -517,7 +528,7 @@ impl TestApp {
             .await
             .expect("queue arn");
         let queue_arn = attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).expect("arn");
-        clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+        clients.sns().subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
         // SES v1 calls on the wire (query protocol): the SDK for SES v2 has no notification topics.
         let domain = admin::DEFAULT_SENDER.split('@').nth(1).expect("a domain");
         // moto finds the topic by splitting the source at '@', so for our `"Name" <addr>` source
@@ -542,7 +553,7 @@ impl TestApp {
         }
         Some(async move || {
             for _ in 0..50 {
-                let out = messaging.sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.expect("receive");
+                let out = messaging.sqs().receive_message().queue_url(&queue).wait_time_seconds(1).send().await.expect("receive");
                 if let Some(m) = out.messages().first() {
                     return serde_json::from_str(m.body().expect("body")).expect("an SNS envelope");
                 }

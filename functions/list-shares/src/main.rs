@@ -2,8 +2,11 @@
 
 use sealpost::http::{Route, route_router};
 
-/// The routes are written out, not looked up at run time: the build links only their handlers.
+/// Written out, not looked up at run time: the build links only these routes' handlers, and
+/// only the adapters they use (`Route::uses_of`).
+const ROUTES: &[Route] = &[Route::ListShares];
+
 #[tokio::main]
 async fn main() -> Result<(), sealpost::lambda::Error> {
-    sealpost::lambda::serve_routes(|service| route_router(&[Route::ListShares], service)).await
+    sealpost::lambda::serve_routes::<{ Route::uses_of(ROUTES).bits() }>(|service| route_router(ROUTES, service)).await
 }

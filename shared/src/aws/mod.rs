@@ -26,12 +26,12 @@ pub use s3::S3Blobs;
 
 use crate::domain::UrlRule;
 use crate::poster::HttpPoster;
-use crate::ports::Clock;
+use crate::ports::{BlobStore, Clock, MailSender, NotLinked, SmsSender, Uses, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::{Context, bail};
 use base64::Engine;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, OnceLock};
 
 /// What the AWS shape reads from its environment.
 #[derive(Debug, Clone)]
@@ -117,40 +117,35 @@ fn decode_pepper(b64: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// An SDK client built on first use (it derefs to the client). A cold start then pays only for
-/// the clients its function calls (a verify never builds S3's, SNS's or SES's): 4–13% less
-/// init than building all six up front (BENCHMARKS.md, section 3).
-pub type Lazy<C> = Arc<LazyLock<C, Box<dyn FnOnce() -> C + Send>>>;
-
-fn lazy<C>(make: impl FnOnce() -> C + Send + 'static) -> Lazy<C> {
-    Arc::new(LazyLock::new(Box::new(make)))
-}
-
-/// A client of `config` (e.g. `aws_sdk_sns::Client::new`), built on first use.
-fn lazy_client<C: 'static>(config: &aws_config::SdkConfig, new: fn(&aws_config::SdkConfig) -> C) -> Lazy<C> {
-    let config = config.clone();
-    lazy(move || new(&config))
-}
-
-/// SDK clients, built once per process (per Lambda cold start) and shared: DynamoDB's at once
-/// (every function uses it), the others when first used.
+/// SDK clients, shared by the adapters of one process (one Lambda cold start), each built when
+/// first asked for. A function asks only for the clients its adapters call, so it builds no
+/// other at a cold start (a verify never builds S3's, SNS's or SES's: BENCHMARKS.md, section 3),
+/// and a client nothing asks for is not linked into the binary at all. Clones share the clients.
 #[derive(Clone)]
-pub struct Clients {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub s3: Lazy<aws_sdk_s3::Client>,
-    pub sns: Lazy<aws_sdk_sns::Client>,
-    pub ses: Lazy<aws_sdk_sesv2::Client>,
-    pub ssm: Lazy<aws_sdk_ssm::Client>,
-    pub sqs: Lazy<aws_sdk_sqs::Client>,
+pub struct Clients(Arc<ClientCells>);
+
+#[derive(Clone)]
+struct ClientCells {
+    /// DynamoDB, S3, SSM and SQS.
+    storage: aws_config::SdkConfig,
+    /// SNS and SES (a second moto server in tests; the same configuration otherwise).
+    messaging: aws_config::SdkConfig,
+    /// Buckets by path, not by subdomain: what a custom endpoint (moto, LocalStack) serves.
+    path_style: bool,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    s3: OnceLock<aws_sdk_s3::Client>,
+    sns: OnceLock<aws_sdk_sns::Client>,
+    ses: OnceLock<aws_sdk_sesv2::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
 }
 
 impl Clients {
     /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Self {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_http_client()).load().await;
-        // A custom endpoint (moto, LocalStack) serves buckets by path, not by subdomain.
         let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
-        Self::from_sdk_config(&shared, path_style)
+        Self::new(shared.clone(), shared, path_style)
     }
 
     /// From what Lambda puts in every function's environment: `AWS_REGION` and the execution
@@ -185,10 +180,10 @@ impl Clients {
             .use_fips(flag("AWS_USE_FIPS_ENDPOINT"))
             .use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
         let endpoint = var("AWS_ENDPOINT_URL");
-        // A custom endpoint (moto, LocalStack) serves buckets by path, not by subdomain.
         let path_style = endpoint.is_some();
         config.set_endpoint_url(endpoint);
-        Ok(Self::from_sdk_config(&config.build(), path_style))
+        let config = config.build();
+        Ok(Self::new(config.clone(), config, path_style))
     }
 
     /// Clients for local endpoints (moto's servers) with dummy credentials, leaving the process
@@ -204,25 +199,63 @@ impl Clients {
                 .credentials_provider(credentials)
                 .load()
         };
-        let mut clients = Self::from_sdk_config(&config(storage).await, true);
-        let messaging = config(messaging).await;
-        clients.sns = lazy_client(&messaging, aws_sdk_sns::Client::new);
-        clients.ses = lazy_client(&messaging, aws_sdk_sesv2::Client::new);
-        clients
+        Self::new(config(storage).await, config(messaging).await, true)
     }
 
-    fn from_sdk_config(shared: &aws_config::SdkConfig, path_style: bool) -> Self {
-        let s3 = shared.clone();
-        Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(shared),
-            s3: lazy(move || {
-                aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&s3).force_path_style(path_style).build())
-            }),
-            sns: lazy_client(shared, aws_sdk_sns::Client::new),
-            ses: lazy_client(shared, aws_sdk_sesv2::Client::new),
-            ssm: lazy_client(shared, aws_sdk_ssm::Client::new),
-            sqs: lazy_client(shared, aws_sdk_sqs::Client::new),
-        }
+    fn new(storage: aws_config::SdkConfig, messaging: aws_config::SdkConfig, path_style: bool) -> Self {
+        Self(Arc::new(ClientCells {
+            storage,
+            messaging,
+            path_style,
+            dynamodb: OnceLock::new(),
+            s3: OnceLock::new(),
+            sns: OnceLock::new(),
+            ses: OnceLock::new(),
+            ssm: OnceLock::new(),
+            sqs: OnceLock::new(),
+        }))
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.0.dynamodb.get_or_init(|| aws_sdk_dynamodb::Client::new(&self.0.storage))
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.0.s3.get_or_init(|| {
+            let config = aws_sdk_s3::config::Builder::from(&self.0.storage).force_path_style(self.0.path_style);
+            aws_sdk_s3::Client::from_conf(config.build())
+        })
+    }
+
+    pub fn sns(&self) -> &aws_sdk_sns::Client {
+        self.0.sns.get_or_init(|| aws_sdk_sns::Client::new(&self.0.messaging))
+    }
+
+    pub fn ses(&self) -> &aws_sdk_sesv2::Client {
+        self.0.ses.get_or_init(|| aws_sdk_sesv2::Client::new(&self.0.messaging))
+    }
+
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        self.0.ssm.get_or_init(|| aws_sdk_ssm::Client::new(&self.0.storage))
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.0.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.0.storage))
+    }
+
+    /// These clients with `client` for DynamoDB (tests count its calls through an interceptor).
+    /// Only before the clients are shared: the copy shares no client built so far.
+    pub fn with_dynamodb(&self, client: aws_sdk_dynamodb::Client) -> Self {
+        let mut cells = (*self.0).clone();
+        cells.dynamodb = OnceLock::from(client);
+        Self(Arc::new(cells))
+    }
+
+    /// These clients with `client` for SNS (tests point it at a closed port).
+    pub fn with_sns(&self, client: aws_sdk_sns::Client) -> Self {
+        let mut cells = (*self.0).clone();
+        cells.sns = OnceLock::from(client);
+        Self(Arc::new(cells))
     }
 }
 
@@ -244,25 +277,46 @@ fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
 }
 
-/// The service over the AWS adapters. A pepper kept in SSM is read when a request first needs
-/// it ([`LazyKeys`]), not here.
-pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> Arc<Service> {
+/// The service over the AWS adapters `uses` names, the others [`NotLinked`]. A pepper kept in
+/// SSM is read when a request first needs it ([`LazyKeys`]), not here. Always inlined: a Lambda
+/// function passes its `uses` as a constant (`crate::lambda::serve_routes`), so the branches it
+/// does not take, and the adapters and SDK clients only they build, are left out of its binary.
+#[inline(always)]
+pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, uses: Uses) -> Arc<Service> {
     let keys = match &config.pepper {
+        _ if !uses.has(Uses::KEYS) => LazyKeys::none(),
         PepperSource::Inline(bytes) => LazyKeys::ready(Keys::from_pepper(bytes)),
         PepperSource::Parameter(name) => {
-            let (ssm, name) = (clients.ssm.clone(), name.clone());
+            let (clients, name) = (clients.clone(), name.clone());
             LazyKeys::load_with(Box::new(move || {
-                let (ssm, name) = (ssm.clone(), name.clone());
-                Box::pin(async move { read_pepper(&ssm, &name).await })
+                let (clients, name) = (clients.clone(), name.clone());
+                Box::pin(async move { read_pepper(clients.ssm(), &name).await })
             }))
         }
     };
+    let blobs: Arc<dyn BlobStore> = match uses.has(Uses::DOCUMENTS) {
+        true => Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())),
+        false => Arc::new(NotLinked::DOCUMENTS),
+    };
+    let sms: Arc<dyn SmsSender> = match uses.has(Uses::SMS) {
+        true => Arc::new(SnsSms::new(clients.clone())),
+        false => Arc::new(NotLinked::SMS),
+    };
+    let mail: Arc<dyn MailSender> = match uses.has(Uses::EMAIL) {
+        true => Arc::new(SesMail::new(clients.clone(), config.ses_configuration_set.clone())),
+        false => Arc::new(NotLinked::EMAIL),
+    };
+    let poster: Arc<dyn WebhookPoster> = match uses.has(Uses::WEBHOOK_POSTS) {
+        true => Arc::new(HttpPoster::new(config.webhook_urls)),
+        false => Arc::new(NotLinked::WEBHOOK_POSTS),
+    };
     Arc::new(Service {
-        store: Arc::new(DynamoStore::new(clients.dynamodb.clone(), config.table.clone())),
-        blobs: Arc::new(S3Blobs::new(clients.s3.clone(), config.bucket.clone())),
-        sms: Arc::new(SnsSms::new(clients.sns.clone())),
-        mail: Arc::new(SesMail::new(clients.ses.clone(), config.ses_configuration_set.clone())),
-        poster: Arc::new(HttpPoster::new(config.webhook_urls)),
+        // Built now, not at the first request: every service reads its store.
+        store: Arc::new(DynamoStore::new(clients.dynamodb().clone(), config.table.clone())),
+        blobs,
+        sms,
+        mail,
+        poster,
         clock,
         keys,
         settings: Settings {

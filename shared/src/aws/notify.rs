@@ -8,12 +8,12 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use base64::Engine;
 
 pub struct SnsSms {
-    client: super::Lazy<aws_sdk_sns::Client>,
+    clients: super::Clients,
 }
 
 impl SnsSms {
-    pub fn new(client: super::Lazy<aws_sdk_sns::Client>) -> Self {
-        Self { client }
+    pub fn new(clients: super::Clients) -> Self {
+        Self { clients }
     }
 }
 
@@ -34,7 +34,8 @@ where
 impl SmsSender for SnsSms {
     async fn send_sms(&self, sms: &Sms) -> PortResult<Sent> {
         let mut request = self
-            .client
+            .clients
+            .sns()
             .publish()
             .phone_number(&sms.to)
             .message(&sms.body)
@@ -49,14 +50,14 @@ impl SmsSender for SnsSms {
 }
 
 pub struct SesMail {
-    client: super::Lazy<aws_sdk_sesv2::Client>,
+    clients: super::Clients,
     /// Its event destination reports bounces and complaints (to SNS, then `feedback`).
     configuration_set: Option<String>,
 }
 
 impl SesMail {
-    pub fn new(client: super::Lazy<aws_sdk_sesv2::Client>, configuration_set: Option<String>) -> Self {
-        Self { client, configuration_set }
+    pub fn new(clients: super::Clients, configuration_set: Option<String>) -> Self {
+        Self { clients, configuration_set }
     }
 }
 
@@ -84,7 +85,8 @@ impl MailSender for SesMail {
             .body(Body::builder().text(utf8(&mail.text)?).html(utf8(&mail.html)?).build())
             .build();
         let out = self
-            .client
+            .clients
+            .ses()
             .send_email()
             .from_email_address(mailbox(&mail.from_name, &mail.from_address))
             .destination(Destination::builder().to_addresses(&mail.to).build())

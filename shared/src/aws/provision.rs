@@ -43,7 +43,7 @@ pub async fn create_table(clients: &Clients, table: &str) -> anyhow::Result<()> 
         attrs.push(string_attr(a)?);
     }
     clients
-        .dynamodb
+        .dynamodb()
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
@@ -59,7 +59,7 @@ pub async fn create_table(clients: &Clients, table: &str) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("creating table {table}"))?;
     clients
-        .dynamodb
+        .dynamodb()
         .update_time_to_live()
         .table_name(table)
         .time_to_live_specification(TimeToLiveSpecification::builder().enabled(true).attribute_name("ttl").build()?)
@@ -70,7 +70,7 @@ pub async fn create_table(clients: &Clients, table: &str) -> anyhow::Result<()> 
 }
 
 pub async fn create_bucket(clients: &Clients, bucket: &str, region: &str) -> anyhow::Result<()> {
-    let mut request = clients.s3.create_bucket().bucket(bucket);
+    let mut request = clients.s3().create_bucket().bucket(bucket);
     if region != "us-east-1" {
         request = request.create_bucket_configuration(
             aws_sdk_s3::types::CreateBucketConfiguration::builder()
@@ -85,7 +85,7 @@ pub async fn create_bucket(clients: &Clients, bucket: &str, region: &str) -> any
 /// SES sends only from verified identities (as in the SES sandbox); moto enforces it too.
 pub async fn create_sender_identity(clients: &Clients, address: &str) -> anyhow::Result<()> {
     clients
-        .ses
+        .ses()
         .create_email_identity()
         .email_identity(address)
         .send()
@@ -99,7 +99,7 @@ pub async fn create_sender_identity(clients: &Clients, address: &str) -> anyhow:
 pub async fn create_webhook_queue(clients: &Clients, name: &str) -> anyhow::Result<String> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let dlq = clients
-        .sqs
+        .sqs()
         .create_queue()
         .queue_name(format!("{name}-webhooks-dlq.fifo"))
         .attributes(A::FifoQueue, "true")
@@ -107,10 +107,10 @@ pub async fn create_webhook_queue(clients: &Clients, name: &str) -> anyhow::Resu
         .send()
         .await?;
     let dlq_url = dlq.queue_url().context("no DLQ URL")?;
-    let arn = clients.sqs.get_queue_attributes().queue_url(dlq_url).attribute_names(A::QueueArn).send().await?;
+    let arn = clients.sqs().get_queue_attributes().queue_url(dlq_url).attribute_names(A::QueueArn).send().await?;
     let dlq_arn = arn.attributes().and_then(|a| a.get(&A::QueueArn)).context("no DLQ ARN")?;
     let queue = clients
-        .sqs
+        .sqs()
         .create_queue()
         .queue_name(format!("{name}-webhooks.fifo"))
         .attributes(A::FifoQueue, "true")

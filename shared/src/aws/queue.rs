@@ -11,7 +11,7 @@ const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
 
 #[derive(Clone)]
 pub struct WebhookQueue {
-    client: super::Lazy<aws_sdk_sqs::Client>,
+    clients: super::Clients,
     url: String,
 }
 
@@ -27,8 +27,8 @@ pub struct QueuedMessage {
 }
 
 impl WebhookQueue {
-    pub fn new(client: super::Lazy<aws_sdk_sqs::Client>, url: String) -> Self {
-        Self { client, url }
+    pub fn new(clients: super::Clients, url: String) -> Self {
+        Self { clients, url }
     }
 
     /// Queues deliveries in order, ten per request (SQS's batch limit).
@@ -45,7 +45,7 @@ impl WebhookQueue {
                         .build()?,
                 );
             }
-            let out = self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await?;
+            let out = self.clients.sqs().send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await?;
             if let Some(failed) = out.failed().first() {
                 anyhow::bail!("SQS refused a delivery: {} {}", failed.code(), failed.message().unwrap_or_default());
             }
@@ -56,7 +56,9 @@ impl WebhookQueue {
     /// Hides a message (and so its group) until its retry is due.
     async fn postpone(&self, receipt_handle: &str, secs: i64) -> anyhow::Result<()> {
         let secs = i32::try_from(secs.clamp(0, MAX_VISIBILITY_SECS)).unwrap_or(0);
-        self.client
+        self
+            .clients
+            .sqs()
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt_handle)

@@ -20,7 +20,7 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct S3Blobs {
-    client: super::Lazy<Client>,
+    clients: super::Clients,
     bucket: String,
 }
 
@@ -33,8 +33,8 @@ fn err(e: impl std::fmt::Display) -> PortError {
 }
 
 impl S3Blobs {
-    pub fn new(client: super::Lazy<Client>, bucket: String) -> Self {
-        Self { client, bucket }
+    pub fn new(clients: super::Clients, bucket: String) -> Self {
+        Self { clients, bucket }
     }
 
     fn presign_config(ttl_secs: u64) -> PortResult<PresigningConfig> {
@@ -45,7 +45,9 @@ impl S3Blobs {
 #[async_trait]
 impl BlobStore for S3Blobs {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
-        self.client
+        self
+            .clients
+            .s3()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -58,7 +60,7 @@ impl BlobStore for S3Blobs {
     }
 
     async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self.clients.s3().get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(Some(Box::pin(out.body.into_async_read()))),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk_err(e)),
@@ -67,7 +69,8 @@ impl BlobStore for S3Blobs {
 
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
         let upload = self
-            .client
+            .clients
+            .s3()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -78,12 +81,12 @@ impl BlobStore for S3Blobs {
         let upload_id = upload.upload_id().ok_or_else(|| err("no upload id"))?.to_owned();
         // The writer half is what callers write to; a task reads the other half in parts.
         let (writer, reader) = tokio::io::duplex(256 * 1024);
-        let task = tokio::spawn(upload_parts(Client::clone(&self.client), self.bucket.clone(), key.to_owned(), upload_id, reader));
+        let task = tokio::spawn(upload_parts(self.clients.s3().clone(), self.bucket.clone(), key.to_owned(), upload_id, reader));
         Ok(Box::new(MultipartWriter { pipe: Some(writer), task: Some(task) }))
     }
 
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self.clients.s3().head_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(out.content_length().map(|l| l.max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
             Err(e) => Err(sdk_err(e)),
@@ -93,7 +96,8 @@ impl BlobStore for S3Blobs {
     /// S3 has no rename: a server-side copy (up to 5 GB, above our 2 GiB limit), then a delete.
     async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
         let copied = self
-            .client
+            .clients
+            .s3()
             .copy_object()
             .bucket(&self.bucket)
             .key(to)
@@ -108,7 +112,7 @@ impl BlobStore for S3Blobs {
             }
             Err(e) => return Err(sdk_err(e)),
         }
-        self.client.delete_object().bucket(&self.bucket).key(from).send().await.map_err(sdk_err)?;
+        self.clients.s3().delete_object().bucket(&self.bucket).key(from).send().await.map_err(sdk_err)?;
         Ok(true)
     }
 
@@ -116,7 +120,8 @@ impl BlobStore for S3Blobs {
         let mut token = None;
         loop {
             let page = self
-                .client
+                .clients
+                .s3()
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
@@ -132,7 +137,7 @@ impl BlobStore for S3Blobs {
                 .collect::<PortResult<_>>()?;
             if !ids.is_empty() {
                 let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(err)?;
-                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(sdk_err)?;
+                self.clients.s3().delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(sdk_err)?;
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
@@ -144,7 +149,8 @@ impl BlobStore for S3Blobs {
 
     async fn download_url(&self, key: &str, d: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
         let request = self
-            .client
+            .clients
+            .s3()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -158,7 +164,8 @@ impl BlobStore for S3Blobs {
 
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
         let request = self
-            .client
+            .clients
+            .s3()
             .put_object()
             .bucket(&self.bucket)
             .key(key)

@@ -9,6 +9,7 @@ mod practice;
 mod webhooks;
 
 use crate::error::Error;
+use crate::ports::Uses;
 use crate::service::Service;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -142,6 +143,40 @@ impl Route {
             | Route::TestWebhook
             | Route::WebhookFailures => "webhooks",
         }
+    }
+
+    /// The ports the route's handler may use besides the store ([`Uses`]): a Lambda function
+    /// is built with those of its routes and no others. The contract suite runs every route on
+    /// AWS with only these, so one that starts to use another port fails there.
+    pub const fn uses(self) -> Uses {
+        match self {
+            // Documents stored or uploaded, the code hashed, the patient notified.
+            Route::CreateShare | Route::SendShare => Uses::DOCUMENTS.and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL),
+            // A new code, the patient notified again.
+            Route::ResendShare => Uses::KEYS.and(Uses::SMS).and(Uses::EMAIL),
+            // Documents deleted.
+            Route::RevokeShare => Uses::DOCUMENTS,
+            Route::ListShares | Route::GetShare | Route::PublicShare => Uses::NOTHING,
+            // The answer hashed, an access token issued.
+            Route::VerifyCode => Uses::KEYS,
+            Route::RequestCode => Uses::KEYS.and(Uses::SMS),
+            // The access token checked, a URL signed.
+            Route::DocumentUrl | Route::ArchiveUrl => Uses::KEYS.and(Uses::DOCUMENTS),
+            // The endpoint's signing secret, shown.
+            Route::CreateWebhook | Route::UpdateWebhook => Uses::KEYS,
+            Route::TestWebhook => Uses::KEYS.and(Uses::WEBHOOK_POSTS),
+            Route::ListWebhooks | Route::GetWebhook | Route::DeleteWebhook | Route::WebhookFailures => Uses::NOTHING,
+        }
+    }
+
+    /// What all of `routes` use.
+    pub const fn uses_of(routes: &[Route]) -> Uses {
+        let (mut uses, mut i) = (Uses::NOTHING, 0);
+        while i < routes.len() {
+            uses = uses.and(routes[i].uses());
+            i += 1;
+        }
+        uses
     }
 
     /// The routes a function serves.

@@ -138,7 +138,7 @@ async fn service(dir: &DataDir) -> anyhow::Result<std::sync::Arc<sealpost::servi
 async fn aws_service(clock: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await;
-    Ok(sealpost::aws::build_service(&config, &clients, clock))
+    Ok(sealpost::aws::build_service(&config, &clients, clock, sealpost::ports::Uses::EVERYTHING))
 }
 
 #[cfg(not(feature = "aws"))]
@@ -187,7 +187,7 @@ async fn open(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
 async fn aws_store() -> anyhow::Result<Box<dyn Store>> {
     let table = std::env::var("TABLE_NAME").map_err(|_| anyhow::anyhow!("TABLE_NAME is not set"))?;
     let clients = sealpost::aws::Clients::from_env().await;
-    Ok(Box::new(sealpost::aws::DynamoStore::new(clients.dynamodb, table)))
+    Ok(Box::new(sealpost::aws::DynamoStore::new(clients.dynamodb().clone(), table)))
 }
 
 #[cfg(not(feature = "aws"))]

@@ -33,14 +33,35 @@ impl Phone {
     /// digits, e.g. `+41 ••• ••• •• 67`, enough for a patient to recognise their own phone.
     pub fn masked(&self) -> String {
         let digits = &self.0[1..];
-        let cc_len = phonenumber::parse(None, &self.0)
-            .map(|n| n.code().value().to_string().len())
-            .unwrap_or(2)
-            .min(digits.len());
+        let cc_len = country_code_len(digits).unwrap_or(2).min(digits.len());
         let tail = &digits[digits.len().saturating_sub(2)..];
         let hidden = digits.len().saturating_sub(cc_len + 2);
         format!("+{} {}{}", &digits[..cc_len], "•".repeat(hidden), tail)
     }
+}
+
+/// The country calling codes of libphonenumber's metadata (the `phonenumber` crate's, which a
+/// test checks this against). Shown in a masked number; a copy of their list, so the functions
+/// that show one (the page's public info) do not link, load and compile the whole numbering
+/// metadata and its regexes to find the first one to three digits (2.5 MB of binary).
+const COUNTRY_CODES: &[u16] = &[
+    1, 7, 20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54,
+    55, 56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98, 211,
+    212, 213, 216, 218, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234,
+    235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253,
+    254, 255, 256, 257, 258, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 290, 291, 297, 298,
+    299, 350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 370, 371, 372, 373, 374, 375, 376, 377,
+    378, 380, 381, 382, 383, 385, 386, 387, 389, 420, 421, 423, 500, 501, 502, 503, 504, 505, 506,
+    507, 508, 509, 590, 591, 592, 593, 594, 595, 596, 597, 598, 599, 670, 672, 673, 674, 675, 676,
+    677, 678, 679, 680, 681, 682, 683, 685, 686, 687, 688, 689, 690, 691, 692, 800, 808, 850, 852,
+    853, 855, 856, 870, 878, 880, 881, 882, 883, 886, 888, 960, 961, 962, 963, 964, 965, 966, 967,
+    968, 970, 971, 972, 973, 974, 975, 976, 977, 979, 992, 993, 994, 995, 996, 998,
+];
+
+/// How many of the leading digits of an E.164 number are its country calling code. The codes
+/// are a prefix code (ITU-T E.164), so at most one of the first one, two or three digits is one.
+fn country_code_len(digits: &str) -> Option<usize> {
+    (1..=3).find(|&n| digits.get(..n).and_then(|d| d.parse().ok()).is_some_and(|code: u16| COUNTRY_CODES.binary_search(&code).is_ok()))
 }
 
 impl fmt::Debug for Phone {
@@ -255,11 +276,26 @@ mod tests {
     }
 
     #[test]
+    fn country_codes_are_libphonenumbers() {
+        let known: Vec<u16> = (1..=999u16)
+            .filter(|code| phonenumber::metadata::DATABASE.by_code(code).is_some_and(|m| !m.is_empty()))
+            .collect();
+        assert_eq!(COUNTRY_CODES, known.as_slice(), "COUNTRY_CODES against the phonenumber crate's metadata");
+        for code in known {
+            let digits = format!("{code}987654321");
+            assert_eq!(country_code_len(&digits), Some(code.to_string().len()), "+{digits}");
+        }
+        assert_eq!(country_code_len("28123456"), None, "+28 is not assigned");
+    }
+
+    #[test]
     fn masked_phone_shows_country_and_last_two_digits() {
         let m = Phone::parse("+41791234567").unwrap().masked();
         assert!(m.starts_with("+41 "), "{m}");
         assert!(m.ends_with("67"), "{m}");
         assert!(!m.contains("79123"), "{m}");
+        assert!(Phone::parse("+420601123456").unwrap().masked().starts_with("+420 •"));
+        assert!(Phone::parse("+79161234567").unwrap().masked().starts_with("+7 •"));
     }
 
     #[test]

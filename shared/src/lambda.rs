@@ -6,7 +6,7 @@ use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_
 use crate::domain::Event;
 use crate::service::Service;
 use crate::http::{Route, route_router};
-use crate::ports::{BlobStore, SystemClock, Uses};
+use crate::ports::{BlobStore, OnlyBlobs, SystemClock, Uses, UsesConst};
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub type Error = lambda_runtime::Error;
 
 /// What the functions that serve no API route use: the expiry sweep deletes documents.
-pub const SWEEP_USES: Uses = Uses::DOCUMENTS;
+pub const SWEEP_USES: Uses = Uses::DOCUMENT_DELETION;
 /// Bounce and SMS failure reports only record events.
 pub const FEEDBACK_USES: Uses = Uses::NOTHING;
 /// The fan-out only reads endpoints and queues deliveries (SQS, not a service port).
@@ -23,7 +23,7 @@ pub const WEBHOOK_FANOUT_USES: Uses = Uses::NOTHING;
 /// The sender signs and posts.
 pub const WEBHOOK_SENDER_USES: Uses = Uses::KEYS.and(Uses::WEBHOOK_POSTS);
 /// The TTL cleanup deletes documents (and builds no service).
-pub const CLEANUP_USES: Uses = Uses::DOCUMENTS;
+pub const CLEANUP_USES: Uses = Uses::DOCUMENT_DELETION;
 
 /// What the function built from `functions/{name}` uses: a route function, what its routes use
 /// ([`Route::uses`]); the others, what their entry points below give their service. `None` for
@@ -58,7 +58,7 @@ pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> c
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), Uses::from_bits(USES));
+    let service = crate::aws::build_service::<USES>(&config, &clients, Arc::new(SystemClock));
     lambda_http::run(router(service)).await
 }
 
@@ -84,7 +84,7 @@ pub async fn serve_cleanup() -> Result<(), Error> {
     crate::telemetry::init();
     let bucket = std::env::var("BUCKET_NAME").map_err(|_| "BUCKET_NAME is not set")?;
     let clients = Clients::from_lambda_env()?;
-    let blobs = S3Blobs::new(clients, bucket);
+    let blobs = OnlyBlobs { inner: Arc::new(S3Blobs::new(clients, bucket)), uses: UsesConst::<{ CLEANUP_USES.bits() }> };
     let blobs = &blobs;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(cleanup_removed_shares(blobs, &event.payload.records).await)
@@ -99,7 +99,7 @@ pub async fn serve_sweep() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), SWEEP_USES);
+    let service = crate::aws::build_service::<{ SWEEP_USES.bits() }>(&config, &clients, Arc::new(SystemClock));
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
@@ -109,13 +109,12 @@ pub async fn serve_sweep() -> Result<(), Error> {
 }
 
 /// The service and the webhook queue, for the webhook functions.
-#[inline(always)]
-fn webhook_context(uses: Uses) -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
+fn webhook_context<const USES: u8>() -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
     let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), uses);
+    let service = crate::aws::build_service::<USES>(&config, &clients, Arc::new(SystemClock));
     Ok((service, WebhookQueue::new(clients, queue_url)))
 }
 
@@ -123,7 +122,7 @@ fn webhook_context(uses: Uses) -> Result<(std::sync::Arc<Service>, WebhookQueue)
 /// practice. A failed record is reported, so the stream resumes from it (SQS drops duplicates
 /// of what was queued already, by deduplication id).
 pub async fn serve_webhook_fanout() -> Result<(), Error> {
-    let (service, queue) = webhook_context(WEBHOOK_FANOUT_USES)?;
+    let (service, queue) = webhook_context::<{ WEBHOOK_FANOUT_USES.bits() }>()?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(fan_out_records(service, queue, &event.payload.records).await)
@@ -197,7 +196,7 @@ pub async fn fan_out_event(service: &Service, queue: &WebhookQueue, event: &Even
 /// Fed by the FIFO queue (with `ReportBatchItemFailures`): one attempt per message; messages
 /// to retry stay in the queue, hidden until their time.
 pub async fn serve_webhook_sender() -> Result<(), Error> {
-    let (service, queue) = webhook_context(WEBHOOK_SENDER_USES)?;
+    let (service, queue) = webhook_context::<{ WEBHOOK_SENDER_USES.bits() }>()?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = send_queued(service, queue, &queued_messages(event.payload)).await;
@@ -259,7 +258,7 @@ pub async fn serve_feedback() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), FEEDBACK_USES);
+    let service = crate::aws::build_service::<{ FEEDBACK_USES.bits() }>(&config, &clients, Arc::new(SystemClock));
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;

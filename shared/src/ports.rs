@@ -334,7 +334,8 @@ pub struct Uses(u8);
 
 impl Uses {
     pub const NOTHING: Uses = Uses(0);
-    /// The documents ([`BlobStore`]: S3).
+    /// The documents stored, read and moved, and upload links signed ([`BlobStore`]: S3; the
+    /// calls not under `DOCUMENT_LINKS` or `DOCUMENT_DELETION`).
     pub const DOCUMENTS: Uses = Uses(1);
     /// [`SmsSender`] (SNS).
     pub const SMS: Uses = Uses(1 << 1);
@@ -345,7 +346,11 @@ impl Uses {
     pub const KEYS: Uses = Uses(1 << 3);
     /// [`WebhookPoster`] (an HTTPS client).
     pub const WEBHOOK_POSTS: Uses = Uses(1 << 4);
-    pub const EVERYTHING: Uses = Uses((1 << 5) - 1);
+    /// Download links signed ([`BlobStore::download_url`]).
+    pub const DOCUMENT_LINKS: Uses = Uses(1 << 5);
+    /// A share's documents deleted ([`BlobStore::delete_prefix`]).
+    pub const DOCUMENT_DELETION: Uses = Uses(1 << 6);
+    pub const EVERYTHING: Uses = Uses((1 << 7) - 1);
 
     /// Both sets.
     pub const fn and(self, other: Uses) -> Uses {
@@ -364,6 +369,95 @@ impl Uses {
 
     pub const fn from_bits(bits: u8) -> Uses {
         Uses(bits & Uses::EVERYTHING.0)
+    }
+
+    /// `Ok` if this set has `need`; else the error a [`NotLinked`] port answers.
+    #[inline]
+    pub fn permit(self, need: Uses) -> PortResult<()> {
+        match self.has(need) {
+            true => Ok(()),
+            false => Err(NotLinked(need.name()).error()),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Uses::DOCUMENTS => NotLinked::DOCUMENTS.0,
+            Uses::DOCUMENT_LINKS => "document download links",
+            Uses::DOCUMENT_DELETION => "document deletion",
+            Uses::SMS => NotLinked::SMS.0,
+            Uses::EMAIL => NotLinked::EMAIL.0,
+            Uses::WEBHOOK_POSTS => NotLinked::WEBHOOK_POSTS.0,
+            Uses::KEYS => "the pepper's keys",
+            _ => "some ports",
+        }
+    }
+}
+
+/// Where [`OnlyBlobs`] reads its set: a constant (a Lambda function's, [`UsesConst`]), so the
+/// calls it refuses are compiled out, or a [`Uses`] value (the contract suite's).
+pub trait UsesSource: Send + Sync {
+    fn uses(&self) -> Uses;
+}
+
+impl UsesSource for Uses {
+    fn uses(&self) -> Uses {
+        *self
+    }
+}
+
+/// A set of [`Uses`] known when the binary is built.
+pub struct UsesConst<const USES: u8>;
+
+impl<const USES: u8> UsesSource for UsesConst<USES> {
+    #[inline(always)]
+    fn uses(&self) -> Uses {
+        Uses::from_bits(USES)
+    }
+}
+
+/// A [`BlobStore`] that makes only the calls its set allows ([`Uses::DOCUMENTS`],
+/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`]); the others fail as [`NotLinked`]'s.
+/// Over S3 with a constant set, a function that only signs download links does not link the
+/// code of S3's other calls.
+pub struct OnlyBlobs<B: ?Sized, U> {
+    pub inner: std::sync::Arc<B>,
+    pub uses: U,
+}
+
+#[async_trait]
+impl<B: BlobStore + ?Sized, U: UsesSource> BlobStore for OnlyBlobs<B, U> {
+    async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.put(key, bytes).await
+    }
+    async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.open(key).await
+    }
+    async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.create(key).await
+    }
+    async fn size(&self, key: &str) -> PortResult<Option<u64>> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.size(key).await
+    }
+    async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.rename(from, to).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
+        self.uses.uses().permit(Uses::DOCUMENT_DELETION)?;
+        self.inner.delete_prefix(prefix).await
+    }
+    async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
+        self.uses.uses().permit(Uses::DOCUMENT_LINKS)?;
+        self.inner.download_url(key, disposition, ttl_secs).await
+    }
+    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
+        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        self.inner.upload_url(key, size, ttl_secs).await
     }
 }
 

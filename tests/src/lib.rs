@@ -224,7 +224,7 @@ impl TestApp {
         clients: &Clients,
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
-        let service = sealpost::aws::build_service(config, clients, Arc::new(clock.clone()), sealpost::ports::Uses::EVERYTHING);
+        let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(config, clients, Arc::new(clock.clone()));
         // Every API call through its Lambda function's handler, as API Gateway makes it; the
         // page as CloudFront serves it from its bucket.
         (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)

@@ -26,7 +26,7 @@ pub use s3::S3Blobs;
 
 use crate::domain::UrlRule;
 use crate::poster::HttpPoster;
-use crate::ports::{BlobStore, Clock, MailSender, NotLinked, SmsSender, Uses, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, SmsSender, Uses, UsesConst, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::{Context, bail};
@@ -277,12 +277,13 @@ fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
 }
 
-/// The service over the AWS adapters `uses` names, the others [`NotLinked`]. A pepper kept in
-/// SSM is read when a request first needs it ([`LazyKeys`]), not here. Always inlined: a Lambda
-/// function passes its `uses` as a constant (`crate::lambda::serve_routes`), so the branches it
-/// does not take, and the adapters and SDK clients only they build, are left out of its binary.
-#[inline(always)]
-pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, uses: Uses) -> Arc<Service> {
+/// The service over the AWS adapters of the ports `USES` names ([`Uses::bits`]), the others
+/// [`NotLinked`]. A constant: a Lambda function's binary leaves out the branches it does not
+/// take, and the adapters and SDK clients only they build (`crate::lambda::serve_routes`).
+/// `sealpost serve` uses everything. A pepper kept in SSM is read when a request first needs
+/// it ([`LazyKeys`]), not here.
+pub fn build_service<const USES: u8>(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> Arc<Service> {
+    let uses = Uses::from_bits(USES);
     let keys = match &config.pepper {
         _ if !uses.has(Uses::KEYS) => LazyKeys::none(),
         PepperSource::Inline(bytes) => LazyKeys::ready(Keys::from_pepper(bytes)),
@@ -294,8 +295,13 @@ pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock
             }))
         }
     };
-    let blobs: Arc<dyn BlobStore> = match uses.has(Uses::DOCUMENTS) {
-        true => Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())),
+    let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION);
+    let blobs: Arc<dyn BlobStore> = match uses.bits() & any_documents.bits() != 0 {
+        // Only the calls the function's set allows: S3's others are not linked.
+        true => Arc::new(OnlyBlobs {
+            inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())),
+            uses: UsesConst::<USES>,
+        }),
         false => Arc::new(NotLinked::DOCUMENTS),
     };
     let sms: Arc<dyn SmsSender> = match uses.has(Uses::SMS) {

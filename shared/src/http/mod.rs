@@ -150,18 +150,21 @@ impl Route {
     /// AWS with only these, so one that starts to use another port fails there.
     pub const fn uses(self) -> Uses {
         match self {
-            // Documents stored or uploaded, the code hashed, the patient notified.
-            Route::CreateShare | Route::SendShare => Uses::DOCUMENTS.and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL),
+            // Documents stored or uploaded (and deleted again if that fails), the code hashed,
+            // the patient notified.
+            Route::CreateShare | Route::SendShare => {
+                Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL)
+            }
             // A new code, the patient notified again.
             Route::ResendShare => Uses::KEYS.and(Uses::SMS).and(Uses::EMAIL),
             // Documents deleted.
-            Route::RevokeShare => Uses::DOCUMENTS,
+            Route::RevokeShare => Uses::DOCUMENT_DELETION,
             Route::ListShares | Route::GetShare | Route::PublicShare => Uses::NOTHING,
             // The answer hashed, an access token issued.
             Route::VerifyCode => Uses::KEYS,
             Route::RequestCode => Uses::KEYS.and(Uses::SMS),
             // The access token checked, a URL signed.
-            Route::DocumentUrl | Route::ArchiveUrl => Uses::KEYS.and(Uses::DOCUMENTS),
+            Route::DocumentUrl | Route::ArchiveUrl => Uses::KEYS.and(Uses::DOCUMENT_LINKS),
             // The endpoint's signing secret, shown.
             Route::CreateWebhook | Route::UpdateWebhook => Uses::KEYS,
             Route::TestWebhook => Uses::KEYS.and(Uses::WEBHOOK_POSTS),

@@ -22,7 +22,7 @@ pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookL
 use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::domain::UrlRule;
-use crate::ports::{BlobStore, Clock, MailSender, NotLinked, PortError, SmsSender, Store, Uses, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, PortError, SmsSender, Store, Uses, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ impl Service {
         let only = |what| uses.has(what);
         Service {
             store: self.store.clone(),
-            blobs: if only(Uses::DOCUMENTS) { self.blobs.clone() } else { Arc::new(NotLinked::DOCUMENTS) },
+            blobs: Arc::new(OnlyBlobs { inner: self.blobs.clone(), uses }),
             sms: if only(Uses::SMS) { self.sms.clone() } else { Arc::new(NotLinked::SMS) },
             mail: if only(Uses::EMAIL) { self.mail.clone() } else { Arc::new(NotLinked::EMAIL) },
             poster: if only(Uses::WEBHOOK_POSTS) { self.poster.clone() } else { Arc::new(NotLinked::WEBHOOK_POSTS) },

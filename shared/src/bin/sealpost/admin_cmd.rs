@@ -138,7 +138,7 @@ async fn service(dir: &DataDir) -> anyhow::Result<std::sync::Arc<sealpost::servi
 async fn aws_service(clock: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await;
-    Ok(sealpost::aws::build_service(&config, &clients, clock, sealpost::ports::Uses::EVERYTHING))
+    Ok(sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(&config, &clients, clock))
 }
 
 #[cfg(not(feature = "aws"))]

@@ -371,15 +371,6 @@ impl Uses {
         Uses(bits & Uses::EVERYTHING.0)
     }
 
-    /// `Ok` if this set has `need`; else the error a [`NotLinked`] port answers.
-    #[inline]
-    pub fn permit(self, need: Uses) -> PortResult<()> {
-        match self.has(need) {
-            true => Ok(()),
-            false => Err(NotLinked(need.name()).error()),
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
             Uses::DOCUMENTS => NotLinked::DOCUMENTS.0,
@@ -392,6 +383,13 @@ impl Uses {
             _ => "some ports",
         }
     }
+}
+
+/// The error of a call outside a set, made apart from the check (see [`OnlyBlobs`]).
+#[cold]
+#[inline(never)]
+fn refused(need: Uses) -> PortError {
+    NotLinked(need.name()).error()
 }
 
 /// Where [`OnlyBlobs`] reads its set: a constant (a Lambda function's, [`UsesConst`]), so the
@@ -419,44 +417,69 @@ impl<const USES: u8> UsesSource for UsesConst<USES> {
 /// A [`BlobStore`] that makes only the calls its set allows ([`Uses::DOCUMENTS`],
 /// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`]); the others fail as [`NotLinked`]'s.
 /// Over S3 with a constant set, a function that only signs download links does not link the
-/// code of S3's other calls.
+/// code of S3's other calls. Each call branches on the set itself: a `Result` made by another
+/// function kept them all (the compiler cannot tell an `Err` from an `Ok` in a returned value
+/// whose error type holds the `Ok`'s niche).
 pub struct OnlyBlobs<B: ?Sized, U> {
     pub inner: std::sync::Arc<B>,
     pub uses: U,
 }
 
+impl<B: ?Sized, U: UsesSource> OnlyBlobs<B, U> {
+    #[inline(always)]
+    fn allows(&self, need: Uses) -> bool {
+        self.uses.uses().has(need)
+    }
+}
+
 #[async_trait]
 impl<B: BlobStore + ?Sized, U: UsesSource> BlobStore for OnlyBlobs<B, U> {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.put(key, bytes).await
     }
     async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.open(key).await
     }
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.create(key).await
     }
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.size(key).await
     }
     async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.rename(from, to).await
     }
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
-        self.uses.uses().permit(Uses::DOCUMENT_DELETION)?;
+        if !self.allows(Uses::DOCUMENT_DELETION) {
+            return Err(refused(Uses::DOCUMENT_DELETION));
+        }
         self.inner.delete_prefix(prefix).await
     }
     async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
-        self.uses.uses().permit(Uses::DOCUMENT_LINKS)?;
+        if !self.allows(Uses::DOCUMENT_LINKS) {
+            return Err(refused(Uses::DOCUMENT_LINKS));
+        }
         self.inner.download_url(key, disposition, ttl_secs).await
     }
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
-        self.uses.uses().permit(Uses::DOCUMENTS)?;
+        if !self.allows(Uses::DOCUMENTS) {
+            return Err(refused(Uses::DOCUMENTS));
+        }
         self.inner.upload_url(key, size, ttl_secs).await
     }
 }

@@ -243,8 +243,8 @@ impl Clients {
         self.0.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.0.storage))
     }
 
-    /// These clients with `client` for DynamoDB (tests count its calls through an interceptor).
-    /// Only before the clients are shared: the copy shares no client built so far.
+    /// A copy of these clients with `client` for DynamoDB (tests count its calls through an
+    /// interceptor). The copy starts with the clients built so far; each builds the rest anew.
     pub fn with_dynamodb(&self, client: aws_sdk_dynamodb::Client) -> Self {
         let mut cells = (*self.0).clone();
         cells.dynamodb = OnceLock::from(client);

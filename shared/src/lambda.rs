@@ -42,18 +42,29 @@ pub fn function_uses(name: &str) -> Option<Uses> {
     }
 }
 
-/// Serves a function's API routes behind API Gateway's HTTP API (payload format 2.0). `router`
-/// mounts them over the service, with the routes written out in the function's `main`, and
-/// `USES` is what they use ([`Route::uses_of`] of the same routes, as bits):
-///
-/// ```ignore
-/// const ROUTES: &[Route] = &[Route::GetShare];
-/// serve_routes::<{ Route::uses_of(ROUTES).bits() }>(|service| route_router(ROUTES, service)).await
-/// ```
-///
-/// Both known when the function is built, the build links only those routes' handlers and the
-/// adapters and SDK clients they use (get-share: 15.1 MB with every route and adapter, 12.0 with
-/// its route alone, 6.9 with DynamoDB alone; BENCHMARKS.md).
+/// The `main` of a route function: `sealpost::serve_routes!(Route::GetShare)` serves those routes
+/// ([`serve_routes`]) with what they use ([`Route::uses_of`]), both known when the function is
+/// built, so the build links only those routes' handlers and the adapters, S3 calls and SDK
+/// clients they reach (get-share: 15.1 MB with every route and adapter, 6.9 with its own;
+/// BENCHMARKS.md). Each route is mounted on its own, not in a loop over a list: with more than
+/// one route, the compiler (at `opt-level = "s"`) kept such a loop, and with it every route's
+/// handler (webhooks, seven routes, linked the whole service).
+#[macro_export]
+macro_rules! serve_routes {
+    ($($route:expr),+ $(,)?) => {{
+        const ROUTES: &[$crate::http::Route] = &[$($route),+];
+        $crate::lambda::serve_routes::<{ $crate::http::Route::uses_of(ROUTES).bits() }>(|service| {
+            let routes = $crate::http::HttpRouter::<$crate::http::AppState>::new();
+            $(let routes = routes.route($route.path(), $route.handler());)+
+            $crate::http::finish(routes, service)
+        })
+        .await
+    }};
+}
+
+/// Serves a function's API routes behind API Gateway's HTTP API (payload format 2.0): `router`
+/// mounts them over the service built with the ports `USES` names. Called through
+/// [`serve_routes!`](crate::serve_routes), which derives both from the function's routes.
 pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> crate::http::HttpRouter) -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;

@@ -1,12 +1,10 @@
 //! Lambda function `public-share`: one route of the Sealpost API (see `sealpost::http::Route`).
 
-use sealpost::http::{Route, route_router};
+use sealpost::http::Route;
 
-/// Written out, not looked up at run time: the build links only these routes' handlers, and
-/// only the adapters they use (`Route::uses_of`).
-const ROUTES: &[Route] = &[Route::PublicShare];
-
+/// The routes are written out, not looked up at run time: the build links only their handlers
+/// and the ports they use (`sealpost::serve_routes!`).
 #[tokio::main]
 async fn main() -> Result<(), sealpost::lambda::Error> {
-    sealpost::lambda::serve_routes::<{ Route::uses_of(ROUTES).bits() }>(|service| route_router(ROUTES, service)).await
+    sealpost::serve_routes!(Route::PublicShare)
 }

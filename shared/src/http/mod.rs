@@ -79,6 +79,7 @@ impl Route {
     ];
 
     /// The path pattern (axum syntax, as in the HTTP API's route keys).
+    #[inline(always)]
     pub fn path(self) -> &'static str {
         match self {
             Route::CreateShare | Route::ListShares => "/v1/shares",
@@ -187,7 +188,11 @@ impl Route {
         Route::ALL.into_iter().filter(|r| r.function_name() == name).collect()
     }
 
-    fn handler(self) -> MethodRouter<AppState> {
+    /// Always inlined: called with a constant route (`sealpost::serve_routes!`), it is that
+    /// route's handler alone, and the others are not linked.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn handler(self) -> MethodRouter<AppState> {
         match self {
             Route::CreateShare => post(practice::create),
             Route::ListShares => get(practice::list),
@@ -225,7 +230,9 @@ fn mount(routes: &[Route]) -> Router<AppState> {
     routes.iter().fold(Router::new(), |router, r| router.route(r.path(), r.handler()))
 }
 
-fn finish(routes: Router<AppState>, service: Arc<Service>) -> Router {
+/// The layers and fallbacks every router gets (for `sealpost::serve_routes!`).
+#[doc(hidden)]
+pub fn finish(routes: Router<AppState>, service: Arc<Service>) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -370,26 +370,13 @@ impl Uses {
     pub const fn from_bits(bits: u8) -> Uses {
         Uses(bits & Uses::EVERYTHING.0)
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Uses::DOCUMENTS => NotLinked::DOCUMENTS.0,
-            Uses::DOCUMENT_LINKS => "document download links",
-            Uses::DOCUMENT_DELETION => "document deletion",
-            Uses::SMS => NotLinked::SMS.0,
-            Uses::EMAIL => NotLinked::EMAIL.0,
-            Uses::WEBHOOK_POSTS => NotLinked::WEBHOOK_POSTS.0,
-            Uses::KEYS => "the pepper's keys",
-            _ => "some ports",
-        }
-    }
 }
 
 /// The error of a call outside a set, made apart from the check (see [`OnlyBlobs`]).
 #[cold]
 #[inline(never)]
-fn refused(need: Uses) -> PortError {
-    NotLinked(need.name()).error()
+fn refused(port: NotLinked) -> PortError {
+    port.error()
 }
 
 /// Where [`OnlyBlobs`] reads its set: a constant (a Lambda function's, [`UsesConst`]), so the
@@ -436,49 +423,49 @@ impl<B: ?Sized, U: UsesSource> OnlyBlobs<B, U> {
 impl<B: BlobStore + ?Sized, U: UsesSource> BlobStore for OnlyBlobs<B, U> {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.put(key, bytes).await
     }
     async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.open(key).await
     }
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.create(key).await
     }
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.size(key).await
     }
     async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.rename(from, to).await
     }
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
         if !self.allows(Uses::DOCUMENT_DELETION) {
-            return Err(refused(Uses::DOCUMENT_DELETION));
+            return Err(refused(NotLinked::DOCUMENT_DELETION));
         }
         self.inner.delete_prefix(prefix).await
     }
     async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
         if !self.allows(Uses::DOCUMENT_LINKS) {
-            return Err(refused(Uses::DOCUMENT_LINKS));
+            return Err(refused(NotLinked::DOCUMENT_LINKS));
         }
         self.inner.download_url(key, disposition, ttl_secs).await
     }
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(Uses::DOCUMENTS));
+            return Err(refused(NotLinked::DOCUMENTS));
         }
         self.inner.upload_url(key, size, ttl_secs).await
     }
@@ -493,6 +480,8 @@ pub struct NotLinked(pub &'static str);
 
 impl NotLinked {
     pub const DOCUMENTS: NotLinked = NotLinked("the documents' store");
+    pub const DOCUMENT_LINKS: NotLinked = NotLinked("document download links");
+    pub const DOCUMENT_DELETION: NotLinked = NotLinked("document deletion");
     pub const SMS: NotLinked = NotLinked("an SMS sender");
     pub const EMAIL: NotLinked = NotLinked("an email sender");
     pub const WEBHOOK_POSTS: NotLinked = NotLinked("a webhook client");

@@ -7,8 +7,11 @@ use crate::domain::Event;
 use crate::service::Service;
 use crate::http::{Route, route_router};
 use crate::ports::{BlobStore, OnlyBlobs, SystemClock, Uses, UsesConst};
+use aws_lambda_events::event::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use axum::http::header::SET_COOKIE;
+use lambda_http::request::LambdaRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 
@@ -70,23 +73,50 @@ pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> c
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
     let service = crate::aws::build_service::<USES>(&config, &clients, Arc::new(SystemClock));
-    lambda_http::run(router(service)).await
+    let router = router(service);
+    lambda_runtime::run(service_fn(move |event| answer(router.clone(), event))).await
 }
 
-/// One invocation of a route function, made as `lambda_http::run` makes it: the API Gateway
-/// event (payload 2.0) turned into a request by lambda_http, the function's one-route router,
-/// the response turned into the event API Gateway reads. For the contract suite, which runs
-/// every API call on the AWS backend through here (tests/src/gateway.rs).
+/// One API Gateway invocation (HTTP API, payload format 2.0) through `router`: lambda_http turns
+/// the event into a request, and the answer becomes the event API Gateway reads. lambda_http's
+/// own `run` converts answers too, decoding each body by the character set its type names, with
+/// every character set's tables linked in (~170 KB of each function) and a panic should a body
+/// fail; Sealpost's answers are UTF-8 JSON or empty, so the body goes as it is (base64 only if
+/// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them.
+async fn answer(mut router: crate::http::HttpRouter, event: LambdaEvent<LambdaRequest>) -> Result<ApiGatewayV2httpResponse, Error> {
+    use http_body_util::BodyExt;
+    use tower::Service as _;
+    let Ok(response) = router.call(lambda_http::Request::from(event.payload)).await;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let mut headers = parts.headers;
+    let cookies = headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect();
+    headers.remove(SET_COOKIE);
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = headers;
+    out.cookies = cookies;
+    if !bytes.is_empty() {
+        out.body = Some(match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(binary) => {
+                out.is_base64_encoded = true;
+                lambda_http::Body::Binary(binary.into_bytes())
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// One invocation of a route function, made as its `main` makes it ([`answer`]): the API
+/// Gateway event (payload 2.0) turned into a request by lambda_http, the function's router, the
+/// answer turned into the event API Gateway reads. For the contract suite, which runs every API
+/// call on the AWS backend through here (tests/src/gateway.rs).
 pub async fn invoke_route(function: &str, service: Arc<Service>, event: serde_json::Value) -> Result<serde_json::Value, Error> {
-    use lambda_http::Service as _;
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)?;
-    // The adapter is not Send (it names the response type by reference), so it is dropped
-    // before the await; an axum router is always ready, so poll_ready has nothing to say.
-    let response = {
-        let mut adapter = lambda_http::Adapter::from(route_router(&Route::of_function(function), service));
-        adapter.call(LambdaEvent::new(request, lambda_runtime::Context::default()))
-    };
-    Ok(serde_json::to_value(response.await?)?)
+    let request: LambdaRequest = serde_json::from_value(event)?;
+    let router = route_router(&Route::of_function(function), service);
+    let response = answer(router, LambdaEvent::new(request, lambda_runtime::Context::default())).await?;
+    Ok(serde_json::to_value(response)?)
 }
 
 /// Deletes the documents of shares that DynamoDB's TTL removed (stream `REMOVE` records by

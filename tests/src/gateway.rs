@@ -4,8 +4,8 @@
 //! An API request becomes the event API Gateway sends (payload format 2.0: route key, raw path
 //! and query, path parameters, lower-case headers with repeated ones joined by commas, cookies
 //! apart, the body in base64 unless it is text), is handled by its function's own handler as
-//! `lambda_http::run` hands it over ([`sealpost::lambda::invoke_route`]: lambda_http's request
-//! and response conversions, the one-route router of that function), and the response event the
+//! the function's `main` hands it over ([`sealpost::lambda::invoke_route`]: lambda_http's request
+//! conversion, that function's router, Sealpost's response event), and the response event the
 //! function returns becomes the HTTP answer. What happens before a function sees a request is
 //! kept too: only the routes and methods of `template.yaml` reach their functions (anything
 //! else under `/v1/` goes to its `$default` route), and a request whose event would pass
@@ -221,7 +221,7 @@ fn response_from_event(answer: &Value) -> Response {
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     // Payload 2.0 reads `headers` (one string each) and `cookies`; `multiValueHeaders`, which
-    // lambda_http also writes, is not part of it.
+    // the response event also carries (empty), is not part of it.
     for (name, value) in answer["headers"].as_object().into_iter().flatten() {
         if let (Ok(name), Some(Ok(value))) = (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str)) {
             headers.append(name, value);

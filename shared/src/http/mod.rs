@@ -1,5 +1,5 @@
 //! One axum router for every runtime shape: `sealpost serve` runs it on a socket, each Lambda
-//! function hands it to `lambda_http::run`. Handlers never ask where they run.
+//! function answers API Gateway's events with it (`crate::lambda`). Handlers never ask where they run.
 
 mod error;
 mod openapi;

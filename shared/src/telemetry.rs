@@ -9,9 +9,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the JSON subscriber; `RUST_LOG` overrides the default level (`info`) with a level
 /// and `target=level` directives (`warn,sealpost=debug`). Not `EnvFilter`: its span and field
 /// filters bring a regex engine, 0.3 MB in every Lambda binary, for nothing we use.
+/// A value it cannot read (span or field filters are `EnvFilter`'s) leaves `info`, and says so.
 pub fn init() {
-    let filter = std::env::var("RUST_LOG").ok().and_then(|v| filter_from(&v)).unwrap_or(Targets::new().with_default(LevelFilter::INFO));
-    let _ = tracing_subscriber::fmt()
+    let asked = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let filter = asked.as_deref().and_then(filter_from);
+    let unread = asked.is_some() && filter.is_none();
+    let filter = filter.unwrap_or(Targets::new().with_default(LevelFilter::INFO));
+    let installed = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
@@ -20,11 +24,20 @@ pub fn init() {
         .finish()
         .with(filter)
         .try_init();
+    if unread && installed.is_ok() {
+        tracing::warn!("RUST_LOG is not a level or target=level list; logging at info");
+    }
 }
 
 /// `RUST_LOG`'s directives; `None` (the default level) for an empty or unreadable value.
+/// `Targets` would read a span filter (`sealpost[verify]=debug`) as a target of that name, which
+/// matches nothing and, with no default given, would silence every log: refused too.
 fn filter_from(directives: &str) -> Option<Targets> {
-    directives.trim().parse().ok().filter(|_| !directives.trim().is_empty())
+    let directives = directives.trim();
+    if directives.is_empty() || directives.contains(['[', ']', '{', '}']) {
+        return None;
+    }
+    directives.parse().ok()
 }
 
 #[cfg(test)]
@@ -41,5 +54,7 @@ mod tests {
         assert!(filter.would_enable("aws_smithy_runtime", &Level::WARN));
         assert!(filter_from("").is_none());
         assert!(filter_from("sealpost=loud").is_none());
+        assert!(filter_from("sealpost[verify]=debug").is_none());
+        assert!(filter_from("sealpost[{share_id}]=debug,info").is_none());
     }
 }

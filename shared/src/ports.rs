@@ -173,8 +173,11 @@ pub struct FailedDelivery {
 
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Creates or replaces an endpoint.
+    /// Creates an endpoint.
     async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()>;
+    /// Replaces an endpoint that still exists; `false` if it was deleted meanwhile (a change
+    /// racing a delete must not bring the endpoint back).
+    async fn replace_webhook(&self, webhook: &Webhook) -> PortResult<bool>;
     async fn get_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<Option<Webhook>>;
     /// A practice's endpoints, oldest first.
     async fn list_webhooks(&self, practice: &PracticeId) -> PortResult<Vec<Webhook>>;

@@ -4,6 +4,7 @@
 
 use crate::helpers::*;
 use chrono::Duration;
+use sealpost::domain::WebhookId;
 use sealpost::ports::Clock;
 use hmac::{KeyInit, Mac};
 use sealpost_tests::TestApp;
@@ -90,6 +91,31 @@ async fn endpoints_are_registered_listed_changed_and_removed() {
     call(&app, "GET", &path, Some(&app.api_key), None).await.err(404, "not_found");
     call(&app, "DELETE", &path, Some(&app.api_key), None).await.err(404, "not_found");
     call(&app, "GET", "/v1/webhooks/wh_nonsense", Some(&app.api_key), None).await.err(404, "not_found");
+}
+
+/// A change read before a delete and written after it (two requests racing) finds the endpoint
+/// gone: the delete stands, on either backend.
+#[tokio::test]
+async fn a_change_racing_a_delete_does_not_bring_the_endpoint_back() {
+    let app = TestApp::spawn().await;
+    let id = register(&app, "https://hooks.example.ch/sealpost").await["id"].as_str().unwrap().to_owned();
+    let practice = app.store().list_practices().await.expect("practices")[0].id.clone();
+    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let mut read = app.store().get_webhook(&practice, &webhook_id).await.expect("get").expect("the endpoint");
+
+    call(&app, "DELETE", &format!("/v1/webhooks/{id}"), Some(&app.api_key), None).await.ok(204);
+    read.enabled = false;
+    assert!(!app.store().replace_webhook(&read).await.expect("replace"), "a deleted endpoint was replaced");
+    assert!(app.store().get_webhook(&practice, &webhook_id).await.expect("get").is_none());
+    call(&app, "GET", &format!("/v1/webhooks/{id}"), Some(&app.api_key), None).await.err(404, "not_found");
+
+    // While it exists, the same call replaces it.
+    let id = register(&app, "https://hooks.example.ch/other").await["id"].as_str().unwrap().to_owned();
+    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let mut read = app.store().get_webhook(&practice, &webhook_id).await.expect("get").expect("the endpoint");
+    read.enabled = false;
+    assert!(app.store().replace_webhook(&read).await.expect("replace"));
+    assert_eq!(webhook(&app, &id).await["enabled"], false);
 }
 
 #[tokio::test]

@@ -567,7 +567,8 @@ impl TestApp {
         format!("{}{}", self.base_url, path)
     }
 
-    fn store(&self) -> &dyn Store {
+    /// The app's store, for what the API cannot show (how a race between two calls ends).
+    pub fn store(&self) -> &dyn Store {
         self.service.store.as_ref()
     }
 

@@ -16,16 +16,36 @@ fn practice_pk(practice: &PracticeId) -> String {
     format!("PRACTICE#{practice}")
 }
 
+fn webhook_item(webhook: &Webhook) -> PortResult<Item> {
+    Ok(Item::from([
+        ("pk".into(), s(practice_pk(&webhook.practice_id))),
+        ("sk".into(), s(format!("WEBHOOK#{}", webhook.id))),
+        ("body".into(), json(webhook)?),
+    ]))
+}
+
 #[async_trait]
 impl WebhookStore for DynamoStore {
     async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()> {
-        let item = Item::from([
-            ("pk".into(), s(practice_pk(&webhook.practice_id))),
-            ("sk".into(), s(format!("WEBHOOK#{}", webhook.id))),
-            ("body".into(), json(webhook)?),
-        ]);
+        let item = webhook_item(webhook)?;
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_err)?;
         Ok(())
+    }
+
+    async fn replace_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(webhook_item(webhook)?))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(e)),
+        }
     }
 
     async fn get_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<Option<Webhook>> {

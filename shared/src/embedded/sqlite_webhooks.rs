@@ -27,12 +27,25 @@ impl WebhookStore for SqliteStore {
         let webhook = webhook.clone();
         self.run(move |conn| {
             conn.execute(
-                "INSERT INTO webhooks (id, practice_id, created_us, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                "INSERT INTO webhooks (id, practice_id, created_us, body) VALUES (?1, ?2, ?3, ?4)",
                 params![webhook.id.as_str(), webhook.practice_id.as_str(), us(webhook.created_at), to_json(&webhook)?],
             )
             .map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn replace_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        let webhook = webhook.clone();
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE webhooks SET body = ?3 WHERE id = ?1 AND practice_id = ?2",
+                    params![webhook.id.as_str(), webhook.practice_id.as_str(), to_json(&webhook)?],
+                )
+                .map_err(db_err)?;
+            Ok(changed == 1)
         })
         .await
     }

@@ -164,7 +164,9 @@ impl Service {
             secret = Some(self.keys().await?.webhook_secret(webhook.id.as_str(), &webhook.secret_salt));
         }
         webhook.updated_at = self.now();
-        self.store.put_webhook(&webhook).await?;
+        if !self.store.replace_webhook(&webhook).await? {
+            return Err(Error::NotFound);
+        }
         let health = self.store.webhook_health(&practice.id, &webhook.id).await?;
         Ok(view(webhook, health, secret))
     }

@@ -65,6 +65,19 @@ pub(super) fn sdk_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error
     PortError::Other(format!("dynamodb: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
 }
 
+/// A conditional write's outcome: `true` if it was made, `false` if its condition refused it.
+pub(super) fn written<O, E>(result: Result<O, aws_sdk_dynamodb::error::SdkError<E>>) -> PortResult<bool>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(sdk_err(e)),
+    }
+}
+
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -615,11 +628,8 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_names("#st", "status")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(sdk_err(e)),
-        }
+        // Refused if the request was completed meanwhile: its answer stays.
+        written(result).map(|_| ())
     }
 }
 
@@ -644,11 +654,7 @@ impl SmsCounter for DynamoStore {
             .expression_attribute_values(":ttl", n((Utc::now() + Duration::days(3)).timestamp()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
-        }
+        written(result)
     }
 }
 

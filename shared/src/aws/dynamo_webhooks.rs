@@ -3,7 +3,7 @@
 //! the fan-out; health is its own item, updated in place by the sender without racing a
 //! practice's PATCH of the endpoint.
 
-use super::dynamo::{DynamoStore, Item, body, get_s, json, n, s, sdk_err, us};
+use super::dynamo::{DynamoStore, Item, body, get_s, json, n, s, sdk_err, us, written};
 use crate::domain::{PracticeId, Webhook, WebhookId};
 use crate::ports::{Attempt, FailedDelivery, PortResult, WebhookHealth, WebhookStore};
 use async_trait::async_trait;
@@ -41,11 +41,7 @@ impl WebhookStore for DynamoStore {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
-        }
+        written(put)
     }
 
     async fn get_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<Option<Webhook>> {

@@ -82,7 +82,9 @@ pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> c
 /// own `run` converts answers too, decoding each body by the character set its type names, with
 /// every character set's tables linked in (~170 KB of each function) and a panic should a body
 /// fail; Sealpost's answers are UTF-8 JSON or empty, so the body goes as it is (base64 only if
-/// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them.
+/// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them. The
+/// Lambda context and X-Ray header lambda_http would add to the request are left out: no
+/// handler reads them.
 async fn answer(mut router: crate::http::HttpRouter, event: LambdaEvent<LambdaRequest>) -> Result<ApiGatewayV2httpResponse, Error> {
     use http_body_util::BodyExt;
     use tower::Service as _;

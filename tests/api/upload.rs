@@ -44,6 +44,17 @@ async fn upload_then_send_notifies_and_serves_the_bytes() {
 
     let put = put_url(&app, &upload_url, &bytes).await;
     assert!((200..300).contains(&put.status), "upload: {} {}", put.status, put.text());
+    if let Some((clients, config)) = app.aws_parts() {
+        // The URL signs Content-Length only; the bucket encrypts what comes through it.
+        let query: std::collections::HashMap<_, _> = url::Url::parse(&upload_url).unwrap().query_pairs().into_owned().collect();
+        assert_eq!(query["X-Amz-SignedHeaders"], "content-length;host");
+        let objects = clients.s3().list_objects_v2().bucket(&config.bucket).send().await.expect("list");
+        assert!(!objects.contents().is_empty());
+        for object in objects.contents() {
+            let head = clients.s3().head_object().bucket(&config.bucket).key(object.key().unwrap()).send().await.expect("head");
+            assert_eq!(head.server_side_encryption().map(|e| e.as_str()), Some("AES256"), "{:?}", object.key());
+        }
+    }
 
     let sent = send(&app, &id).await.ok(200);
     assert_eq!(sent["id"], id.as_str());

@@ -15,6 +15,7 @@
 mod dynamo;
 mod dynamo_webhooks;
 mod notify;
+mod presign;
 pub mod provision;
 mod queue;
 mod s3;

@@ -5,13 +5,13 @@
 use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::presigning::PresigningConfig;
+use super::presign::{Presigned, presign};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::task::JoinHandle;
 
@@ -35,10 +35,6 @@ fn err(e: impl std::fmt::Display) -> PortError {
 impl S3Blobs {
     pub fn new(clients: super::Clients, bucket: String) -> Self {
         Self { clients, bucket }
-    }
-
-    fn presign_config(ttl_secs: u64) -> PortResult<PresigningConfig> {
-        PresigningConfig::expires_in(Duration::from_secs(ttl_secs)).map_err(err)
     }
 }
 
@@ -148,33 +144,15 @@ impl BlobStore for S3Blobs {
     }
 
     async fn download_url(&self, key: &str, d: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
-        let request = self
-            .clients
-            .s3()
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .response_content_disposition(crate::http::content_disposition(d.filename))
-            .response_content_type(d.content_type)
-            .presigned(Self::presign_config(ttl_secs)?)
-            .await
-            .map_err(sdk_err)?;
-        Ok(request.uri().to_owned())
+        let disposition = crate::http::content_disposition(d.filename);
+        let overrides = [("response-content-disposition", disposition.as_str()), ("response-content-type", d.content_type)];
+        let what = Presigned::Get { overrides: &overrides };
+        presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
     }
 
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
-        let request = self
-            .clients
-            .s3()
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_length(size as i64)
-            .server_side_encryption(ServerSideEncryption::Aes256)
-            .presigned(Self::presign_config(ttl_secs)?)
-            .await
-            .map_err(sdk_err)?;
-        Ok(request.uri().to_owned())
+        let what = Presigned::Put { size };
+        presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
     }
 }
 

@@ -1,0 +1,165 @@
+//! Presigned S3 URLs without S3's client: the bucket's address from the SDK's own S3 endpoint
+//! rules, the signature from aws-sigv4, made as the SDK's presigner makes them (the tests hold
+//! the two URLs equal in every endpoint shape we configure). document-url and archive-url only
+//! hand out links; with S3's client they linked its operation pipeline, checksums and S3
+//! Express session support, 1.3 MB of each (BENCHMARKS.md, section 3).
+
+use super::Clients;
+use crate::ports::{PortError, PortResult};
+use aws_sdk_s3::config::ProvideCredentials;
+use aws_sdk_s3::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::time::{Duration, SystemTime};
+
+/// What stays as it is in a key or a query value: RFC 3986's unreserved characters (`/` too, in
+/// a key), as the SDK writes them.
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const KEY: &AsciiSet = &VALUE.remove(b'/');
+
+fn err(e: impl std::fmt::Display) -> PortError {
+    PortError::Other(format!("s3 presign: {e}"))
+}
+
+/// What a presigned URL lets its holder do with a key.
+#[derive(Debug, Clone, Copy)]
+pub enum Presigned<'a> {
+    /// GET it, S3 answering with the `response-*` overrides given (name, value; unencoded).
+    Get { overrides: &'a [(&'a str, &'a str)] },
+    /// PUT exactly `size` bytes to it. Content-Length is the one header the URL signs, so an
+    /// uploader sends nothing else (the bucket encrypts every object by default).
+    Put { size: u64 },
+}
+
+/// A URL that does `what` with `key` in `bucket` until `now + ttl`.
+pub async fn presign(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    what: Presigned<'_>,
+    ttl: Duration,
+    now: SystemTime,
+) -> PortResult<String> {
+    let config = &clients.0.storage;
+    let region = config.region().ok_or_else(|| err("no region"))?.to_string();
+    let params = Params::builder()
+        .bucket(bucket)
+        .region(&region)
+        .use_fips(config.use_fips().unwrap_or(false))
+        .use_dual_stack(config.use_dual_stack().unwrap_or(false))
+        .force_path_style(clients.0.path_style)
+        .set_endpoint(config.endpoint_url().map(str::to_owned))
+        .build()
+        .map_err(err)?;
+    let endpoint = DefaultResolver::new().resolve_endpoint(&params).await.map_err(err)?;
+
+    let (method, operation, overrides, size) = match what {
+        Presigned::Get { overrides } => ("GET", "GetObject", overrides, None),
+        Presigned::Put { size } => ("PUT", "PutObject", &[][..], Some(size.to_string())),
+    };
+    let mut url = format!("{}/{}?x-id={operation}", endpoint.url().trim_end_matches('/'), utf8_percent_encode(key, KEY));
+    for (name, value) in overrides {
+        url.push_str(&format!("&{name}={}", utf8_percent_encode(value, VALUE)));
+    }
+    let headers = size.as_deref().map(|size| ("content-length", size));
+
+    let credentials = config
+        .credentials_provider()
+        .ok_or_else(|| err("no credentials"))?
+        .provide_credentials()
+        .await
+        .map_err(err)?;
+    let identity = Identity::from(credentials);
+    // S3's signing: one round of percent-encoding, the path as it is, and for a presigned URL
+    // an unsigned payload.
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(ttl);
+    let signing = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(err)?
+        .into();
+    let request = SignableRequest::new(method, &url, headers.into_iter(), SignableBody::UnsignedPayload).map_err(err)?;
+    let (instructions, _) = sign(request, &signing).map_err(err)?.into_parts();
+    let mut signed = axum::http::Request::builder().uri(&url).body(()).map_err(err)?;
+    instructions.apply_to_request_http1x(&mut signed);
+    Ok(signed.uri().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use std::collections::BTreeMap;
+
+    fn clients(vars: &[(&str, &str)]) -> Clients {
+        let vars: BTreeMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Clients::from_lambda_vars(|name| vars.get(name).cloned()).expect("clients")
+    }
+
+    /// Scheme, host, path, and the query's pairs decoded and sorted: what S3 checks the
+    /// signature over, whatever order or encoding the two writers chose.
+    fn parts(url: &str) -> (String, BTreeMap<String, String>) {
+        let mut url = url::Url::parse(url).expect("a URL");
+        let query = url.query_pairs().into_owned().collect();
+        url.set_query(None);
+        (url.to_string(), query)
+    }
+
+    const BUCKET: &str = "sealpost-documents-1a2b";
+
+    #[tokio::test]
+    async fn signs_as_the_sdks_presigner_in_every_endpoint_shape() {
+        let creds = [("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")];
+        let token = ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjE+/token==");
+        let shapes: Vec<Vec<(&str, &str)>> = vec![
+            vec![("AWS_REGION", "eu-central-2")],
+            vec![("AWS_REGION", "eu-central-2"), token],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_USE_FIPS_ENDPOINT", "true")],
+            vec![("AWS_REGION", "eu-central-2"), ("AWS_USE_DUALSTACK_ENDPOINT", "true")],
+            vec![("AWS_REGION", "cn-north-1")],
+            vec![("AWS_REGION", "eu-central-2"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:5710")],
+        ];
+        let key = "shares/sh_AbC-123/doc_x9~Z.pdf";
+        let disposition = crate::http::content_disposition("Befund Müller (2026).pdf");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let ttl = Duration::from_secs(300);
+        for shape in shapes {
+            let vars: Vec<(&str, &str)> = creds.iter().chain(shape.iter()).copied().collect();
+            let clients = clients(&vars);
+            let presigning = || PresigningConfig::builder().start_time(now).expires_in(ttl).build().expect("config");
+
+            let overrides = [("response-content-disposition", disposition.as_str()), ("response-content-type", "application/pdf")];
+            let ours = presign(&clients, BUCKET, key, Presigned::Get { overrides: &overrides }, ttl, now).await.expect("ours");
+            let sdk = clients
+                .s3()
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .response_content_disposition(&disposition)
+                .response_content_type("application/pdf")
+                .presigned(presigning())
+                .await
+                .expect("the SDK's");
+            assert_eq!(parts(&ours), parts(sdk.uri()), "GET {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
+
+            let ours = presign(&clients, BUCKET, key, Presigned::Put { size: 123_456_789 }, ttl, now).await.expect("ours");
+            let sdk = clients.s3().put_object().bucket(BUCKET).key(key).content_length(123_456_789).presigned(presigning()).await.expect("the SDK's");
+            assert_eq!(parts(&ours), parts(sdk.uri()), "PUT {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
+            assert_eq!(parts(&ours).1["X-Amz-SignedHeaders"], "content-length;host", "an uploader sends Content-Length only");
+        }
+    }
+}

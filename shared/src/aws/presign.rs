@@ -15,6 +15,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 /// What stays as it is in a key or a query value: RFC 3986's unreserved characters (`/` too, in
@@ -56,7 +57,9 @@ pub async fn presign(
         .set_endpoint(config.endpoint_url().map(str::to_owned))
         .build()
         .map_err(err)?;
-    let endpoint = DefaultResolver::new().resolve_endpoint(&params).await.map_err(err)?;
+    // One resolver per process, as a client holds one: it keeps the last bucket's endpoint.
+    static RESOLVER: LazyLock<DefaultResolver> = LazyLock::new(DefaultResolver::new);
+    let endpoint = RESOLVER.resolve_endpoint(&params).await.map_err(err)?;
 
     let (method, operation, overrides, size) = match what {
         Presigned::Get { overrides } => ("GET", "GetObject", overrides, None),

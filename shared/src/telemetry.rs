@@ -37,7 +37,31 @@ fn filter_from(directives: &str) -> Option<Targets> {
     if directives.is_empty() || directives.contains(['[', ']', '{', '}']) {
         return None;
     }
-    directives.parse().ok()
+    directives.parse().ok().map(trace_only_ours)
+}
+
+/// Other crates log what passes through them at TRACE: the AWS SDK every request and response
+/// it sends (an SNS message with its code and phone number, a DynamoDB item, an email), the
+/// phone number library the numbers it parses. No directive turns that on: TRACE stays ours
+/// (targets starting `sealpost`, as `Targets` matches: no other crate in the tree does), every
+/// other target is held at DEBUG at most. `trace` alone still traces ours.
+fn trace_only_ours(asked: Targets) -> Targets {
+    const OURS: &str = "sealpost";
+    let held = |level: LevelFilter| level.min(LevelFilter::DEBUG);
+    let default = asked.default_level();
+    let names_ours = asked.iter().any(|(target, _)| target == OURS);
+    let mut filter = Targets::new();
+    if let Some(level) = default {
+        filter = filter.with_default(held(level));
+        if !names_ours {
+            filter = filter.with_target(OURS, level);
+        }
+    }
+    for (target, level) in asked {
+        let ours = target.starts_with(OURS);
+        filter = filter.with_target(target, if ours { level } else { held(level) });
+    }
+    filter
 }
 
 #[cfg(test)]
@@ -56,5 +80,25 @@ mod tests {
         assert!(filter_from("sealpost=loud").is_none());
         assert!(filter_from("sealpost[verify]=debug").is_none());
         assert!(filter_from("sealpost[{share_id}]=debug,info").is_none());
+    }
+
+    #[test]
+    fn only_our_own_code_logs_at_trace() {
+        let sdk = "aws_smithy_runtime::client::orchestrator";
+        let phones = "rlibphonenumber::phonenumberutil::phonenumberutil_internal";
+        for directives in ["trace", "trace,sealpost=trace", "aws_smithy_runtime=trace,rlibphonenumber=trace,sealpost=trace"] {
+            let filter = filter_from(directives).expect("directives");
+            assert!(filter.would_enable("sealpost::service::verify", &Level::TRACE), "{directives}");
+            assert!(!filter.would_enable(sdk, &Level::TRACE), "{directives}");
+            assert!(!filter.would_enable(phones, &Level::TRACE), "{directives}");
+            assert!(filter.would_enable(sdk, &Level::DEBUG), "{directives}");
+        }
+        let filter = filter_from("info,sealpost::aws=trace").expect("directives");
+        assert!(filter.would_enable("sealpost::aws::s3", &Level::TRACE));
+        assert!(!filter.would_enable("sealpost::service", &Level::DEBUG));
+        assert!(!filter.would_enable(sdk, &Level::DEBUG));
+        let filter = filter_from("debug,sealpost=warn").expect("directives");
+        assert!(!filter.would_enable("sealpost::service", &Level::INFO));
+        assert!(filter.would_enable(sdk, &Level::DEBUG));
     }
 }

@@ -37,6 +37,20 @@ pub enum Presigned<'a> {
     Put { size: u64 },
 }
 
+/// The endpoint S3's client takes from `config`, read as `aws_sdk_s3::Config::from` reads it: one
+/// set in code, else S3's own (`AWS_ENDPOINT_URL_S3`, or `endpoint_url` under a profile's `s3`
+/// services section, which `aws_config` loads for `sealpost serve --backend aws`), else the
+/// global `AWS_ENDPOINT_URL`. The URLs then point where the client puts the documents.
+fn s3_endpoint(config: &aws_types::SdkConfig) -> Option<String> {
+    use aws_types::service_config::ServiceConfigKey;
+    let global = || config.endpoint_url().map(str::to_owned);
+    if config.get_origin("endpoint_url").is_client_config() {
+        return global();
+    }
+    let key = ServiceConfigKey::builder().service_id("S3").env("AWS_ENDPOINT_URL").profile("endpoint_url").build();
+    key.ok().and_then(|key| config.service_config()?.load_config(key)).or_else(global)
+}
+
 /// A URL that does `what` with `key` in `bucket` until `now + ttl`.
 pub async fn presign(
     clients: &Clients,
@@ -54,7 +68,7 @@ pub async fn presign(
         .use_fips(config.use_fips().unwrap_or(false))
         .use_dual_stack(config.use_dual_stack().unwrap_or(false))
         .force_path_style(clients.0.path_style)
-        .set_endpoint(config.endpoint_url().map(str::to_owned))
+        .set_endpoint(s3_endpoint(config))
         .build()
         .map_err(err)?;
     // One resolver per process, as a client holds one: it keeps the last bucket's endpoint.
@@ -123,6 +137,36 @@ mod tests {
     }
 
     const BUCKET: &str = "sealpost-documents-1a2b";
+
+    /// What `aws_config` loads from `AWS_ENDPOINT_URL_S3` (or a profile's `s3` section).
+    #[derive(Debug)]
+    struct S3Endpoint(&'static str);
+
+    impl aws_types::service_config::LoadServiceConfig for S3Endpoint {
+        fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+            (key.service_id() == "S3" && key.env() == "AWS_ENDPOINT_URL").then(|| self.0.to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn links_point_where_s3s_own_endpoint_setting_says() {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_types::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-2"))
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "test")))
+            .endpoint_url("http://127.0.0.1:5710")
+            .service_config(S3Endpoint("http://127.0.0.1:5799"))
+            .build();
+        let clients = Clients::new(config.clone(), config, true);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let ttl = Duration::from_secs(300);
+        let ours = presign(&clients, BUCKET, "k", Presigned::Get { overrides: &[] }, ttl, now).await.expect("ours");
+        let presigning = PresigningConfig::builder().start_time(now).expires_in(ttl).build().expect("config");
+        let sdk = clients.s3().get_object().bucket(BUCKET).key("k").presigned(presigning).await.expect("the SDK's");
+        assert!(ours.starts_with("http://127.0.0.1:5799/sealpost-documents-1a2b/k?"), "{ours}");
+        assert_eq!(parts(&ours), parts(sdk.uri()), "ours: {ours}\nsdk:  {}", sdk.uri());
+    }
 
     #[tokio::test]
     async fn signs_as_the_sdks_presigner_in_every_endpoint_shape() {

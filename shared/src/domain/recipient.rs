@@ -292,6 +292,16 @@ mod tests {
             }
         }
 
+        /// Any text at all, in any script: an answer, never a panic.
+        #[test]
+        fn any_text_is_refused_or_a_number(raw in "\\PC{0,60}") {
+            for raw in [raw.clone(), format!("+{raw}")] {
+                if let Ok(phone) = Phone::parse(&raw) {
+                    proptest::prop_assert!(phone.as_str()[1..].bytes().all(|b| b.is_ascii_digit()));
+                }
+            }
+        }
+
         /// Spaces, dashes, dots and brackets a practice's software may keep in a number do
         /// not change which number it is.
         #[test]

@@ -188,7 +188,8 @@ pub trait WebhookStore: Send + Sync {
     async fn webhook_health(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<WebhookHealth>;
     async fn record_failed_delivery(&self, practice: &PracticeId, id: &WebhookId, failed: &FailedDelivery)
     -> PortResult<()>;
-    /// Failed deliveries, newest first (kept 30 days).
+    /// Failed deliveries, newest first (kept 30 days), one per event: recorded twice (a
+    /// delivery redelivered after it was given up), the latest record.
     async fn list_failed_deliveries(&self, practice: &PracticeId, id: &WebhookId, limit: usize)
     -> PortResult<Vec<FailedDelivery>>;
 }

@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use chrono::Duration;
 use sealpost::domain::WebhookId;
-use sealpost::ports::Clock;
+use sealpost::ports::{Clock, FailedDelivery};
 use hmac::{KeyInit, Mac};
 use sealpost_tests::TestApp;
 use sealpost_tests::receiver::{Receiver, Reply as Answer};
@@ -116,6 +116,32 @@ async fn a_change_racing_a_delete_does_not_bring_the_endpoint_back() {
     read.enabled = false;
     assert!(app.store().replace_webhook(&read).await.expect("replace"));
     assert_eq!(webhook(&app, &id).await["enabled"], false);
+}
+
+/// A delivery given up twice (its queue message delivered again after the first record, as SQS
+/// may) is listed once, as its latest record, on either backend.
+#[tokio::test]
+async fn a_delivery_given_up_twice_is_listed_once() {
+    let app = TestApp::spawn().await;
+    let id = register(&app, "https://hooks.example.ch/sealpost").await["id"].as_str().unwrap().to_owned();
+    let practice = app.store().list_practices().await.expect("practices")[0].id.clone();
+    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let now = app.clock.now();
+    let failed = |event: &str, minutes: i64, attempts: u32| FailedDelivery {
+        event_id: event.to_owned(),
+        kind: "share.created".to_owned(),
+        share_id: None,
+        attempts,
+        failed_at: now + Duration::minutes(minutes),
+        last_status: Some(503),
+        last_error: Some("status 503".to_owned()),
+    };
+    for record in [failed("evt_twice", 0, 12), failed("evt_once", 1, 12), failed("evt_twice", 2, 13)] {
+        app.store().record_failed_delivery(&practice, &webhook_id, &record).await.expect("record");
+    }
+    let listed = failures(&app, &id).await;
+    let events: Vec<(&str, u64)> = listed.iter().map(|f| (f["event_id"].as_str().unwrap(), f["attempts"].as_u64().unwrap())).collect();
+    assert_eq!(events, [("evt_twice", 13), ("evt_once", 12)], "{listed:?}");
 }
 
 #[tokio::test]

@@ -258,6 +258,19 @@ impl DynamoStore {
         forward: bool,
         limit: Option<usize>,
     ) -> PortResult<Vec<Item>> {
+        self.query_kept(index, condition, values, forward, limit, |_| true).await
+    }
+
+    /// [`Self::query_all`] of the items `keep` takes, in order: `limit` counts only those.
+    pub(super) async fn query_kept(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        forward: bool,
+        limit: Option<usize>,
+        mut keep: impl FnMut(&Item) -> bool + Send,
+    ) -> PortResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -277,7 +290,7 @@ impl DynamoStore {
                 q = q.limit((l - out.len()).min(1000) as i32);
             }
             let page = q.send().await.map_err(sdk_err)?;
-            out.extend(page.items().iter().cloned());
+            out.extend(page.items().iter().filter(|item| keep(item)).cloned());
             match page.last_evaluated_key() {
                 Some(k) if limit.is_none_or(|l| out.len() < l) => start = Some(k.clone()),
                 _ => break,

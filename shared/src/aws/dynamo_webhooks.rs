@@ -131,8 +131,15 @@ impl WebhookStore for DynamoStore {
         if self.get_webhook(practice, id).await?.is_none() {
             return Ok(vec![]);
         }
+        // A delivery given up twice (its queue message delivered again after the first record)
+        // has two items, the failure time first in each key: the newest of them is listed.
+        let mut seen = std::collections::HashSet::new();
+        let first_of_its_event = move |item: &Item| {
+            let event = get_s(item, "sk").and_then(|sk| sk.split_once('#')).map(|(_, event)| event.to_owned());
+            event.is_none_or(|event| seen.insert(event))
+        };
         let items = self
-            .query_all(None, "pk = :p", vec![(":p", s(format!("WHFAIL#{id}")))], false, Some(limit))
+            .query_kept(None, "pk = :p", vec![(":p", s(format!("WHFAIL#{id}")))], false, Some(limit), first_of_its_event)
             .await?;
         items.iter().map(body).collect()
     }

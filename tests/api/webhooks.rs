@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use chrono::Duration;
-use sealpost::domain::WebhookId;
+use sealpost::domain::{PracticeId, WebhookId};
 use sealpost::ports::{Clock, FailedDelivery};
 use hmac::{KeyInit, Mac};
 use sealpost_tests::TestApp;
@@ -14,6 +14,15 @@ use std::time::Duration as StdDuration;
 
 async fn register(app: &TestApp, url: &str) -> Value {
     call(app, "POST", "/v1/webhooks", Some(&app.api_key), Some(&json!({ "url": url }))).await.ok(201)
+}
+
+/// Registers an endpoint; its id as the API shows it, and the practice's id and the endpoint's
+/// as the store keys them, for what only the store can show.
+async fn registered(app: &TestApp, url: &str) -> (String, PracticeId, WebhookId) {
+    let id = register(app, url).await["id"].as_str().unwrap().to_owned();
+    let practice = app.store().list_practices().await.expect("practices")[0].id.clone();
+    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    (id, practice, webhook_id)
 }
 
 async fn webhook(app: &TestApp, id: &str) -> Value {
@@ -98,9 +107,7 @@ async fn endpoints_are_registered_listed_changed_and_removed() {
 #[tokio::test]
 async fn a_change_racing_a_delete_does_not_bring_the_endpoint_back() {
     let app = TestApp::spawn().await;
-    let id = register(&app, "https://hooks.example.ch/sealpost").await["id"].as_str().unwrap().to_owned();
-    let practice = app.store().list_practices().await.expect("practices")[0].id.clone();
-    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let (id, practice, webhook_id) = registered(&app, "https://hooks.example.ch/sealpost").await;
     let mut read = app.store().get_webhook(&practice, &webhook_id).await.expect("get").expect("the endpoint");
 
     call(&app, "DELETE", &format!("/v1/webhooks/{id}"), Some(&app.api_key), None).await.ok(204);
@@ -110,8 +117,7 @@ async fn a_change_racing_a_delete_does_not_bring_the_endpoint_back() {
     call(&app, "GET", &format!("/v1/webhooks/{id}"), Some(&app.api_key), None).await.err(404, "not_found");
 
     // While it exists, the same call replaces it.
-    let id = register(&app, "https://hooks.example.ch/other").await["id"].as_str().unwrap().to_owned();
-    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let (id, _, webhook_id) = registered(&app, "https://hooks.example.ch/other").await;
     let mut read = app.store().get_webhook(&practice, &webhook_id).await.expect("get").expect("the endpoint");
     read.enabled = false;
     assert!(app.store().replace_webhook(&read).await.expect("replace"));
@@ -123,9 +129,7 @@ async fn a_change_racing_a_delete_does_not_bring_the_endpoint_back() {
 #[tokio::test]
 async fn a_delivery_given_up_twice_is_listed_once() {
     let app = TestApp::spawn().await;
-    let id = register(&app, "https://hooks.example.ch/sealpost").await["id"].as_str().unwrap().to_owned();
-    let practice = app.store().list_practices().await.expect("practices")[0].id.clone();
-    let webhook_id = WebhookId::parse(&id).expect("webhook id");
+    let (id, practice, webhook_id) = registered(&app, "https://hooks.example.ch/sealpost").await;
     let now = app.clock.now();
     let failed = |event: &str, minutes: i64, attempts: u32| FailedDelivery {
         event_id: event.to_owned(),

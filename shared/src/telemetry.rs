@@ -11,7 +11,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// filters bring a regex engine, 0.3 MB in every Lambda binary, for nothing we use.
 /// A value it cannot read (span or field filters are `EnvFilter`'s) leaves `info`, and says so.
 pub fn init() {
-    let asked = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    install(std::env::var("RUST_LOG").ok(), std::io::stderr);
+}
+
+/// [`init`] with the directives and the writer given: what a test reads back (tests/logs).
+pub fn install<W>(rust_log: Option<String>, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let asked = rust_log.filter(|v| !v.trim().is_empty());
     let filter = asked.as_deref().and_then(filter_from);
     let unread = asked.is_some() && filter.is_none();
     let filter = filter.unwrap_or(Targets::new().with_default(LevelFilter::INFO));
@@ -20,7 +28,7 @@ pub fn init() {
         .flatten_event(true)
         .with_current_span(false)
         .with_max_level(LevelFilter::TRACE)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .finish()
         .with(filter)
         .try_init();

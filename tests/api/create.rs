@@ -84,6 +84,8 @@ async fn invalid_recipient_fields_are_named() {
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("hello"))),
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41"))),
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+99912345678"))),
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41441234567"))), // a landline
+        ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41900123456"))), // premium-rate
         ("recipient.phone", Box::new(|b| {
             b["recipient"].as_object_mut().unwrap().remove("phone");
         })),
@@ -109,6 +111,24 @@ async fn invalid_recipient_fields_are_named() {
         reply.invalid(field);
     }
     assert_nothing_written(&app).await;
+}
+
+/// The code goes by SMS only to a number SMS can reach; a landline is still a phone number for
+/// the methods that send no SMS.
+#[tokio::test]
+async fn a_landline_is_refused_for_sms_and_kept_for_other_methods() {
+    let app = TestApp::spawn().await;
+    let mut body = share_body();
+    body["recipient"]["phone"] = json!("+41 44 123 45 67");
+    let reply = post_share(&app, &body).await;
+    let message = reply.invalid("recipient.phone")["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("landline"), "{message}");
+    assert!(app.sent_sms().await.is_empty());
+
+    body["auth"]["method"] = json!("manual");
+    let share = create_share(&app, &body).await;
+    assert!(app.sent_sms().await.is_empty(), "manual sends no SMS");
+    assert_eq!(share["notifications"], json!({"email": {"status": "sent"}}), "{share}");
 }
 
 #[tokio::test]

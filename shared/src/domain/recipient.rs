@@ -13,6 +13,27 @@ pub struct Phone(String);
 
 impl Phone {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Self::parse_number(raw).map(|(phone, _)| phone)
+    }
+
+    /// A number the code can go to by SMS: a mobile one, or one its numbering plan cannot tell
+    /// from a landline (North America), a VoIP or personal number. A landline, toll-free,
+    /// premium-rate, shared-cost or service number is refused now: an SMS there never arrives,
+    /// or is billed as a premium message (SMS pumping), and the practice should hear it at once,
+    /// not from a delivery report later.
+    pub fn parse_for_sms(raw: &str) -> Result<Self, Invalid> {
+        use rlibphonenumber::PhoneNumberType as Type;
+        let (phone, kind) = Self::parse_number(raw)?;
+        match kind {
+            Type::Mobile | Type::FixedLineOrMobile | Type::VoIP | Type::PersonalNumber | Type::Pager | Type::Unknown => {
+                Ok(phone)
+            }
+            Type::FixedLine => Err(Invalid::new("phone is a landline number: the code goes by SMS, so give a mobile number")),
+            _ => Err(Invalid::new("phone is a toll-free, premium-rate, shared-cost or service number, which SMS cannot reach")),
+        }
+    }
+
+    fn parse_number(raw: &str) -> Result<(Self, rlibphonenumber::PhoneNumberType), Invalid> {
         let raw = raw.trim();
         if !raw.starts_with('+') {
             return Err(Invalid::new("phone must be in international E.164 form, e.g. +41791234567"));
@@ -22,7 +43,8 @@ impl Phone {
         if !number.is_valid() {
             return Err(Invalid::new("phone is not a valid number for its country"));
         }
-        Ok(Self(number.format_as(rlibphonenumber::PhoneNumberFormat::E164).to_string()))
+        let e164 = number.format_as(rlibphonenumber::PhoneNumberFormat::E164).to_string();
+        Ok((Self(e164), number.get_type()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -272,6 +294,24 @@ mod tests {
         assert_eq!(Phone::parse(" +41 79 123 45 67 ").unwrap().as_str(), "+41791234567");
         for bad in ["0791234567", "+41", "+4179123456789012", "hello", "+99912345678", ""] {
             assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn codes_go_only_to_numbers_an_sms_can_reach() {
+        for mobile in ["+41791234567", "+41 76 123 45 67", "+491701234567", "+447911123456", "+12015550123"] {
+            assert!(Phone::parse_for_sms(mobile).is_ok(), "{mobile}");
+        }
+        for (number, why) in [
+            ("+41441234567", "landline"),    // Zürich
+            ("+493012345678", "landline"),   // Berlin
+            ("+41800123456", "toll-free"),
+            ("+41900123456", "premium-rate"),
+            ("+41840123456", "shared-cost"),
+        ] {
+            let refused = Phone::parse_for_sms(number).expect_err(number);
+            assert!(refused.0.contains(why), "{number}: {}", refused.0);
+            assert!(Phone::parse(number).is_ok(), "{number} is still a phone number for the other methods");
         }
     }
 

@@ -140,6 +140,7 @@ impl CreateShareRequest {
         let auth = self.auth.method.unwrap_or_default();
         let email = field("recipient.email", Email::parse(&r.email))?;
         let phone = match r.phone.as_deref() {
+            Some(p) if auth == AuthMethod::Sms => Some(field("recipient.phone", Phone::parse_for_sms(p))?),
             Some(p) => Some(field("recipient.phone", Phone::parse(p))?),
             None if auth == AuthMethod::Sms => {
                 return Err(Error::invalid("recipient.phone", "phone is required when auth.method is sms"));

@@ -122,6 +122,61 @@ async fn wrong_bytes_keep_the_share_waiting() {
 }
 
 #[tokio::test]
+async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
+    // `send` hashes the uploads as it writes the archive: the second document's bytes are
+    // wrong, so no archive may be left, the wrong bytes are removed, the right ones kept.
+    let app = TestApp::spawn().await;
+    let first = big_bytes();
+    let mut second = big_bytes();
+    second.extend_from_slice(b"second");
+    let mut body = share_body();
+    body["documents"] = json!([large_doc("eins.pdf", "application/pdf", &first), large_doc("zwei.txt", "text/plain", &second)]);
+    let share = create_share(&app, &body).await;
+    let id = id_of(&share);
+    let url = |i: usize| share["documents"][i]["upload_url"].as_str().unwrap().to_owned();
+    put_url(&app, &url(0), &first).await;
+    let mut wrong = second.clone();
+    wrong[5000] ^= 0x01;
+    put_url(&app, &url(1), &wrong).await;
+
+    let refused = send(&app, &id).await;
+    assert!(refused.invalid("documents[1]")["error"]["message"].as_str().unwrap().contains("sha256"), "{}", refused.text());
+    assert_eq!(stored_names(&app, &id).await, [share["documents"][0]["id"].as_str().unwrap()], "only the right document stays");
+    // Removed: it has to come again.
+    let again = send(&app, &id).await;
+    assert!(again.invalid("documents[1]")["error"]["message"].as_str().unwrap().contains("not been uploaded"), "{}", again.text());
+    assert!(app.sent_sms().await.is_empty());
+
+    put_url(&app, &url(1), &second).await;
+    let sent = send(&app, &id).await.ok(200);
+    assert_eq!(sent["status"], "active");
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    let archive = archive_link(&app, &id, Some(&token)).await.ok(200);
+    let entries = unzip(&fetch_url(&app, archive["url"].as_str().unwrap()).await.bytes);
+    assert_eq!(entries.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["eins.pdf", "zwei.txt"]);
+    assert!(entries[0].1 == first && entries[1].1 == second, "the checked bytes, in order");
+}
+
+/// The names of the blobs a share has in place (documents, archive), sorted; uploads waiting to
+/// be moved into place are not counted.
+async fn stored_names(app: &TestApp, id: &str) -> Vec<String> {
+    let prefix = format!("shares/{id}/");
+    let mut names: Vec<String> = match app.aws_parts() {
+        Some((clients, config)) => {
+            let listed = clients.s3().list_objects_v2().bucket(&config.bucket).prefix(&prefix).send().await.expect("list");
+            listed.contents().iter().filter_map(|o| o.key()?.strip_prefix(&prefix).map(str::to_owned)).collect()
+        }
+        None => std::fs::read_dir(app.data_dir.join("blobs").join(&prefix))
+            .expect("the share's folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect(),
+    };
+    names.retain(|n| !n.starts_with("uploads"));
+    names.sort();
+    names
+}
+
+#[tokio::test]
 async fn a_mix_of_inline_and_large_names_the_missing_one() {
     let app = TestApp::spawn().await;
     let bytes = big_bytes();

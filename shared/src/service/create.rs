@@ -1,6 +1,6 @@
 //! Creating a share, and sending one whose large documents were uploaded.
 
-use super::archive::{build_archive, document_key, share_prefix, upload_key};
+use super::archive::{ArchiveError, build_archive, build_checked_archive, document_key, share_prefix, upload_key};
 use super::input::{Content, KnownSecret, NewShare, parse_create_body};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step, UPLOAD_URL_SECS};
@@ -10,7 +10,6 @@ use crate::ports::Claim;
 use crate::secrets::Keys;
 use chrono::Duration;
 use ring::digest;
-use tokio::io::AsyncReadExt;
 
 /// An `Idempotency-Key` claim that was never completed (a crash) is taken over after this.
 const STALE_CLAIM_SECS: i64 = 120;
@@ -169,13 +168,28 @@ impl Service {
             crate::domain::Access::Open => return Ok(ShareView::new(&share, self.link(&share.id), now)),
         }
         for (i, doc) in share.documents.iter().enumerate() {
-            self.check_upload(&share, doc).await.map_err(|e| match e {
+            self.place_upload(&share, doc).await.map_err(|e| match e {
                 Error::InvalidRequest { message, .. } => Error::invalid(format!("documents[{i}]"), message),
                 other => other,
             })?;
         }
         let keys = self.keys().await?;
-        let archive_size = build_archive(self.blobs.clone(), &share).await?;
+        // The bytes are hashed on their way into the archive: one read of each document.
+        let archive_size = match build_checked_archive(self.blobs.clone(), &share).await {
+            Ok(size) => size,
+            Err(ArchiveError::Port(e)) => return Err(e.into()),
+            Err(ArchiveError::Mismatch { index, size }) => {
+                let doc = &share.documents[index];
+                // What failed is removed: the practice uploads it again.
+                self.blobs.delete_prefix(&document_key(&share, doc)).await?;
+                let message = if size == doc.size {
+                    format!("{}: the uploaded bytes do not match sha256", doc.id)
+                } else {
+                    format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)
+                };
+                return Err(Error::invalid(format!("documents[{index}]"), message));
+            }
+        };
         let share_id = share.id.clone();
         let activated = self
             .mutate(
@@ -201,42 +215,23 @@ impl Service {
         Ok(view)
     }
 
-    /// Moves an uploaded document into place, then checks that what is now in place has the
-    /// size and SHA-256 the practice declared (what is checked is what will be served). A
-    /// document that fails is removed: the practice uploads it again.
-    async fn check_upload(&self, share: &Share, doc: &Document) -> Result<()> {
+    /// Moves an uploaded document into place and checks its size (its SHA-256 is checked as the
+    /// archive is written). What is checked is what will be served: a late PUT to the upload
+    /// key changes nothing in place. A document of the wrong size is removed: the practice
+    /// uploads it again.
+    async fn place_upload(&self, share: &Share, doc: &Document) -> Result<()> {
         let key = document_key(share, doc);
-        // Absent at the upload key: moved by an earlier `send` that failed on another document.
+        // Absent at the upload key: moved by an earlier `send` that failed on another document
+        // (or an inline document, stored in place at create).
         self.blobs.rename(&upload_key(share, doc), &key).await?;
-        let result = self.check_document(&key, doc).await;
-        if matches!(result, Err(Error::InvalidRequest { .. })) {
-            self.blobs.delete_prefix(&key).await?;
-        }
-        result
-    }
-
-    async fn check_document(&self, key: &str, doc: &Document) -> Result<()> {
-        let Some(mut reader) = self.blobs.open(key).await? else {
-            return Err(Error::invalid("", format!("{} has not been uploaded", doc.id)));
-        };
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = reader.read(&mut buf).await.map_err(|e| Error::Internal(e.to_string()))?;
-            if n == 0 {
-                break;
+        match self.blobs.size(&key).await? {
+            None => Err(Error::invalid("", format!("{} has not been uploaded", doc.id))),
+            Some(size) if size != doc.size => {
+                self.blobs.delete_prefix(&key).await?;
+                Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)))
             }
-            size += n as u64;
-            ctx.update(&buf[..n]);
+            Some(_) => Ok(()),
         }
-        if size != doc.size {
-            return Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)));
-        }
-        if hex::encode(ctx.finish()) != doc.sha256 {
-            return Err(Error::invalid("", format!("{}: the uploaded bytes do not match sha256", doc.id)));
-        }
-        Ok(())
     }
 }
 

@@ -157,6 +157,41 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     assert!(entries[0].1 == first && entries[1].1 == second, "the checked bytes, in order");
 }
 
+#[tokio::test]
+async fn an_archive_of_many_parts_holds_every_byte_in_order() {
+    // On S3 the archive is a multipart upload of 8 MiB parts, several in flight at once: 21 MiB
+    // of documents that do not compress make three parts, which must come back in order.
+    let app = TestApp::spawn().await;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let docs = [noise(9 * 1024 * 1024 + 17), noise(12 * 1024 * 1024 + 3)];
+    let mut body = share_body();
+    body["documents"] = json!([large_doc("eins.pdf", "application/pdf", &docs[0]), large_doc("zwei.bin", "application/octet-stream", &docs[1])]);
+    let share = create_share(&app, &body).await;
+    let id = id_of(&share);
+    for (i, bytes) in docs.iter().enumerate() {
+        let put = put_url(&app, share["documents"][i]["upload_url"].as_str().unwrap(), bytes).await;
+        assert!((200..300).contains(&put.status), "upload {i}: {} {}", put.status, put.text());
+    }
+    send(&app, &id).await.ok(200);
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    let archive = archive_link(&app, &id, Some(&token)).await.ok(200);
+    let zip = fetch_url(&app, archive["url"].as_str().unwrap()).await;
+    assert!(zip.bytes.len() > 2 * 8 * 1024 * 1024, "three parts' worth: {}", zip.bytes.len());
+    let entries = unzip(&zip.bytes);
+    assert_eq!(entries.len(), 2);
+    assert!(entries[0].1 == docs[0] && entries[1].1 == docs[1], "every byte, in order");
+}
+
 /// The names of the blobs a share has in place (documents, archive), sorted; uploads waiting to
 /// be moved into place are not counted.
 async fn stored_names(app: &TestApp, id: &str) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Documents in S3: private bucket, server-side encryption, presigned GET (≤ 300 s, with
 //! `response-content-disposition`) and PUT URLs. Archives are written with a multipart upload
-//! fed part by part, so a Lambda never holds a whole archive in memory.
+//! fed part by part (a few in flight), so a Lambda never holds a whole archive in memory.
 
 use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult};
 use async_trait::async_trait;
@@ -13,10 +13,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps a Lambda's memory small.
 const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once: with one, the archive's writer (and the reads of its documents)
+/// waited for every part's round trip. At most this many parts, plus the one being filled, are
+/// in memory: 40 MiB.
+const PARTS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone)]
 pub struct S3Blobs {
@@ -156,13 +160,17 @@ impl BlobStore for S3Blobs {
     }
 }
 
-/// Reads the pipe in `PART_BYTES` parts and uploads each; completes the upload at the end of
-/// the pipe, or aborts it on any error so no half archive is left behind.
+/// Reads the pipe in `PART_BYTES` parts and uploads each, up to `PARTS_IN_FLIGHT` at once so
+/// the archive goes on being written (and its documents read) while parts travel; completes
+/// the upload at the end of the pipe, or aborts it on any error so no half archive is left
+/// behind.
 async fn upload_parts(client: Client, bucket: String, key: String, upload_id: String, mut pipe: DuplexStream) -> PortResult<u64> {
     let result = async {
         let mut parts = Vec::new();
+        // Dropped on an error: the parts still in flight are cancelled.
+        let mut in_flight = JoinSet::new();
         let mut total = 0u64;
-        loop {
+        for number in 1.. {
             let mut buf = Vec::with_capacity(PART_BYTES);
             while buf.len() < PART_BYTES {
                 let read = (&mut pipe).take((PART_BYTES - buf.len()) as u64).read_to_end(&mut buf).await.map_err(err)?;
@@ -171,27 +179,27 @@ async fn upload_parts(client: Client, bucket: String, key: String, upload_id: St
                 }
             }
             // An empty archive still needs one (empty) part; otherwise stop at the end.
-            if buf.is_empty() && !parts.is_empty() {
+            if buf.is_empty() && number > 1 {
                 break;
             }
             let last = buf.len() < PART_BYTES;
             total += buf.len() as u64;
-            let number = parts.len() as i32 + 1;
-            let out = client
-                .upload_part()
-                .bucket(&bucket)
-                .key(&key)
-                .upload_id(&upload_id)
-                .part_number(number)
-                .body(ByteStream::from(buf))
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+            while in_flight.len() >= PARTS_IN_FLIGHT {
+                parts.push(next_part(&mut in_flight).await?);
+            }
+            let upload = client.upload_part().bucket(&bucket).key(&key).upload_id(&upload_id).part_number(number);
+            in_flight.spawn(async move {
+                let out = upload.body(ByteStream::from(buf)).send().await.map_err(sdk_err)?;
+                Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+            });
             if last {
                 break;
             }
         }
+        while !in_flight.is_empty() {
+            parts.push(next_part(&mut in_flight).await?);
+        }
+        parts.sort_by_key(|p| p.part_number());
         client
             .complete_multipart_upload()
             .bucket(&bucket)
@@ -208,6 +216,14 @@ async fn upload_parts(client: Client, bucket: String, key: String, upload_id: St
         let _ = client.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&upload_id).send().await;
     }
     result
+}
+
+/// The next part uploaded (whichever finishes first); `in_flight` must not be empty.
+async fn next_part(in_flight: &mut JoinSet<PortResult<CompletedPart>>) -> PortResult<CompletedPart> {
+    match in_flight.join_next().await {
+        Some(done) => done.map_err(err)?,
+        None => Err(err("no part in flight")),
+    }
 }
 
 struct MultipartWriter {

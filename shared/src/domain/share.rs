@@ -285,7 +285,15 @@ impl Share {
             return Err(SelfServiceDenied::Exhausted { retry_after_secs: secs as u64 });
         }
         if let Some(secret) = &self.secret {
-            let next = secret.issued_at + Duration::minutes(i64::from(self.policy.self_service_min_interval_minutes));
+            // Codes are spaced by the practice's interval, but a code that strict mode has
+            // already expired holds nothing back: with 10-minute codes and 30-minute spacing the
+            // page would offer a fresh code and then refuse it for 20 minutes. (Still at most
+            // `self_service_max_requests` per share, and the daily SMS cap.)
+            let mut spacing = self.policy.self_service_min_interval_minutes;
+            if let (true, Some(lifetime)) = (self.auth.uses_code(), self.policy.code_lifetime_minutes) {
+                spacing = spacing.min(lifetime);
+            }
+            let next = secret.issued_at + Duration::minutes(i64::from(spacing));
             if now < next {
                 let secs = (next - now).num_seconds().max(1);
                 return Err(SelfServiceDenied::TooSoon { retry_after_secs: secs as u64 });
@@ -476,6 +484,24 @@ mod tests {
         }
         now += Duration::minutes(30);
         assert!(matches!(s.check_self_service(now), Err(SelfServiceDenied::Exhausted { .. })));
+    }
+
+    #[test]
+    fn in_strict_mode_an_expired_code_can_be_replaced_at_once() {
+        // 10-minute codes, 30-minute spacing: the patient who comes at minute 12 has an expired
+        // code and gets a fresh one now, not at minute 30.
+        let mut s = share(Policy { code_lifetime_minutes: Some(10), ..Policy::default() });
+        assert_eq!(s.check_self_service(t0() + Duration::minutes(9)), Err(SelfServiceDenied::TooSoon { retry_after_secs: 60 }));
+        assert_eq!(s.check_self_service(t0() + Duration::minutes(10)), Ok(()));
+        let mut now = t0() + Duration::minutes(12);
+        s.self_service_requests += 1;
+        s.replace_secret("x".into(), now, false);
+        assert!(matches!(s.check_self_service(now + Duration::minutes(5)), Err(SelfServiceDenied::TooSoon { .. })));
+        now += Duration::minutes(10);
+        assert_eq!(s.check_self_service(now), Ok(()));
+        // Spacing longer than the code's life is not shortened for plain codes.
+        let plain = share(Policy::default());
+        assert!(matches!(plain.check_self_service(t0() + Duration::minutes(12)), Err(SelfServiceDenied::TooSoon { .. })));
     }
 
     #[test]

@@ -248,7 +248,7 @@ async fn invalid_documents_are_named_by_index() {
 #[tokio::test]
 async fn messages_are_bounded_and_never_code_shaped() {
     let app = TestApp::spawn().await;
-    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654"] {
+    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654", "Code: 123\u{2013}456"] {
         let mut body = share_body();
         body["message"] = json!(msg);
         post_share(&app, &body).await.invalid("message");

@@ -95,8 +95,12 @@ pub fn message_contains_code(text: &str) -> bool {
     false
 }
 
+/// Any space, and the dashes, dots and slashes a word processor or a phone's autocorrect puts in
+/// place of the `-`, `.` or `/` typed: `123–456` (en dash) reads as a code just the same.
 fn is_code_separator(c: char) -> bool {
-    matches!(c, ' ' | '-' | '.' | '/' | '_' | '\u{a0}' | '\u{2009}' | '\u{202f}')
+    c.is_whitespace()
+        || matches!(c, '-' | '.' | '/' | '_' | '\u{00b7}' | '\u{2010}'..='\u{2015}' | '\u{2022}' | '\u{2024}' | '\u{2212}'
+            | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}' | '\u{ff0e}' | '\u{ff0f}' | '\u{ff3f}')
 }
 
 #[cfg(test)]
@@ -134,7 +138,8 @@ mod tests {
 
     #[test]
     fn code_shaped_messages_are_spotted() {
-        for m in ["Ihr Code: 123456", "code 123-456 thanks", "123 456", "x0123456789", "987.654"] {
+        for m in ["Ihr Code: 123456", "code 123-456 thanks", "123 456", "x0123456789", "987.654", "Code: 123\u{2013}456",
+            "123\u{2014}456", "123\u{2011}456", "123\u{2212}456", "123\u{2007}456", "123\t456"] {
             assert!(message_contains_code(m), "{m:?}");
         }
         for m in ["Termin am 12.03.2025 um 14:30", "Bitte 2 Tabletten", "Tel 044 12 34", "Rechnung 2024-001", ""] {

@@ -33,6 +33,11 @@ async fn practice_routes_need_a_valid_key() {
         let reply = call(&app, method, path, Some(&format!("{}x", app.api_key)), Some(&body)).await;
         reply.err(401, "unauthorized");
     }
+    // The scheme's name is case-insensitive (RFC 9110): the right key works whatever its case.
+    for scheme in ["bearer", "BEARER"] {
+        let req = app.http.get(app.url(&format!("/v1/shares/{id}"))).header("Authorization", format!("{scheme} {}", app.api_key));
+        Reply::from(req.send().await.unwrap()).await.ok(200);
+    }
     // Nothing happened to the share, and nothing else was created.
     let view = get_share(&app, &id).await;
     assert_eq!(view["status"], "active");

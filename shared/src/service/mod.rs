@@ -130,8 +130,7 @@ impl Service {
     /// The practice a bearer API key belongs to.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Practice> {
         let key = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer)
             .filter(|k| k.starts_with(ApiKey::PREFIX))
             .ok_or(Error::Unauthorized)?;
         let record = self.store.find_api_key(&ApiKey::hash(key)).await?.ok_or(Error::Unauthorized)?;
@@ -216,5 +215,25 @@ impl Service {
 pub(crate) mod tests_support {
     pub fn share_fixture() -> crate::domain::Share {
         crate::domain::Share::fixture(&crate::domain::Policy::default(), chrono::Utc::now())
+    }
+}
+
+/// The credentials of an `Authorization: Bearer …` header. The scheme is case-insensitive
+/// (RFC 9110, 11.1): `bearer` and `BEARER` are the same scheme.
+pub(crate) fn bearer(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_credentials_trimmed() {
+        for header in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(super::bearer(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Basic abc", "Bearerabc", "Bearer", "", "Bear abc"] {
+            assert_eq!(super::bearer(header).filter(|c| !c.is_empty()), None, "{header:?}");
+        }
     }
 }

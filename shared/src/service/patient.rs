@@ -224,8 +224,8 @@ impl Service {
     /// The share, if `token` is a live access token from its current code.
     async fn authorized_share(&self, id: &str, token: Option<&str>) -> Result<Share> {
         let share = self.open_share(id).await?;
-        let token = token.and_then(|h| h.strip_prefix("Bearer ")).ok_or(Error::Unauthorized)?;
-        let generation = self.keys().await?.check_token(token.trim(), share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;
+        let token = token.and_then(super::bearer).ok_or(Error::Unauthorized)?;
+        let generation = self.keys().await?.check_token(token, share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;
         if share.secret.as_ref().map(|s| s.generation) != Some(generation) {
             return Err(Error::Unauthorized); // a resend since: the old session ends with the old code
         }

@@ -35,6 +35,12 @@ impl NewPractice {
 
 /// Creates a practice and its first API key; returns the key, to be shown once.
 pub async fn create_practice(store: &dyn Store, new: NewPractice, now: DateTime<Utc>) -> anyhow::Result<(Practice, String)> {
+    let practice = put_new_practice(store, new, now).await?;
+    let (secret, _) = create_key(store, &practice.id, now).await?;
+    Ok((practice, secret))
+}
+
+async fn put_new_practice(store: &dyn Store, new: NewPractice, now: DateTime<Utc>) -> anyhow::Result<Practice> {
     new.policy.validate()?;
     let practice = Practice {
         id: PracticeId::generate(),
@@ -47,8 +53,7 @@ pub async fn create_practice(store: &dyn Store, new: NewPractice, now: DateTime<
         created_at: now,
     };
     store.put_practice(&practice).await?;
-    let (secret, _) = create_key(store, &practice.id, now).await?;
-    Ok((practice, secret))
+    Ok(practice)
 }
 
 /// A new key for an existing practice; returns the secret (shown once) and the record.
@@ -67,8 +72,10 @@ pub async fn set_policy(store: &dyn Store, practice: &PracticeId, policy: Policy
     Ok(())
 }
 
-/// Makes sure `api_key` opens a practice: if the key is unknown, it is attached to the oldest
-/// practice, or to a new "Sealpost Demo" practice on an empty store.
+/// Makes sure `api_key` opens a practice: an unknown key gets a new "Sealpost Demo" practice of
+/// its own (SPEC: `serve --api-key K` makes a default practice for K). Never an existing one: a
+/// key on the command line, or the one `serve` generates and prints, must not open the shares
+/// of a practice made with `tenant create`.
 pub async fn ensure_default_practice(store: &dyn Store, api_key: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let body = api_key.strip_prefix(ApiKey::PREFIX).unwrap_or("");
     if body.len() < 32 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -77,25 +84,30 @@ pub async fn ensure_default_practice(store: &dyn Store, api_key: &str, now: Date
     if store.find_api_key(&ApiKey::hash(api_key)).await?.is_some() {
         return Ok(());
     }
-    let practice = match store.list_practices().await?.into_iter().next() {
-        Some(p) => p,
-        None => {
-            let new = NewPractice::named("Sealpost Demo")?;
-            new.policy.validate()?;
-            let practice = Practice {
-                id: PracticeId::generate(),
-                name: new.name,
-                sender_email: new.sender_email,
-                reply_to: None,
-                sms_sender: None,
-                default_language: new.language,
-                policy: new.policy,
-                created_at: now,
-            };
-            store.put_practice(&practice).await?;
-            practice
-        }
-    };
+    let practice = put_new_practice(store, NewPractice::named("Sealpost Demo")?, now).await?;
     store.put_api_key(&ApiKey::for_secret(api_key, practice.id.clone(), now)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::PracticeStore as _;
+
+    #[tokio::test]
+    async fn a_default_key_gets_a_practice_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::embedded::open_store(dir.path()).unwrap();
+        let now = chrono::Utc::now();
+        let (tenant, _) = create_practice(&store, NewPractice::named("Praxis Muster").unwrap(), now).await.unwrap();
+        let key = format!("{}{}", ApiKey::PREFIX, "k".repeat(40));
+        for _ in 0..2 {
+            ensure_default_practice(&store, &key, now).await.unwrap();
+        }
+        let practices = store.list_practices().await.unwrap();
+        assert_eq!(practices.len(), 2, "one default practice, made once");
+        let opened = store.find_api_key(&ApiKey::hash(&key)).await.unwrap().unwrap().practice_id;
+        assert_ne!(opened, tenant.id, "the key must not open the tenant's shares");
+        assert_eq!(practices.iter().find(|p| p.id == opened).unwrap().name, "Sealpost Demo");
+    }
 }

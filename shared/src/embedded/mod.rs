@@ -145,13 +145,6 @@ fn load_or_create_secret(path: &Path, make: impl FnOnce() -> Vec<u8>) -> anyhow:
     }
 }
 
-/// The oldest practice: the one `serve` made for its default key (tests and the CLI).
-pub async fn default_practice_id(data_dir: &Path) -> anyhow::Result<PracticeId> {
-    let store = open_store(data_dir)?;
-    let practices = store.list_practices().await?;
-    practices.first().map(|p| p.id.clone()).context("no practice yet")
-}
-
 pub async fn set_policy(data_dir: &Path, practice: &PracticeId, policy: Policy) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
     admin::set_policy(&store as &dyn Store, practice, policy).await

@@ -192,25 +192,6 @@ async fn an_archive_of_many_parts_holds_every_byte_in_order() {
     assert!(entries[0].1 == docs[0] && entries[1].1 == docs[1], "every byte, in order");
 }
 
-/// The names of the blobs a share has in place (documents, archive), sorted; uploads waiting to
-/// be moved into place are not counted.
-async fn stored_names(app: &TestApp, id: &str) -> Vec<String> {
-    let prefix = format!("shares/{id}/");
-    let mut names: Vec<String> = match app.aws_parts() {
-        Some((clients, config)) => {
-            let listed = clients.s3().list_objects_v2().bucket(&config.bucket).prefix(&prefix).send().await.expect("list");
-            listed.contents().iter().filter_map(|o| o.key()?.strip_prefix(&prefix).map(str::to_owned)).collect()
-        }
-        None => std::fs::read_dir(app.data_dir.join("blobs").join(&prefix))
-            .expect("the share's folder")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect(),
-    };
-    names.retain(|n| !n.starts_with("uploads"));
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn a_mix_of_inline_and_large_names_the_missing_one() {
     let app = TestApp::spawn().await;
@@ -326,4 +307,64 @@ async fn a_late_upload_cannot_change_a_sent_document() {
     let doc_id = share["documents"][0]["id"].as_str().unwrap().to_owned();
     let link = document_link(&app, &id, &doc_id, Some(&token)).await.ok(200);
     assert!(fetch_url(&app, link["url"].as_str().unwrap()).await.bytes == bytes, "the checked bytes are served");
+}
+
+/// The keys of a share's blobs below its prefix (`doc_…`, `archive.zip`, `uploads/doc_…`),
+/// sorted.
+async fn stored_keys(app: &TestApp, id: &str) -> Vec<String> {
+    let prefix = format!("shares/{id}/");
+    let mut keys: Vec<String> = match app.aws_parts() {
+        Some((clients, config)) => {
+            let listed = clients.s3().list_objects_v2().bucket(&config.bucket).prefix(&prefix).send().await.expect("list");
+            listed.contents().iter().filter_map(|o| o.key()?.strip_prefix(&prefix).map(str::to_owned)).collect()
+        }
+        None => {
+            let root = app.data_dir.join("blobs").join(&prefix);
+            let mut found = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for entry in entries {
+                    let path = entry.expect("entry").path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else {
+                        found.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            found
+        }
+    };
+    keys.sort();
+    keys
+}
+
+/// The blobs a share has in place (documents, archive); uploads waiting to be moved into place
+/// are not counted.
+async fn stored_names(app: &TestApp, id: &str) -> Vec<String> {
+    stored_keys(app, id).await.into_iter().filter(|k| !k.starts_with("uploads")).collect()
+}
+
+#[tokio::test]
+async fn an_upload_that_lands_after_a_revoke_is_deleted_by_the_sweep() {
+    // Revoke deletes the documents at once; an upload URL handed out before stays valid for its
+    // hour, so bytes can still land. The sweep removes them once no upload can land any more,
+    // not when the link would have run out.
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let id = id_of(&share);
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    app.advance(Duration::minutes(5));
+    revoke(&app, &id).await.ok(200);
+    let put = put_url(&app, &url, &bytes).await;
+    assert!((200..300).contains(&put.status), "the URL is still valid: {} {}", put.status, put.text());
+    assert_eq!(stored_keys(&app, &id).await.len(), 1, "the late upload landed");
+
+    app.advance(Duration::hours(2));
+    app.sweep().await;
+    assert_eq!(stored_keys(&app, &id).await, Vec::<String>::new(), "nothing of the revoked share is kept");
+    // The record stays for audit.
+    assert_eq!(get_share(&app, &id).await["status"], "revoked");
 }

@@ -2,7 +2,7 @@
 //!
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
-//! | share | `SHARE#<id>` | `SHARE` | `gsi1` = practice, newest first; `gsi2` = awaiting expiry |
+//! | share | `SHARE#<id>` | `SHARE` | `gsi1` = practice, newest first; `gsi2` = awaiting the sweep, by `Share::sweep_due_at` |
 //! | event | `SHARE#<id>` | `EVENT#<ns>#<n>#<event id>` | written with its share in one transaction |
 //! | practice | `PRACTICE#<id>` | `PRACTICE` | |
 //! | API key | `APIKEY#<sha256>` | `APIKEY` | `gsi1` = practice's keys |
@@ -129,7 +129,7 @@ fn share_item(share: &Share) -> PortResult<Item> {
     if !share.expiry_processed {
         // Sparse index: only shares still waiting for their expiry to be processed are in it.
         item.insert("gsi2pk".into(), s(EXPIRY_PARTITION));
-        item.insert("gsi2sk".into(), s(format!("{:020}#{}", us(share.effective_expires_at()), share.id)));
+        item.insert("gsi2sk".into(), s(format!("{:020}#{}", us(share.sweep_due_at()), share.id)));
     }
     if let (Some(key), Some(until)) = (share.answer_key(), share.verifies_unchanged_until()) {
         item.insert("answer_key".into(), s(key));

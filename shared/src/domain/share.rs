@@ -6,6 +6,14 @@ use super::{
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Validity of an upload URL for a large document.
+pub const UPLOAD_URL_SECS: u64 = 3600;
+
+/// By when every upload to a share's URLs has landed: S3 checks a presigned URL's expiry when a
+/// request starts, so a PUT begun in the URL's last second still has time to finish (an hour
+/// here, for 2 GiB on a slow line).
+const UPLOADS_LANDED_SECS: i64 = UPLOAD_URL_SECS as i64 + 3600;
+
 /// How the patient proves they are the recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -209,6 +217,20 @@ impl Share {
         }
     }
 
+    /// When the expiry sweep is next due for this share: when its link runs out; for a share
+    /// revoked while its upload URLs could still be used, as soon as no upload can land any
+    /// more. Revoking deletes the documents at once, but a PUT begun before the revoke can
+    /// land after it; the sweep deletes the share's blobs once more, so nothing it brings is
+    /// kept until the link would have run out.
+    pub fn sweep_due_at(&self) -> DateTime<Utc> {
+        let expires = self.effective_expires_at();
+        let landed = self.created_at + Duration::seconds(UPLOADS_LANDED_SECS);
+        match self.revoked_at {
+            Some(revoked) if revoked < landed => expires.min(landed),
+            _ => expires,
+        }
+    }
+
     /// Checked on every read: storage TTLs are lazy and never decide access.
     pub fn access(&self, now: DateTime<Utc>) -> Access {
         match self.lifecycle {
@@ -362,6 +384,23 @@ mod tests {
         let mut s = Share::fixture(&policy, t0());
         s.replace_secret("h1".into(), t0(), true);
         s
+    }
+
+    #[test]
+    fn a_share_revoked_while_uploads_may_land_is_swept_once_they_cannot() {
+        let mut s = share(Policy::default());
+        let expires = t0() + Duration::days(30);
+        assert_eq!(s.sweep_due_at(), expires);
+        s.lifecycle = Lifecycle::Revoked;
+        s.revoked_at = Some(t0() + Duration::minutes(5));
+        assert_eq!(s.sweep_due_at(), t0() + Duration::hours(2), "upload URL hour + an hour to land");
+        // Revoked after that: nothing can land any more, the sweep comes at expiry as for others.
+        s.revoked_at = Some(t0() + Duration::hours(3));
+        assert_eq!(s.sweep_due_at(), expires);
+        // A link shorter than the upload window is swept when it runs out.
+        s.revoked_at = Some(t0());
+        s.expires_at = t0() + Duration::hours(1);
+        assert_eq!(s.sweep_due_at(), t0() + Duration::hours(1));
     }
 
     #[test]

@@ -31,8 +31,7 @@ use std::sync::Arc;
 pub const ACCESS_TOKEN_SECS: i64 = 15 * 60;
 /// Validity of a download URL (SPEC: 5 minutes at most).
 pub const DOWNLOAD_URL_SECS: u64 = 300;
-/// Validity of an upload URL for a large document.
-pub const UPLOAD_URL_SECS: u64 = 3600;
+pub use crate::domain::UPLOAD_URL_SECS;
 /// How often a conditional write is retried against concurrent writers before giving up.
 const MAX_WRITE_RETRIES: usize = 64;
 

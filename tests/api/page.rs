@@ -32,6 +32,10 @@ async fn the_page_is_served_with_strict_security_headers() {
     assert!(!html.contains(FILENAME), "no document names on the page before verification");
     assert!(!html.contains(PHONE) && !html.contains(EMAIL), "no personal data on the page");
     assert!(!html.to_lowercase().contains("<script>"), "no inline script");
+    // With a trailing slash (a link copied by hand; CloudFront serves both): the same page.
+    let slashed = Reply::from(app.http.get(app.url(&format!("/s/{}/", id_of(&share)))).send().await.expect("page")).await;
+    assert_eq!(slashed.status, 200);
+    assert_eq!(slashed.text(), html);
 }
 
 #[tokio::test]

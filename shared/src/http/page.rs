@@ -49,9 +49,9 @@ static PAGES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
     I18N.iter().map(|(lang, json)| (*lang, render_index(lang, json))).collect()
 });
 
-/// `GET /s/{id}` and `GET /assets/{*file}`.
+/// `GET /s/{id}` (also with a trailing slash, as CloudFront serves it) and `GET /assets/{*file}`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/s/{id}", get(index)).route("/assets/{*file}", get(asset))
+    Router::new().route("/s/{id}", get(index)).route("/s/{id}/", get(index)).route("/assets/{*file}", get(asset))
 }
 
 async fn index(headers: HeaderMap) -> Response {

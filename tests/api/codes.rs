@@ -47,6 +47,7 @@ async fn five_wrong_answers_lock_the_code_for_good() {
     assert_eq!(view["status"], "locked");
     assert_eq!(view["attempts_left"], 0);
     assert_eq!(count_events(&view, "verify_failed"), 5, "{:?}", event_types(&view));
+    assert!(view["events"].as_array().unwrap().iter().filter(|e| e["type"] == "verify_failed").all(|e| e["data"]["reason"] == "wrong_code"));
     assert_eq!(count_events(&view, "locked"), 1, "{:?}", event_types(&view));
     assert_eq!(count_events(&view, "verified"), 0);
     assert!(view["verified_at"].is_null());

@@ -113,6 +113,11 @@ async fn strict_code_lifetime_refuses_old_codes() {
     app.advance(Duration::minutes(1));
     let r = verify(&app, &id_of(&old), &old_code).await;
     r.err(410, "expired_code");
+    // The practice sees the patient tried, and why it failed.
+    let view = get_share(&app, &id_of(&old)).await;
+    let failed: Vec<&Value> = view["events"].as_array().unwrap().iter().filter(|e| e["type"] == "verify_failed").collect();
+    assert_eq!(failed.len(), 1, "{view}");
+    assert_eq!(failed[0]["data"]["reason"], "expired_code");
     // The link itself is fine; only the code is old. The page offers a fresh one, and it can
     // be had now: an expired code does not wait out the 30-minute spacing.
     let public = public_get(&app, &id_of(&old)).await.ok(200);

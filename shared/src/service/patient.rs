@@ -118,6 +118,7 @@ impl Service {
                         .is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
                     let share_id = share.id.clone();
                     let event = |kind| Event::new(&share_id, kind, now);
+                    let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(serde_json::json!({ "reason": reason }));
                     match share.check_answer(now, correct) {
                         // A right answer is a conditional write too, every time: judged on a read
                         // that a concurrent wrong answer has since outdated (and maybe locked),
@@ -127,14 +128,16 @@ impl Service {
                             Step::write(vec![event(EventKind::Verified)], Ok(share.clone()))
                         }
                         VerifyOutcome::WrongCode { attempts_left } => {
-                            Step::write(vec![event(EventKind::VerifyFailed)], Err(Error::WrongCode { attempts_left }))
+                            Step::write(vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
                         }
                         VerifyOutcome::Locked { just_now: true } => Step::write(
-                            vec![event(EventKind::VerifyFailed), event(EventKind::Locked)],
+                            vec![failed("wrong_code"), event(EventKind::Locked)],
                             Err(Error::Locked),
                         ),
                         VerifyOutcome::Locked { just_now: false } => Step::append(vec![], Err(Error::Locked)),
-                        VerifyOutcome::ExpiredCode => Step::append(vec![], Err(Error::ExpiredCode)),
+                        // The right code, too old (strict mode): the practice sees the patient
+                        // tried, and why it failed, so it can resend.
+                        VerifyOutcome::ExpiredCode => Step::append(vec![failed("expired_code")], Err(Error::ExpiredCode)),
                     }
                 },
             )

@@ -368,3 +368,33 @@ async fn an_upload_that_lands_after_a_revoke_is_deleted_by_the_sweep() {
     // The record stays for audit.
     assert_eq!(get_share(&app, &id).await["status"], "revoked");
 }
+
+#[tokio::test]
+async fn an_archive_dropped_unfinished_is_never_completed() {
+    // Writing an archive stops half way (a document's bytes were wrong): what was written must
+    // not become an object under the key, whole parts or not, and on S3 the multipart upload
+    // is aborted rather than left to the bucket's lifecycle rule.
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let key = "shares/dropped/archive.zip";
+    let mut writer = app.service.blobs.create(key).await.expect("create");
+    let part = vec![7u8; 9 * 1024 * 1024]; // more than one part
+    writer.write_all(&part).await.expect("write");
+    drop(writer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let open = match app.aws_parts() {
+            Some((clients, config)) => {
+                let uploads = clients.s3().list_multipart_uploads().bucket(&config.bucket).send().await.expect("list uploads");
+                uploads.uploads().len()
+            }
+            None => 0,
+        };
+        if open == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the multipart upload is still open");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.service.blobs.size(key).await.expect("size"), None, "no archive under the key");
+}

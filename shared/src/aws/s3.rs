@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
+use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps a Lambda's memory small.
@@ -81,8 +82,9 @@ impl BlobStore for S3Blobs {
         let upload_id = upload.upload_id().ok_or_else(|| err("no upload id"))?.to_owned();
         // The writer half is what callers write to; a task reads the other half in parts.
         let (writer, reader) = tokio::io::duplex(256 * 1024);
-        let task = tokio::spawn(upload_parts(self.clients.s3().clone(), self.bucket.clone(), key.to_owned(), upload_id, reader));
-        Ok(Box::new(MultipartWriter { pipe: Some(writer), task: Some(task) }))
+        let (finished, upload_ends) = oneshot::channel();
+        let task = tokio::spawn(upload_parts(self.clients.s3().clone(), self.bucket.clone(), key.to_owned(), upload_id, reader, upload_ends));
+        Ok(Box::new(MultipartWriter { pipe: Some(writer), finished: Some(finished), task: Some(task) }))
     }
 
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
@@ -161,10 +163,18 @@ impl BlobStore for S3Blobs {
 }
 
 /// Reads the pipe in `PART_BYTES` parts and uploads each, up to `PARTS_IN_FLIGHT` at once so
-/// the archive goes on being written (and its documents read) while parts travel; completes
-/// the upload at the end of the pipe, or aborts it on any error so no half archive is left
-/// behind.
-async fn upload_parts(client: Client, bucket: String, key: String, upload_id: String, mut pipe: DuplexStream) -> PortResult<u64> {
+/// the archive goes on being written (and its documents read) while parts travel. At the end
+/// of the pipe it completes the upload if the writer was finished (`finished` says so), and
+/// aborts it otherwise, or on any error: a writer dropped half way also ends the pipe, and
+/// must not leave half an archive behind.
+async fn upload_parts(
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    mut pipe: DuplexStream,
+    finished: oneshot::Receiver<()>,
+) -> PortResult<u64> {
     let result = async {
         let mut parts = Vec::new();
         // Dropped on an error: the parts still in flight are cancelled.
@@ -196,6 +206,7 @@ async fn upload_parts(client: Client, bucket: String, key: String, upload_id: St
                 break;
             }
         }
+        finished.await.map_err(|_| err("the archive was dropped before it was finished"))?;
         while !in_flight.is_empty() {
             parts.push(next_part(&mut in_flight).await?);
         }
@@ -228,6 +239,9 @@ async fn next_part(in_flight: &mut JoinSet<PortResult<CompletedPart>>) -> PortRe
 
 struct MultipartWriter {
     pipe: Option<DuplexStream>,
+    /// Sent by `finish`: the end of the pipe is the end of the archive. Dropped unsent, the
+    /// upload is aborted.
+    finished: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<PortResult<u64>>>,
 }
 
@@ -262,17 +276,14 @@ impl AsyncWrite for MultipartWriter {
 impl BlobWriter for MultipartWriter {
     async fn finish(mut self: Box<Self>) -> PortResult<u64> {
         drop(self.pipe.take()); // end of input for the part uploader
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.send(()); // an error here is the task's own, returned below
+        }
         let task = self.task.take().ok_or_else(|| err("finished twice"))?;
         task.await.map_err(err)?
     }
 }
 
-impl Drop for MultipartWriter {
-    fn drop(&mut self) {
-        // Abandoned before finish: abort the task; the upload is aborted by S3's lifecycle rule
-        // (AbortIncompleteMultipartUpload) in the template.
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
+// No `Drop`: a writer dropped before `finish` ends the pipe with `finished` unsent, and the
+// upload task aborts the upload itself (S3's lifecycle rule, AbortIncompleteMultipartUpload in
+// the template, is the backstop should the process end first).

@@ -77,6 +77,33 @@ fn only_the_functions_that_notify_may_send_sms_and_email() {
     }
 }
 
+/// Each function's S3 grants are exactly what the blob calls it is built with need, on real
+/// S3 (moto does not check IAM, so only this catches a missing grant before a deployment does):
+/// storing documents needs put, get (reading back, HEAD), abort (multipart) and delete (an
+/// upload is moved into place by copy + delete); deleting a share's documents needs list and
+/// delete; signing download links, get. Listing is also what turns a GET of a missing key into
+/// a 404 rather than a 403.
+#[test]
+fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
+    let (template, functions) = template_and_functions();
+    for name in &functions {
+        let uses = uses(name);
+        let mut needed: Vec<&str> = Vec::new();
+        if uses.has(Uses::DOCUMENTS) {
+            needed.extend(["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:ListBucket"]);
+        }
+        if uses.has(Uses::DOCUMENT_DELETION) {
+            needed.extend(["s3:DeleteObject", "s3:ListBucket"]);
+        }
+        if uses.has(Uses::DOCUMENT_LINKS) {
+            needed.push("s3:GetObject");
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        assert_eq!(sealpost_tests::gateway::granted_actions(&template, name, "s3"), needed, "{name}");
+    }
+}
+
 fn uses(function: &str) -> Uses {
     sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("functions/{function} is no function"))
 }

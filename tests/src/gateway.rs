@@ -76,6 +76,29 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
 /// Whether the template attaches the managed policy `policy` (`PepperReadPolicy`) to the
 /// function built from `functions/{name}`.
 pub fn has_policy(template: &str, name: &str, policy: &str) -> bool {
+    let reference = format!("- !Ref {policy}");
+    function_lines(template, name).iter().any(|line| line.split('#').next().map(str::trim) == Some(reference.as_str()))
+}
+
+/// The actions of `service` (`s3`) the function built from `functions/{name}` is granted in
+/// its own statements (`Action: 's3:GetObject'`, or one per line under `Action:`), sorted.
+pub fn granted_actions(template: &str, name: &str, service: &str) -> Vec<String> {
+    let prefix = format!("'{service}:");
+    let mut actions: Vec<String> = function_lines(template, name)
+        .iter()
+        .filter_map(|line| {
+            let line = line.split('#').next()?.trim();
+            let quoted = line.strip_prefix("Action:").or_else(|| line.strip_prefix("- "))?.trim();
+            quoted.starts_with(&prefix).then(|| quoted.trim_matches('\'').to_owned())
+        })
+        .collect();
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+/// The lines of the function resource built from `functions/{name}`, trimmed.
+fn function_lines<'a>(template: &'a str, name: &str) -> Vec<&'a str> {
     // A resource is a two-space-indented key and the more-indented lines under it.
     let mut resources: Vec<Vec<&str>> = Vec::new();
     for line in template.lines() {
@@ -90,12 +113,10 @@ pub fn has_policy(template: &str, name: &str, policy: &str) -> bool {
         }
     }
     let code_uri = format!("CodeUri: functions/{name}");
-    let resource = resources
-        .iter()
+    resources
+        .into_iter()
         .find(|r| r.contains(&code_uri.as_str()))
-        .unwrap_or_else(|| panic!("no function with {code_uri} in template.yaml"));
-    let reference = format!("- !Ref {policy}");
-    resource.iter().any(|line| line.split('#').next().map(str::trim) == Some(reference.as_str()))
+        .unwrap_or_else(|| panic!("no function with {code_uri} in template.yaml"))
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response {

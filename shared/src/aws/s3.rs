@@ -139,7 +139,19 @@ impl BlobStore for S3Blobs {
                 .collect::<PortResult<_>>()?;
             if !ids.is_empty() {
                 let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(err)?;
-                self.clients.s3().delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(sdk_err)?;
+                let out = self.clients.s3().delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(sdk_err)?;
+                // DeleteObjects answers 200 when single keys fail (access denied, S3's own
+                // errors): in quiet mode those are all it lists. Not deleted is an error, so a
+                // revoke or the sweep fails and is tried again rather than counted done.
+                if let Some(first) = out.errors().first() {
+                    return Err(err(format!(
+                        "{} of {} objects not deleted under {prefix}: {} {}",
+                        out.errors().len(),
+                        page.contents().len(),
+                        first.code().unwrap_or("?"),
+                        first.message().unwrap_or("")
+                    )));
+                }
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),

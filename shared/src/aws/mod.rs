@@ -41,6 +41,8 @@ pub struct AwsConfig {
     pub bucket: String,
     pub public_url: String,
     pub ses_configuration_set: Option<String>,
+    /// The SMS sender ID of a practice that has none of its own (`SMS_SENDER_ID`).
+    pub sms_sender_id: Option<String>,
     /// HTTPS to public hosts only, always, from the environment; tests with a loopback
     /// receiver relax it explicitly.
     pub webhook_urls: UrlRule,
@@ -84,6 +86,11 @@ impl AwsConfig {
             bucket: required(&var, "BUCKET_NAME")?,
             public_url: required(&var, "PUBLIC_URL")?.trim_end_matches('/').to_owned(),
             ses_configuration_set: var("SES_CONFIGURATION_SET").filter(|s| !s.is_empty()),
+            sms_sender_id: match var("SMS_SENDER_ID").filter(|s| !s.is_empty()) {
+                Some(id) if id.len() <= 11 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(id),
+                Some(_) => bail!("SMS_SENDER_ID is 1 to 11 letters and digits"),
+                None => None,
+            },
             webhook_urls: UrlRule::HttpsOnly,
             pepper,
         })
@@ -104,6 +111,7 @@ impl AwsConfig {
             bucket,
             public_url,
             ses_configuration_set: None,
+            sms_sender_id: None,
             webhook_urls: UrlRule::HttpsOnly,
             pepper: PepperSource::Inline(pepper),
         }
@@ -306,7 +314,7 @@ pub fn build_service<const USES: u8>(config: &AwsConfig, clients: &Clients, cloc
         false => Arc::new(NotLinked::DOCUMENTS),
     };
     let sms: Arc<dyn SmsSender> = match uses.has(Uses::SMS) {
-        true => Arc::new(SnsSms::new(clients.clone())),
+        true => Arc::new(SnsSms::new(clients.clone(), config.sms_sender_id.clone())),
         false => Arc::new(NotLinked::SMS),
     };
     let mail: Arc<dyn MailSender> = match uses.has(Uses::EMAIL) {
@@ -349,6 +357,23 @@ async fn read_pepper(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<Ve
 #[cfg(test)]
 mod tests {
     use super::AMAZON_TRUST_ROOTS;
+
+    #[test]
+    fn the_default_sms_sender_id_is_read_and_checked() {
+        let config = |sender: &str| {
+            super::AwsConfig::from_vars(|name| match name {
+                "TABLE_NAME" | "BUCKET_NAME" | "PUBLIC_URL" => Some("x".into()),
+                "SEALPOST_PEPPER" => Some("A".repeat(44)),
+                "SMS_SENDER_ID" => Some(sender.into()),
+                _ => None,
+            })
+        };
+        assert_eq!(config("Praxis").unwrap().sms_sender_id.as_deref(), Some("Praxis"));
+        assert_eq!(config("").unwrap().sms_sender_id, None, "the template leaves it out when empty");
+        for bad in ["Praxis Muster", "TwelveChars1", "Präxis"] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
+    }
     use rustls::pki_types::{CertificateDer, pem::PemObject};
 
     #[test]

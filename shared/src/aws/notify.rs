@@ -9,11 +9,19 @@ use base64::Engine;
 
 pub struct SnsSms {
     clients: super::Clients,
+    /// For a practice without a sender ID of its own (the template's `SmsSenderId`); with
+    /// neither, the account's default sender ID, if any, is what patients see.
+    default_sender: Option<String>,
 }
 
 impl SnsSms {
-    pub fn new(clients: super::Clients) -> Self {
-        Self { clients }
+    pub fn new(clients: super::Clients, default_sender: Option<String>) -> Self {
+        Self { clients, default_sender }
+    }
+
+    /// The sender ID an SMS goes out with: the practice's, else the deployment's default.
+    fn sender_of<'a>(&'a self, sms: &'a Sms) -> Option<&'a str> {
+        sms.sender.as_deref().or(self.default_sender.as_deref())
     }
 }
 
@@ -41,7 +49,7 @@ impl SmsSender for SnsSms {
             .message(&sms.body)
             // Transactional: delivered for reliability rather than cost, as codes must be.
             .message_attributes("AWS.SNS.SMS.SMSType", string_attribute("Transactional")?);
-        if let Some(sender) = &sms.sender {
+        if let Some(sender) = self.sender_of(sms) {
             request = request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender)?);
         }
         let out = request.send().await.map_err(|e| provider_error("sns", &e))?;

@@ -67,13 +67,17 @@ fn only_the_functions_that_need_the_pepper_may_read_it() {
     );
 }
 
-/// Only the functions built with an SMS or email sender may send them (NotifyPolicy: SNS, SES).
+/// Only the functions built with an SMS sender may send SMS (SmsPolicy: SNS), and only those
+/// built with an email sender may send email (EmailPolicy: SES): request-code, which anyone
+/// can call, sends SMS only.
 #[test]
 fn only_the_functions_that_notify_may_send_sms_and_email() {
     let (template, functions) = template_and_functions();
     for name in &functions {
-        let notifies = uses(name).has(Uses::SMS) || uses(name).has(Uses::EMAIL);
-        assert_eq!(sealpost_tests::gateway::has_policy(&template, name, "NotifyPolicy"), notifies, "{name}");
+        let has = |policy| sealpost_tests::gateway::has_policy(&template, name, policy);
+        assert_eq!(has("SmsPolicy"), uses(name).has(Uses::SMS), "{name}: SmsPolicy");
+        assert_eq!(has("EmailPolicy"), uses(name).has(Uses::EMAIL), "{name}: EmailPolicy");
+        assert!(!has("NotifyPolicy"), "{name}");
     }
 }
 

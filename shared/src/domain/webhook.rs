@@ -91,7 +91,8 @@ impl Webhook {
 
 /// Whether an address is on the public internet: not loopback, private, link-local (cloud
 /// metadata), carrier-grade NAT, multicast, unspecified or documentation space, also when
-/// written as an IPv4-mapped IPv6 address. On AWS a webhook may only go to such an address:
+/// written as an IPv4-mapped IPv6 address; nor an IPv6 address that carries an IPv4 one for a
+/// gateway to reach (IPv4-compatible, NAT64, 6to4, Teredo). On AWS a webhook may only go to such an address:
 /// checked on the URL and again on every address its host name resolves to.
 pub fn is_public(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
@@ -114,13 +115,23 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
+                || first == 0x2001 && seg[1] == 0x0db8 // documentation
+                // Addresses that carry an IPv4 address a gateway may reach for us: IPv4-
+                // compatible (::a.b.c.d), NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48),
+                // 6to4 (2002::/16) and Teredo (2001::/32). A webhook has no business there.
+                || seg[..6] == [0; 6]
+                || first == 0x0064 && seg[1] == 0xff9b
+                || first == 0x2002
+                || first == 0x2001 && seg[1] == 0x0000
+                || first == 0x0100 && seg[1..4] == [0; 3]) // discard-only
         }
     }
 }
@@ -203,7 +214,9 @@ mod tests {
         assert!(Webhook::validate_url("https://127.0.0.1:9001/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://10.0.0.4/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://169.254.169.254/latest", HttpsOnly).is_err());
-        for private in ["[::ffff:169.254.169.254]", "[::ffff:127.0.0.1]", "[fe80::1]", "100.64.0.1", "0.0.0.0", "localhost.", "a.localhost", "224.0.0.1", "[fd00::1]"] {
+        for private in ["[::ffff:169.254.169.254]", "[::ffff:127.0.0.1]", "[fe80::1]", "100.64.0.1", "0.0.0.0", "localhost.", "a.localhost", "224.0.0.1", "[fd00::1]",
+            "[::7f00:1]", "[::a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a00:1]", "[2002:a9fe:a9fe::1]",
+            "[2001:0:4136:e378::1]", "[fec0::1]", "[100::1]"] {
             assert!(Webhook::validate_url(&format!("https://{private}/x"), HttpsOnly).is_err(), "{private}");
         }
         assert!(is_public("8.8.8.8".parse().unwrap()));

@@ -343,6 +343,12 @@ pub async fn archive_link(app: &TestApp, id: &str, token: Option<&str>) -> Reply
     call(app, "GET", &format!("/v1/public/shares/{id}/archive"), token, None).await
 }
 
+/// The share's ZIP as the patient downloads it (link, then the URL): its entries, in order.
+pub async fn downloaded_archive(app: &TestApp, id: &str, token: &str) -> Vec<(String, Vec<u8>)> {
+    let archive = archive_link(app, id, Some(token)).await.ok(200);
+    unzip(&fetch_url(app, archive["url"].as_str().unwrap()).await.bytes)
+}
+
 /// An absolute URL as given by the server, or a path on the app.
 pub fn absolute(app: &TestApp, url: &str) -> String {
     if url.starts_with("http://") || url.starts_with("https://") { url.to_owned() } else { app.url(url) }

@@ -240,7 +240,6 @@ async fn unicode_and_quoted_filenames_download_with_rfc_6266_headers() {
     assert!(cd.starts_with("attachment"), "{cd}");
     assert!(cd.contains("filename*=UTF-8''R%C3%B6ntgen"), "the exact name, RFC 8187-encoded: {cd}");
     assert!(!cd.contains("\"links\"\""), "quotes in the name must not break the header: {cd}");
-    let archive = archive_link(&app, &id, Some(&token_of(&verified))).await.ok(200);
-    let entries = unzip(&fetch_url(&app, archive["url"].as_str().unwrap()).await.bytes);
+    let entries = downloaded_archive(&app, &id, &token_of(&verified)).await;
     assert_eq!(entries[0].0, name, "the ZIP keeps the Unicode name");
 }

@@ -71,9 +71,7 @@ async fn upload_then_send_notifies_and_serves_the_bytes() {
     let got = fetch_url(&app, link["url"].as_str().unwrap()).await;
     assert_eq!(got.status, 200);
     assert!(got.bytes == bytes, "the uploaded bytes, exactly");
-    let archive = archive_link(&app, &id, Some(&token_of(&verified))).await.ok(200);
-    let zip = fetch_url(&app, archive["url"].as_str().unwrap()).await;
-    let entries = unzip(&zip.bytes);
+    let entries = downloaded_archive(&app, &id, &token_of(&verified)).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0, "Scan.pdf");
     assert!(entries[0].1 == bytes);
@@ -151,8 +149,7 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     let sent = send(&app, &id).await.ok(200);
     assert_eq!(sent["status"], "active");
     let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
-    let archive = archive_link(&app, &id, Some(&token)).await.ok(200);
-    let entries = unzip(&fetch_url(&app, archive["url"].as_str().unwrap()).await.bytes);
+    let entries = downloaded_archive(&app, &id, &token).await;
     assert_eq!(entries.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["eins.pdf", "zwei.txt"]);
     assert!(entries[0].1 == first && entries[1].1 == second, "the checked bytes, in order");
 }

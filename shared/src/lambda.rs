@@ -173,43 +173,17 @@ pub async fn serve_webhook_fanout() -> Result<(), Error> {
     .await
 }
 
-/// The events a stream record adds: the event item it inserted, or the `verified` events a
-/// one-write verify appended to a share item (`crate::aws::VERIFIED_ON_SHARE` at most). Shares'
-/// other changes, keys and counters add none.
-pub fn new_events(record: &EventRecord) -> Vec<Event> {
+/// The event a stream record adds: the event item it inserted. Shares' changes, keys and
+/// counters add none.
+pub fn new_event(record: &EventRecord) -> Option<Event> {
     let image = &record.change.new_image;
-    let sk = match image.get("sk") {
-        Some(serde_dynamo::AttributeValue::S(sk)) => sk.as_str(),
-        _ => return Vec::new(),
-    };
-    match (record.event_name.as_str(), sk) {
-        ("INSERT", sk) if sk.starts_with("EVENT#") => body_of(image).into_iter().collect(),
-        ("INSERT" | "MODIFY", "SHARE") => {
-            let before = verified_list(&record.change.old_image);
-            let known: Vec<_> = before.iter().map(|e| &e.id).collect();
-            verified_list(image).into_iter().filter(|e| !known.contains(&&e.id)).collect()
+    match (record.event_name.as_str(), image.get("sk"), image.get("body")) {
+        ("INSERT", Some(serde_dynamo::AttributeValue::S(sk)), Some(serde_dynamo::AttributeValue::S(body)))
+            if sk.starts_with("EVENT#") =>
+        {
+            serde_json::from_str(body).ok()
         }
-        _ => Vec::new(),
-    }
-}
-
-fn body_of(item: &serde_dynamo::Item) -> Option<Event> {
-    match item.get("body") {
-        Some(serde_dynamo::AttributeValue::S(body)) => serde_json::from_str(body).ok(),
         _ => None,
-    }
-}
-
-fn verified_list(image: &serde_dynamo::Item) -> Vec<Event> {
-    match image.get("verified") {
-        Some(serde_dynamo::AttributeValue::L(entries)) => entries
-            .iter()
-            .filter_map(|entry| match entry {
-                serde_dynamo::AttributeValue::M(map) => body_of(&serde_dynamo::Item::from(map.clone())),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -217,15 +191,14 @@ fn verified_list(image: &serde_dynamo::Item) -> Vec<Event> {
 /// reports it (and so everything after it) for a retry.
 pub async fn fan_out_records(service: &Service, queue: &WebhookQueue, records: &[EventRecord]) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    'records: for record in records {
-        for event in new_events(record) {
-            if let Err(e) = fan_out_event(service, queue, &event).await {
-                tracing::error!(event_id = %event.id, error = %e, "could not queue webhook deliveries");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-                break 'records;
-            }
+    for record in records {
+        let Some(event) = new_event(record) else { continue };
+        if let Err(e) = fan_out_event(service, queue, &event).await {
+            tracing::error!(event_id = %event.id, error = %e, "could not queue webhook deliveries");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+            break;
         }
     }
     response

@@ -37,15 +37,6 @@ pub struct ListCursor {
     pub id: ShareId,
 }
 
-/// What [`ShareStore::record_verified`] did.
-#[derive(Debug)]
-pub enum Recorded {
-    /// Recorded; the share as it is now.
-    Yes(Share),
-    /// Not recorded; the share as the write found it, when the store read it on the way.
-    No { read: Option<Share> },
-}
-
 #[async_trait]
 pub trait ShareStore: Send + Sync {
     /// Stores a new share with its first events. `Conflict` if the id exists.
@@ -53,25 +44,6 @@ pub trait ShareStore: Send + Sync {
     async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>>;
     /// Replaces `share` if the stored version is `share.version - 1`, atomically with `events`.
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()>;
-    /// Whether `record_verified` can record at all; when not, a verify does not compute the
-    /// answer's key for it.
-    fn records_verified(&self) -> bool {
-        false
-    }
-    /// Records `event` (a `verified`) in one conditional write if the share's current secret
-    /// has `answer_key` (`Share::answer_key`) and a right answer verifies unchanged at `now`
-    /// (`Share::verifies_unchanged_until`). DynamoDB answers a patient's right code with this
-    /// single call; stores without such a write leave it to the caller, who judges the answer
-    /// with the share in hand.
-    async fn record_verified(
-        &self,
-        _id: &ShareId,
-        _answer_key: &str,
-        _now: DateTime<Utc>,
-        _event: &Event,
-    ) -> PortResult<Recorded> {
-        Ok(Recorded::No { read: None })
-    }
     /// Events that change nothing else (notification results, downloads).
     async fn append_events(&self, events: &[Event]) -> PortResult<()>;
     /// A share's events, oldest first.
@@ -136,6 +108,8 @@ pub trait SmsCounter: Send + Sync {
     /// Counts one SMS against the practice's cap for `day` (UTC, `YYYY-MM-DD`); `false` (and
     /// nothing counted) when the cap is reached. Atomic: a cap is never exceeded by a race.
     async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool>;
+    /// Gives back one SMS counted for `day` that was not sent after all (never below zero).
+    async fn give_back_sms(&self, practice: &PracticeId, day: &str) -> PortResult<()>;
 }
 
 /// The outcome of one delivery attempt to a webhook endpoint.

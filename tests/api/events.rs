@@ -147,15 +147,11 @@ async fn the_sweep_event_is_a_scheduler_event() {
 #[tokio::test]
 async fn the_fanout_event_carries_new_events() {
     let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("webhook-fanout")).unwrap();
-    let inserted = sealpost::lambda::new_events(&event.records[0]);
-    let ids: Vec<(&str, &str)> = inserted.iter().map(|e| (e.id.as_str(), e.share_id.as_str())).collect();
-    assert_eq!(ids, [("evt_Q2xZk9dWm3VtR8pL4nYc0A", "q3Zt0d8YwV1mKb6Xr2NcAa")], "an INSERT of an event item");
-    assert_eq!(sealpost::lambda::new_events(&event.records[1]), [], "a share update is not an event");
-    // A one-write verify appended its event to the share's list: only the new entry is new.
-    let verified = sealpost::lambda::new_events(&event.records[2]);
-    let ids: Vec<&str> = verified.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["evt_Vf2s4NdP7hJk1ZrB9eGu6T"]);
-    assert_eq!(verified[0].kind, sealpost::domain::EventKind::Verified);
+    let inserted = sealpost::lambda::new_event(&event.records[0]).expect("an event");
+    assert_eq!((inserted.id.as_str(), inserted.share_id.as_str()), ("evt_Q2xZk9dWm3VtR8pL4nYc0A", "q3Zt0d8YwV1mKb6Xr2NcAa"));
+    let mut update = event.records[0].clone();
+    update.event_name = "MODIFY".into();
+    assert_eq!(sealpost::lambda::new_event(&update), None, "an update is not a new event");
 }
 
 #[tokio::test]

@@ -223,3 +223,36 @@ async fn the_practice_settings_decide_count_and_spacing() {
     request_code(&app, &id).await.err(429, "rate_limited");
     assert_eq!(app.sent_sms().await.len(), 2);
 }
+
+/// Issue #17: a burst of self-service requests takes one unit of the daily cap, not one per
+/// request. The requests that lose the race for the new code give theirs back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_code_requests_spends_one_sms_of_the_cap() {
+    let app = TestApp::spawn_with(Policy { daily_sms_cap: 10, ..Policy::default() }).await;
+    let (share, _) = create_default(&app).await;
+    let id = id_of(&share);
+    app.advance(Duration::minutes(30));
+    let url = app.url(&format!("/v1/public/shares/{id}/code"));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (http, url) = (app.http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move { Reply::from(http.post(url).send().await.expect("sent")).await }));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        let r = t.await.expect("task");
+        match r.status {
+            202 => sent += 1,
+            _ => _ = r.err(429, "rate_limited"),
+        }
+    }
+    assert_eq!(sent, 1, "one fresh code");
+    assert_eq!(app.sent_sms().await.len(), 2, "the share's first code and the fresh one");
+    // Eight units of ten are left: eight more shares get their SMS, the ninth does not.
+    for i in 0..8 {
+        let created = post_share(&app, &share_body()).await.ok(201);
+        assert_eq!(created["notifications"]["sms"]["status"], "sent", "share {i}: {created}");
+    }
+    let capped = post_share(&app, &share_body()).await.ok(201);
+    assert_eq!(capped["notifications"]["sms"]["status"], "failed", "{capped}");
+}

@@ -64,9 +64,21 @@ enum Backend {
 }
 
 /// The operations a DynamoDB client sent, one per request on the wire (a retry counts again),
-/// recorded by an SDK interceptor from each request's `X-Amz-Target`.
+/// recorded by an SDK interceptor from each request's `X-Amz-Target`; and, when asked, one
+/// request held once its write is done, to put another request in the window after it.
 #[derive(Debug, Clone, Default)]
-pub struct DynamoDbCalls(Arc<Mutex<Vec<String>>>);
+pub struct DynamoDbCalls {
+    calls: Arc<Mutex<Vec<String>>>,
+    hold: Arc<Mutex<Option<Hold>>>,
+}
+
+/// [`DynamoDbCalls::hold_after_next_write`]: `sent` once the write went out.
+#[derive(Debug)]
+struct Hold {
+    sent: bool,
+    held: oneshot::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
 
 impl DynamoDbCalls {
     /// `client` with this record attached.
@@ -76,7 +88,19 @@ impl DynamoDbCalls {
 
     /// The operations sent since the last call, e.g. `["UpdateItem"]`.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().expect("calls"))
+        std::mem::take(&mut *self.calls.lock().expect("calls"))
+    }
+
+    /// Holds the next write (`PutItem`, `UpdateItem`, `TransactWriteItems`, …) once DynamoDB
+    /// has answered it, before its caller sees the answer: the first receiver says it is held,
+    /// and it goes on when the sender sends. For one request in flight at a time: the request
+    /// that writes next is the one held. It blocks a runtime thread meanwhile, so the test needs
+    /// a multi-threaded runtime.
+    pub fn hold_after_next_write(&self) -> (oneshot::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (held, is_held) = oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        *self.hold.lock().expect("hold") = Some(Hold { sent: false, held, release: released });
+        (is_held, release)
     }
 }
 
@@ -93,7 +117,30 @@ impl aws_sdk_dynamodb::config::Intercept for DynamoDbCalls {
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         let target = context.request().headers().get("x-amz-target").unwrap_or_default();
         let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
-        self.0.lock().expect("calls").push(operation);
+        let writes = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"];
+        if writes.contains(&operation.as_str())
+            && let Some(hold) = self.hold.lock().expect("hold").as_mut()
+        {
+            hold.sent = true;
+        }
+        self.calls.lock().expect("calls").push(operation);
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let mut hold = self.hold.lock().expect("hold");
+        if hold.as_ref().is_some_and(|h| h.sent)
+            && let Some(Hold { held, release, .. }) = hold.take()
+        {
+            drop(hold);
+            let _ = held.send(());
+            let _ = release.recv();
+        }
         Ok(())
     }
 }

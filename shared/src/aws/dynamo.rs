@@ -17,25 +17,18 @@
 //! share write is conditional on `version`; TTL (`ttl`, epoch seconds) is cleanup only — the
 //! application checks expiry on every read, because TTL deletion is lazy.
 //!
-//! A right answer costs one `UpdateItem` and no read (`record_verified`). Every full write of a
-//! share also writes what that needs: `answer_key` (the answer's field and the secret's HMAC)
-//! and `verify_until` (`Share::verifies_unchanged_until`, µs). The write's condition is the
-//! answer's key and `now` before `verify_until`; it appends the `verified` event to the share's
-//! `verified` list (at most [`VERIFIED_ON_SHARE`] entries, then answers take the read-and-write
-//! path), sets `first_verified_at` if unset and bumps `version`. So `version` and
-//! `first_verified_at` are read from their attributes, a share's events are its event items
-//! and its `verified` list, and the webhook fan-out takes new list entries from the stream's
-//! `MODIFY` records (`crate::lambda::new_events`). Full writes are `UpdateItem`s, which keep
-//! the list.
+//! A share write without events is one conditional `UpdateItem`; with events, a
+//! `TransactWriteItems` of the update and the event items.
 
 use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
 use crate::ports::{
-    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, Recorded, ShareStore, SmsCounter,
+    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 
@@ -44,11 +37,8 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 pub const GSI_PRACTICE: &str = "gsi1";
 pub const GSI_EXPIRY: &str = "gsi2";
 const EXPIRY_PARTITION: &str = "EXPIRY";
-/// The most `verified` events a share item holds; later right answers take two round trips.
-/// Bounds the item: a patient who knows the code cannot grow it toward DynamoDB's 400 KB.
-pub const VERIFIED_ON_SHARE: usize = 32;
-/// Share attributes a full write removes when the share no longer has them.
-const OPTIONAL_SHARE_ATTRIBUTES: [&str; 4] = ["gsi2pk", "gsi2sk", "answer_key", "verify_until"];
+/// Share attributes a write removes when the share no longer has them.
+const OPTIONAL_SHARE_ATTRIBUTES: [&str; 2] = ["gsi2pk", "gsi2sk"];
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -131,45 +121,7 @@ fn share_item(share: &Share) -> PortResult<Item> {
         item.insert("gsi2pk".into(), s(EXPIRY_PARTITION));
         item.insert("gsi2sk".into(), s(format!("{:020}#{}", us(share.sweep_due_at()), share.id)));
     }
-    if let (Some(key), Some(until)) = (share.answer_key(), share.verifies_unchanged_until()) {
-        item.insert("answer_key".into(), s(key));
-        item.insert("verify_until".into(), n(us(until)));
-    }
-    if let Some(at) = share.first_verified_at {
-        item.insert("first_verified_at".into(), n(us(at)));
-    }
     Ok(item)
-}
-
-/// A share from its item: the body, with what one-write verifies change outside it.
-fn share_from_item(item: &Item) -> PortResult<Share> {
-    let mut share: Share = body(item)?;
-    if let Some(version) = get_n(item, "version") {
-        share.version = u64::try_from(version).map_err(err)?;
-    }
-    if share.first_verified_at.is_none() {
-        share.first_verified_at = get_n(item, "first_verified_at").and_then(DateTime::from_timestamp_micros);
-    }
-    Ok(share)
-}
-
-/// The `verified` events on a share item, each with its place among the share's event items
-/// (the part of an event item's sort key after `EVENT#`).
-fn verified_on_share(item: &Item) -> PortResult<Vec<(String, Event)>> {
-    let Some(AttributeValue::L(entries)) = item.get("verified") else { return Ok(Vec::new()) };
-    let mut out: Vec<(String, Event)> = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let entry = entry.as_m().map_err(|_| err("a verified entry is not a map"))?;
-        let event: Event = body(entry)?;
-        // `list_append` is not idempotent: an SDK retry of a write that had landed appends the
-        // same entry (same id) again. The first one counts.
-        if out.iter().any(|(_, seen)| seen.id == event.id) {
-            continue;
-        }
-        let written = get_s(entry, "written").ok_or_else(|| err("a verified entry without written"))?;
-        out.push((format!("{written}#000#{}", event.id), event));
-    }
-    Ok(out)
 }
 
 /// The host clock in nanoseconds, zero-padded: the order in which events were written.
@@ -178,8 +130,8 @@ fn written_now() -> PortResult<String> {
     Ok(format!("{ns:024}"))
 }
 
-/// A full write of `share` as an update: every attribute set (or removed, if the share no
-/// longer has it), the `verified` list kept, conditional on the version read.
+/// A write of `share` as an update: every attribute set (or removed, if the share no longer
+/// has it), conditional on the version read.
 fn share_update(table: &str, share: &Share) -> PortResult<Update> {
     let mut item = share_item(share)?;
     let removed: Vec<&str> = OPTIONAL_SHARE_ATTRIBUTES.into_iter().filter(|a| !item.contains_key(*a)).collect();
@@ -225,6 +177,20 @@ fn event_items(events: &[Event], ttl: i64) -> PortResult<Vec<Item>> {
         .collect()
 }
 
+/// What a cancelled transaction means: a failed condition, or another transaction on one of
+/// its items, is a lost race (`Conflict`: read again and retry); anything else (throttling, an
+/// item too large, a validation error) is a failure, with DynamoDB's reasons for the log.
+fn cancellation(reasons: &[CancellationReason]) -> PortError {
+    let code = |r: &CancellationReason| r.code().unwrap_or("None").to_owned();
+    let raced = |r: &&CancellationReason| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"));
+    let failed: Vec<_> = reasons.iter().filter(|r| !matches!(r.code(), None | Some("None"))).collect();
+    if !failed.is_empty() && failed.iter().all(raced) {
+        return PortError::Conflict;
+    }
+    let reasons: Vec<String> = reasons.iter().map(|r| format!("{} ({})", code(r), r.message().unwrap_or(""))).collect();
+    PortError::Other(format!("dynamodb: transaction cancelled: {}", reasons.join(", ")))
+}
+
 impl DynamoStore {
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
@@ -243,10 +209,12 @@ impl DynamoStore {
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let cancelled = e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception());
-                if cancelled { Err(PortError::Conflict) } else { Err(sdk_err(e)) }
-            }
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    Err(cancellation(cancelled.cancellation_reasons()))
+                }
+                _ => Err(sdk_err(e)),
+            },
         }
     }
 
@@ -350,59 +318,36 @@ impl ShareStore for DynamoStore {
     }
 
     async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>> {
-        self.get(share_pk(id.as_str()), "SHARE").await?.as_ref().map(share_from_item).transpose()
+        self.get(share_pk(id.as_str()), "SHARE").await?.as_ref().map(body).transpose()
     }
 
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
         let update = share_update(&self.table, share)?;
-        self.transact(TransactWriteItem::builder().update(update).build(), events, share.purge_at.timestamp()).await
-    }
-
-    fn records_verified(&self) -> bool {
-        true
-    }
-
-    async fn record_verified(&self, id: &ShareId, answer_key: &str, now: DateTime<Utc>, event: &Event) -> PortResult<Recorded> {
-        let entry = AttributeValue::M(Item::from([("written".into(), s(written_now()?)), ("body".into(), json(event)?)]));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(share_pk(id.as_str())))
-            .key("sk", s("SHARE"))
-            .update_expression(
-                "SET verified = list_append(if_not_exists(verified, :none), :entry), \
-                 first_verified_at = if_not_exists(first_verified_at, :now), version = version + :one",
-            )
-            .condition_expression(
-                "answer_key = :key AND verify_until > :now AND (attribute_not_exists(verified) OR size(verified) < :most)",
-            )
-            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
-            .expression_attribute_values(":now", n(us(now)))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":key", s(answer_key))
-            .expression_attribute_values(":most", n(VERIFIED_ON_SHARE))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(Recorded::Yes(share_from_item(out.attributes().ok_or_else(|| err("no attributes returned"))?)?)),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Recorded::No { read: failed.item().map(share_from_item).transpose()? })
-                }
-                // A transaction on the same share is under way (a resend, a revoke, another
-                // answer's read-and-write) and the SDK does not retry this: the answer is judged
-                // the long way, which reads the share and retries its own conflicts.
-                Some(UpdateItemError::TransactionConflictException(_)) => {
-                    tracing::debug!(share_id = %id, "one-write verify met a transaction; judging it the long way");
-                    Ok(Recorded::No { read: None })
-                }
-                _ => Err(sdk_err(e)),
-            },
+        if events.is_empty() {
+            // One item: a plain conditional update costs half a transaction's write units.
+            let result = self
+                .client
+                .update_item()
+                .table_name(update.table_name())
+                .set_key(Some(update.key().clone()))
+                .update_expression(update.update_expression())
+                .set_condition_expression(update.condition_expression().map(str::to_owned))
+                .set_expression_attribute_names(update.expression_attribute_names().cloned())
+                .set_expression_attribute_values(update.expression_attribute_values().cloned())
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) => match e.as_service_error() {
+                    // Lost to a concurrent write, or met a transaction on the share under way
+                    // (which the SDK does not retry): read again and retry, as for a conflict.
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                    | Some(UpdateItemError::TransactionConflictException(_)) => Err(PortError::Conflict),
+                    _ => Err(sdk_err(e)),
+                },
+            };
         }
+        self.transact(TransactWriteItem::builder().update(update).build(), events, share.purge_at.timestamp()).await
     }
 
     async fn append_events(&self, events: &[Event]) -> PortResult<()> {
@@ -419,18 +364,17 @@ impl ShareStore for DynamoStore {
     }
 
     async fn list_events(&self, id: &ShareId) -> PortResult<Vec<Event>> {
-        // The share's partition: its event items and the share item with its `verified` list.
-        let items = self.query_all(None, "pk = :pk", vec![(":pk", s(share_pk(id.as_str())))], true, None).await?;
-        let mut events = Vec::with_capacity(items.len());
-        for item in &items {
-            match get_s(item, "sk") {
-                Some("SHARE") => events.extend(verified_on_share(item)?),
-                Some(sk) if sk.starts_with("EVENT#") => events.push((sk["EVENT#".len()..].to_owned(), body(item)?)),
-                _ => {}
-            }
-        }
-        events.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(events.into_iter().map(|(_, event)| event).collect())
+        // Event items sort by when they were written (`event_items`).
+        let items = self
+            .query_all(
+                None,
+                "pk = :pk AND begins_with(sk, :event)",
+                vec![(":pk", s(share_pk(id.as_str()))), (":event", s("EVENT#"))],
+                true,
+                None,
+            )
+            .await?;
+        items.iter().map(body).collect()
     }
 
     async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize) -> PortResult<Vec<Share>> {
@@ -448,7 +392,7 @@ impl ShareStore for DynamoStore {
                 Some(limit + 1),
             )
             .await?;
-        let mut shares: Vec<Share> = items.iter().map(share_from_item).collect::<PortResult<_>>()?;
+        let mut shares: Vec<Share> = items.iter().map(body).collect::<PortResult<_>>()?;
         if let Some(c) = after {
             shares.retain(|sh| sh.id != c.id);
         }
@@ -472,7 +416,7 @@ impl ShareStore for DynamoStore {
             if let Some(pk) = get_s(&item, "pk")
                 && let Some(share) = self.get(pk.to_owned(), "SHARE").await?
             {
-                let share = share_from_item(&share)?;
+                let share: Share = body(&share)?;
                 if !share.expiry_processed {
                     due.push(share);
                 }
@@ -669,29 +613,51 @@ impl SmsCounter for DynamoStore {
             .await;
         written(result)
     }
+
+    async fn give_back_sms(&self, practice: &PracticeId, day: &str) -> PortResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SMS#{practice}#{day}")))
+            .key("sk", s("SMS"))
+            .update_expression("ADD #c :minus_one")
+            .condition_expression("#c > :zero")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        written(result).map(|_| ())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EventKind, ShareId};
 
-    fn entry(written: &str, event: &Event) -> AttributeValue {
-        AttributeValue::M(Item::from([("written".into(), s(written)), ("body".into(), json(event).unwrap())]))
+    fn reason(code: &str) -> CancellationReason {
+        CancellationReason::builder().code(code).message("m").build()
     }
 
     #[test]
-    fn a_verified_entry_appended_twice_by_a_retry_counts_once() {
-        let share = ShareId::generate();
-        let first = Event::new(&share, EventKind::Verified, Utc::now());
-        let second = Event::new(&share, EventKind::Verified, Utc::now());
-        let list = vec![entry("1", &first), entry("1", &first), entry("2", &second)];
-        let item = Item::from([("verified".into(), AttributeValue::L(list))]);
-
-        let events = verified_on_share(&item).unwrap();
-
-        let ids: Vec<_> = events.iter().map(|(_, e)| e.id.clone()).collect();
-        assert_eq!(ids, vec![first.id, second.id]);
-        assert!(events[0].0 < events[1].0, "placed by when each was written");
+    fn a_cancelled_transaction_is_a_conflict_only_when_it_lost_a_race() {
+        for raced in [
+            vec![reason("ConditionalCheckFailed"), reason("None")],
+            vec![reason("None"), reason("TransactionConflict")],
+            vec![reason("ConditionalCheckFailed"), reason("TransactionConflict")],
+        ] {
+            assert!(matches!(cancellation(&raced), PortError::Conflict), "{raced:?}");
+        }
+        for failed in [
+            vec![reason("ThrottlingError"), reason("None")],
+            vec![reason("ConditionalCheckFailed"), reason("ItemCollectionSizeLimitExceeded")],
+            vec![reason("None"), reason("ValidationError")],
+            vec![reason("ProvisionedThroughputExceeded")],
+            vec![],
+        ] {
+            let e = cancellation(&failed);
+            assert!(matches!(&e, PortError::Other(text) if text.contains("transaction cancelled")), "{failed:?}: {e}");
+        }
     }
 }

@@ -20,7 +20,7 @@ pub mod provision;
 mod queue;
 mod s3;
 
-pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE, VERIFIED_ON_SHARE};
+pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
 pub use notify::{SesMail, SnsSms, mailbox};
 pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
 pub use s3::S3Blobs;

@@ -18,12 +18,11 @@ fn string_attr(name: &str) -> anyhow::Result<AttributeDefinition> {
     Ok(AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()?)
 }
 
-/// `gsi1` carries the record (`body`, and `first_verified_at`, which a one-write verify sets
-/// beside it): a listing is one query. `gsi2` only finds ids; the
-/// sweep reads each share itself, consistently.
+/// `gsi1` carries the record (`body`): a listing is one query. `gsi2` only finds ids; the sweep
+/// reads each share itself, consistently.
 fn index(name: &str, pk: &str, sk: &str, with_body: bool) -> anyhow::Result<GlobalSecondaryIndex> {
     let projection = if with_body {
-        Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("body").non_key_attributes("first_verified_at").build()
+        Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("body").build()
     } else {
         Projection::builder().projection_type(ProjectionType::KeysOnly).build()
     };

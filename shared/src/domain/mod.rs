@@ -21,8 +21,8 @@ pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
-    Access, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share, UPLOAD_URL_SECS,
-    VerifyOutcome, answer_key,
+    Access, Attempt, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share,
+    UPLOAD_URL_SECS, VerifyOutcome,
 };
 
 pub use webhook::{

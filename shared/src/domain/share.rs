@@ -34,23 +34,6 @@ impl AuthMethod {
     }
 }
 
-impl AuthMethod {
-    /// The field of the verify body that answers this method.
-    pub fn answer_field(self) -> &'static str {
-        match self {
-            Self::Sms | Self::Manual => "code",
-            Self::DateOfBirth => "date_of_birth",
-            Self::InsuranceNumber => "insurance_number",
-        }
-    }
-}
-
-/// How a store recognises a right answer without holding the secret: the answer's field and
-/// the secret's hash (`Share::answer_key`), so an answer is only ever taken for its own method.
-pub fn answer_key(field: &str, secret_hash: &str) -> String {
-    format!("{field}#{secret_hash}")
-}
-
 /// Where a share is in its life, as stored. Expiry is not stored: it is a fact of `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,11 +105,19 @@ pub enum Access {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
-    Verified { first: bool },
+    Verified,
     WrongCode { attempts_left: u32 },
-    /// `just_now`: this answer was the last allowed one.
-    Locked { just_now: bool },
+    /// Wrong, and the last answer allowed.
+    Locked,
     ExpiredCode,
+}
+
+/// An attempt taken by [`Share::take_attempt`]: the secret it is for, and the count of
+/// attempts with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    generation: u32,
+    counted: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,29 +259,38 @@ impl Share {
         }
     }
 
-    /// Applies one answer. `correct` comes from a constant-time HMAC comparison done by the
-    /// caller; this decides what it means. A locked code never verifies, even when right.
-    pub fn check_answer(&mut self, now: DateTime<Utc>, correct: bool) -> VerifyOutcome {
-        if self.is_locked() {
-            return VerifyOutcome::Locked { just_now: false };
-        }
-        if correct {
-            if self.code_expired(now) {
-                return VerifyOutcome::ExpiredCode;
-            }
-            let first = self.first_verified_at.is_none();
-            self.first_verified_at.get_or_insert(now);
-            return VerifyOutcome::Verified { first };
-        }
-        let Some(secret) = self.secret.as_mut() else {
-            return VerifyOutcome::Locked { just_now: false };
-        };
+    /// Takes one of the attempts left before an answer is compared with the secret, so that
+    /// however many answers arrive at once, no more are compared than there are attempts left
+    /// (the caller writes this conditionally, then compares). `None` when none is left: a
+    /// locked code never verifies, even when right.
+    pub fn take_attempt(&mut self) -> Option<Attempt> {
+        let secret = self.secret.as_mut().filter(|s| s.failed_attempts < MAX_ATTEMPTS)?;
         secret.failed_attempts += 1;
-        if secret.failed_attempts >= MAX_ATTEMPTS {
-            VerifyOutcome::Locked { just_now: true }
-        } else {
-            VerifyOutcome::WrongCode { attempts_left: MAX_ATTEMPTS - secret.failed_attempts }
+        Some(Attempt { generation: secret.generation, counted: secret.failed_attempts })
+    }
+
+    /// Applies the answer an attempt was taken for. `correct` comes from a constant-time HMAC
+    /// comparison with the secret as the attempt found it. A wrong answer keeps its attempt; a
+    /// right one gives it back (right answers cost nothing) unless the secret was replaced
+    /// since, which counted or reset the attempts anew.
+    pub fn settle_attempt(&mut self, attempt: Attempt, now: DateTime<Utc>, correct: bool) -> VerifyOutcome {
+        if !correct {
+            return if attempt.counted >= MAX_ATTEMPTS {
+                VerifyOutcome::Locked
+            } else {
+                VerifyOutcome::WrongCode { attempts_left: MAX_ATTEMPTS - attempt.counted }
+            };
         }
+        let code_expired = self.code_expired(now);
+        let Some(secret) = self.secret.as_mut().filter(|s| s.generation == attempt.generation) else {
+            return VerifyOutcome::ExpiredCode; // right, but for a code that is gone
+        };
+        secret.failed_attempts = secret.failed_attempts.saturating_sub(1);
+        if code_expired {
+            return VerifyOutcome::ExpiredCode;
+        }
+        self.first_verified_at.get_or_insert(now);
+        VerifyOutcome::Verified
     }
 
     /// May the patient ask for a fresh code now? Only by SMS, only where the practice allows
@@ -335,32 +335,6 @@ impl Share {
         self.secret = Some(SecretState { hash, generation, issued_at: now, failed_attempts: failed });
     }
 
-    /// Until when a right answer verifies without changing anything in the share but the
-    /// record of it: the share is open to patients, its secret is set and not locked, its code
-    /// fresh, and its expiry does not hang on this answer (a window after the first
-    /// verification starts with the first one). `None` when the next answer must be judged
-    /// with the share in hand (`check_answer`). Stores that can check a condition in the same
-    /// write (DynamoDB) keep this next to the secret's hash, so a right answer costs one
-    /// conditional write and no read (`ShareStore::record_verified`).
-    pub fn verifies_unchanged_until(&self) -> Option<DateTime<Utc>> {
-        if self.lifecycle != Lifecycle::Active || self.expiry_processed || self.secret.is_none() || self.is_locked() {
-            return None;
-        }
-        if self.policy.window_after_first_verify_hours.is_some() && self.first_verified_at.is_none() {
-            return None;
-        }
-        let until = self.effective_expires_at();
-        match (self.auth.uses_code(), self.policy.code_lifetime_minutes, &self.secret) {
-            (true, Some(minutes), Some(secret)) => Some(until.min(secret.issued_at + Duration::minutes(i64::from(minutes)))),
-            _ => Some(until),
-        }
-    }
-
-    /// The key a right answer to the current secret has (`answer_key`).
-    pub fn answer_key(&self) -> Option<String> {
-        self.secret.as_ref().map(|s| answer_key(self.auth.answer_field(), &s.hash))
-    }
-
     /// Seconds a self-service request must wait, for the page: `None` when it may ask now or
     /// may not ask at all.
     pub fn self_service_wait(&self, now: DateTime<Utc>) -> Option<u64> {
@@ -378,6 +352,13 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    /// One answer as the service gives it: an attempt taken, then settled; `None` when no
+    /// attempt was left.
+    fn answer(s: &mut Share, now: DateTime<Utc>, correct: bool) -> Option<VerifyOutcome> {
+        let attempt = s.take_attempt()?;
+        Some(s.settle_attempt(attempt, now, correct))
     }
 
     fn share(policy: Policy) -> Share {
@@ -415,84 +396,72 @@ mod tests {
     fn window_after_first_verification_shortens_the_link() {
         let mut s = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
         let first = t0() + Duration::days(1);
-        assert_eq!(s.check_answer(first, true), VerifyOutcome::Verified { first: true });
-        assert_eq!(s.check_answer(first + Duration::hours(1), true), VerifyOutcome::Verified { first: false });
+        assert_eq!(answer(&mut s, first, true), Some(VerifyOutcome::Verified));
+        assert_eq!(answer(&mut s, first + Duration::hours(1), true), Some(VerifyOutcome::Verified));
         assert_eq!(s.access(first + Duration::hours(71)), Access::Open);
         assert_eq!(s.access(first + Duration::hours(72)), Access::Expired);
         // The window never extends a link beyond its own expiry.
         let mut late = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
-        late.check_answer(t0() + Duration::days(29), true);
+        answer(&mut late, t0() + Duration::days(29), true);
         assert_eq!(late.effective_expires_at(), late.expires_at);
-    }
-
-    proptest::proptest! {
-        /// What lets a store verify with one conditional write: before `verifies_unchanged_until`
-        /// a right answer is always `Verified` on an open share, and recording it changes
-        /// nothing a later answer is judged by (expiry, attempts) except `first_verified_at`.
-        #[test]
-        fn a_right_answer_before_verifies_unchanged_until_only_records_itself(
-            window in proptest::option::of(1u32..200),
-            lifetime in proptest::option::of(1u32..10_000),
-            verified_after_mins in proptest::option::of(0i64..50_000),
-            failed in 0u32..7,
-            lifecycle in 0u8..3,
-            processed: bool,
-            auth in 0usize..4,
-            now_mins in 0i64..50_000,
-        ) {
-            let mut s = share(Policy { window_after_first_verify_hours: window, code_lifetime_minutes: lifetime, ..Policy::default() });
-            s.lifecycle = [Lifecycle::Active, Lifecycle::AwaitingUpload, Lifecycle::Revoked][usize::from(lifecycle)];
-            s.expiry_processed = processed;
-            s.auth = [AuthMethod::Sms, AuthMethod::Manual, AuthMethod::DateOfBirth, AuthMethod::InsuranceNumber][auth];
-            s.first_verified_at = verified_after_mins.map(|m| t0() + Duration::minutes(m));
-            s.secret.as_mut().unwrap().failed_attempts = failed;
-            let now = t0() + Duration::minutes(now_mins);
-            if let Some(until) = s.verifies_unchanged_until() && now < until {
-                let before = s.clone();
-                proptest::prop_assert_eq!(s.access(now), Access::Open);
-                let verified = matches!(s.check_answer(now, true), VerifyOutcome::Verified { .. });
-                proptest::prop_assert!(verified);
-                proptest::prop_assert_eq!(s.effective_expires_at(), before.effective_expires_at());
-                proptest::prop_assert_eq!(s.verifies_unchanged_until(), Some(until));
-                s.first_verified_at = before.first_verified_at;
-                proptest::prop_assert_eq!(s, before);
-            }
-        }
-    }
-
-    #[test]
-    fn verifies_unchanged_until_waits_for_the_first_answer_of_a_window() {
-        let mut s = share(Policy { window_after_first_verify_hours: Some(72), ..Policy::default() });
-        assert_eq!(s.verifies_unchanged_until(), None, "the first answer starts the window");
-        s.check_answer(t0() + Duration::hours(1), true);
-        assert_eq!(s.verifies_unchanged_until(), Some(t0() + Duration::hours(73)));
-        let plain = share(Policy { code_lifetime_minutes: Some(10), ..Policy::default() });
-        assert_eq!(plain.verifies_unchanged_until(), Some(t0() + Duration::minutes(10)));
-        let mut locked = share(Policy::default());
-        for _ in 0..MAX_ATTEMPTS {
-            locked.check_answer(t0(), false);
-        }
-        assert_eq!(locked.verifies_unchanged_until(), None);
     }
 
     #[test]
     fn five_wrong_answers_lock_and_a_locked_code_never_verifies() {
         let mut s = share(Policy::default());
         for left in (1..=4).rev() {
-            assert_eq!(s.check_answer(t0(), false), VerifyOutcome::WrongCode { attempts_left: left });
+            assert_eq!(answer(&mut s, t0(), false), Some(VerifyOutcome::WrongCode { attempts_left: left }));
         }
-        assert_eq!(s.check_answer(t0(), false), VerifyOutcome::Locked { just_now: true });
-        assert_eq!(s.check_answer(t0(), true), VerifyOutcome::Locked { just_now: false });
+        assert_eq!(answer(&mut s, t0(), false), Some(VerifyOutcome::Locked));
+        assert_eq!(answer(&mut s, t0(), true), None);
         assert_eq!(s.status(t0()), "locked");
-        assert_eq!(s.check_answer(t0(), false), VerifyOutcome::Locked { just_now: false });
+        assert_eq!(answer(&mut s, t0(), false), None);
         assert_eq!(s.secret.as_ref().unwrap().failed_attempts, MAX_ATTEMPTS, "no count past the limit");
+    }
+
+    #[test]
+    fn an_attempt_is_taken_before_the_answer_is_compared() {
+        let mut s = share(Policy::default());
+        for _ in 0..4 {
+            answer(&mut s, t0(), false);
+        }
+        // One attempt left: the first of two answers in flight takes it, the second finds none.
+        let first = s.take_attempt().expect("one attempt is left");
+        assert_eq!(s.take_attempt(), None, "no second answer is compared");
+        assert!(s.is_locked(), "while the answer is compared, nothing else may be");
+        // It was right: the attempt comes back, and the share verifies.
+        assert_eq!(s.settle_attempt(first, t0(), true), VerifyOutcome::Verified);
+        assert_eq!(s.attempts_left(), 1);
+    }
+
+    #[test]
+    fn each_wrong_answer_is_told_its_own_count_whatever_settles_first() {
+        let mut s = share(Policy::default());
+        answer(&mut s, t0(), false);
+        answer(&mut s, t0(), false);
+        let wrong = s.take_attempt().unwrap();
+        let right = s.take_attempt().unwrap();
+        assert_eq!(s.settle_attempt(right, t0(), true), VerifyOutcome::Verified);
+        assert_eq!(s.settle_attempt(wrong, t0(), false), VerifyOutcome::WrongCode { attempts_left: 2 });
+        assert_eq!(s.attempts_left(), 2, "three wrong answers counted, the right one given back");
+    }
+
+    #[test]
+    fn a_right_answer_for_a_code_replaced_meanwhile_does_not_verify() {
+        let mut s = share(Policy::default());
+        answer(&mut s, t0(), false);
+        let attempt = s.take_attempt().unwrap();
+        s.replace_secret("h2".into(), t0(), true); // the practice resends: a new count
+        assert_eq!(s.settle_attempt(attempt, t0(), true), VerifyOutcome::ExpiredCode);
+        assert_eq!(s.attempts_left(), MAX_ATTEMPTS, "nothing given back to the new code's count");
+        assert_eq!(s.first_verified_at, None);
     }
 
     #[test]
     fn resend_starts_a_new_count_but_self_service_does_not() {
         let mut s = share(Policy::default());
-        s.check_answer(t0(), false);
-        s.check_answer(t0(), false);
+        answer(&mut s, t0(), false);
+        answer(&mut s, t0(), false);
         s.replace_secret("h2".into(), t0(), false);
         assert_eq!(s.attempts_left(), 3);
         assert_eq!(s.secret.as_ref().unwrap().generation, 2);
@@ -503,11 +472,11 @@ mod tests {
     #[test]
     fn strict_code_lifetime_refuses_old_codes() {
         let mut s = share(Policy { code_lifetime_minutes: Some(10), ..Policy::default() });
-        assert_eq!(s.check_answer(t0() + Duration::minutes(10), true), VerifyOutcome::ExpiredCode);
-        assert_eq!(s.check_answer(t0() + Duration::minutes(9), true), VerifyOutcome::Verified { first: true });
+        assert_eq!(answer(&mut s, t0() + Duration::minutes(10), true), Some(VerifyOutcome::ExpiredCode));
+        assert_eq!(answer(&mut s, t0() + Duration::minutes(9), true), Some(VerifyOutcome::Verified));
         // By default a code lives as long as its link.
         let mut relaxed = share(Policy::default());
-        assert_eq!(relaxed.check_answer(t0() + Duration::days(29), true), VerifyOutcome::Verified { first: true });
+        assert_eq!(answer(&mut relaxed, t0() + Duration::days(29), true), Some(VerifyOutcome::Verified));
     }
 
     #[test]
@@ -552,7 +521,7 @@ mod tests {
         assert_eq!(off.check_self_service(t0() + Duration::hours(1)), Err(SelfServiceDenied::NotAllowed));
         let mut locked = share(Policy::default());
         for _ in 0..5 {
-            locked.check_answer(t0(), false);
+            answer(&mut locked, t0(), false);
         }
         assert_eq!(locked.check_self_service(t0() + Duration::hours(1)), Err(SelfServiceDenied::Locked));
     }

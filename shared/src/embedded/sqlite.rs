@@ -464,6 +464,19 @@ impl SmsCounter for SqliteStore {
         })
         .await
     }
+
+    async fn give_back_sms(&self, practice: &PracticeId, day: &str) -> PortResult<()> {
+        let (practice, day) = (practice.clone(), day.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE sms_counters SET count = count - 1 WHERE practice_id = ?1 AND day = ?2 AND count > 0",
+                params![practice.as_str(), day],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -490,6 +503,11 @@ mod tests {
         assert_eq!(sent, 3);
         assert!(s.take_sms(&p, "2026-01-02", 3).await.unwrap(), "a new day, a new count");
         assert!(!s.take_sms(&p, "2026-01-03", 0).await.unwrap(), "a cap of 0 sends nothing");
+        s.give_back_sms(&p, "2026-01-01").await.unwrap();
+        assert!(s.take_sms(&p, "2026-01-01", 3).await.unwrap(), "a unit given back is there again");
+        assert!(!s.take_sms(&p, "2026-01-01", 3).await.unwrap());
+        s.give_back_sms(&p, "2026-01-04").await.unwrap();
+        assert!(!s.take_sms(&p, "2026-01-04", 0).await.unwrap(), "never below zero");
     }
 
     #[tokio::test]

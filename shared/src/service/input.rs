@@ -273,22 +273,6 @@ pub struct VerifyIn {
 }
 
 impl VerifyIn {
-    /// The answer as given, for a share whose method is not known yet: the first field present
-    /// (code, date of birth, insurance number), its method and canonical form; `None` when no
-    /// field is present or it is malformed (the share's own method then explains).
-    pub fn as_given(&self) -> Option<(AuthMethod, String)> {
-        let auth = if self.code.is_some() {
-            AuthMethod::Sms
-        } else if self.date_of_birth.is_some() {
-            AuthMethod::DateOfBirth
-        } else if self.insurance_number.is_some() {
-            AuthMethod::InsuranceNumber
-        } else {
-            return None;
-        };
-        self.canonical(auth).ok().map(|canonical| (auth, canonical))
-    }
-
     /// The canonical answer for `auth`, as hashed at creation.
     pub fn canonical(&self, auth: AuthMethod) -> Result<String> {
         match auth {

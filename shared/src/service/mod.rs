@@ -175,10 +175,20 @@ impl Service {
     /// (no concurrent writer) costs one read, not two; a conflict reads afresh through `load`.
     async fn mutate_read<T>(
         &self,
-        mut read: Option<Share>,
+        read: Option<Share>,
         load: Load<'_>,
         f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>,
     ) -> Result<T> {
+        self.mutate_kept(read, load, f).await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`Self::mutate_read`], with the share as the step left it (and stored it, if it wrote).
+    async fn mutate_kept<T>(
+        &self,
+        mut read: Option<Share>,
+        load: Load<'_>,
+        f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>,
+    ) -> Result<(T, Share)> {
         for _ in 0..MAX_WRITE_RETRIES {
             let mut share = match read.take() {
                 Some(share) => share,
@@ -202,7 +212,7 @@ impl Service {
             } else if !step.events.is_empty() {
                 self.store.append_events(&step.events).await?;
             }
-            return step.outcome;
+            return step.outcome.map(|outcome| (outcome, share));
         }
         tracing::warn!("gave up after {MAX_WRITE_RETRIES} conflicting writes");
         Err(Error::RateLimited { retry_after_secs: 1, message: "too many concurrent requests; try again" })

@@ -88,8 +88,8 @@ impl Service {
         };
         if !already_counted {
             match self.take_sms_budget(practice).await {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Some(_)) => {}
+                Ok(None) => {
                     tracing::warn!(share_id = %share.id, reference = %share.reference, "daily SMS cap reached");
                     return self.record_failure(share, "sms", SMS_CAP_REACHED).await;
                 }
@@ -111,10 +111,18 @@ impl Service {
         self.record_delivery(share, "sms", EventKind::SmsSent, result).await
     }
 
-    /// Counts one SMS against today's cap (UTC day).
-    pub(super) async fn take_sms_budget(&self, practice: &Practice) -> crate::Result<bool> {
+    /// Counts one SMS against today's cap (UTC day): the day counted, `None` at the cap.
+    pub(super) async fn take_sms_budget(&self, practice: &Practice) -> crate::Result<Option<String>> {
         let day = self.now().format("%Y-%m-%d").to_string();
-        Ok(self.store.take_sms(&practice.id, &day, practice.policy.daily_sms_cap).await?)
+        let taken = self.store.take_sms(&practice.id, &day, practice.policy.daily_sms_cap).await?;
+        Ok(taken.then_some(day))
+    }
+
+    /// Gives back an SMS counted on `day` that will not be sent.
+    pub(super) async fn give_back_sms(&self, practice: &Practice, day: &str) {
+        if let Err(e) = self.store.give_back_sms(&practice.id, day).await {
+            tracing::error!(practice_id = %practice.id, error = %e, "could not give back an unsent SMS");
+        }
     }
 
     async fn record_delivery(

@@ -4,9 +4,9 @@ use super::archive::{archive_key, document_key};
 use super::input::{VerifyIn, parse_json};
 use super::views::{ArchiveView, CodeSentView, PatientDocumentView, PublicShareView, SelfServiceView, UrlView, VerifyView};
 use super::{ACCESS_TOKEN_SECS, DOWNLOAD_URL_SECS, Load, Service, Step};
-use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, ShareId, VerifyOutcome, answer_key};
+use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, VerifyOutcome};
 use crate::error::{Error, Result};
-use crate::ports::{Disposition, Recorded};
+use crate::ports::Disposition;
 use chrono::Duration;
 use serde_json::json;
 
@@ -53,19 +53,60 @@ impl Service {
         })
     }
 
-    /// `POST /v1/public/shares/{id}/verify`. Every answer is counted with a conditional write,
-    /// so concurrent guesses cannot exceed the limit.
+    /// `POST /v1/public/shares/{id}/verify`. An attempt is counted before the answer is
+    /// compared, with a conditional write, and given back if the answer was right: however
+    /// many answers arrive at once, no more are compared than there are attempts left.
     pub async fn verify(&self, id: &str, body: &[u8]) -> Result<VerifyView> {
         let answer: VerifyIn = parse_json(body)?;
-        let share = match self.verify_unchanged(id, &answer).await? {
-            Recorded::Yes(share) => share,
-            Recorded::No { read } => self.verify_judged(id, &answer, read).await?,
-        };
+        let share = self.open_share(id).await?;
+        let canonical = answer.canonical(share.auth)?;
+        let keys = self.keys().await?;
+        let (attempt, share) = self
+            .mutate_kept(
+                Some(share),
+                Load::Patient(id),
+                |share, _| match share.take_attempt() {
+                    Some(attempt) => Step::write(vec![], Ok(attempt)),
+                    None => Step::append(vec![], Err(Error::Locked)),
+                },
+            )
+            .await?;
+        let correct = share.secret.as_ref().is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
+        let share = self
+            .mutate_read(
+                Some(share),
+                Load::Patient(id),
+                |share, now| {
+                    let before = share.clone();
+                    let outcome = share.settle_attempt(attempt, now, correct);
+                    let share_id = share.id.clone();
+                    let event = |kind| Event::new(&share_id, kind, now);
+                    let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(json!({ "reason": reason }));
+                    let (events, result) = match outcome {
+                        VerifyOutcome::Verified => (vec![event(EventKind::Verified)], Ok(share.clone())),
+                        VerifyOutcome::WrongCode { attempts_left } => {
+                            (vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
+                        }
+                        VerifyOutcome::Locked => (vec![failed("wrong_code"), event(EventKind::Locked)], Err(Error::Locked)),
+                        // The right code, too old (strict mode) or replaced meanwhile: the
+                        // practice sees the patient tried, and why it failed, so it can resend.
+                        VerifyOutcome::ExpiredCode => (vec![failed("expired_code")], Err(Error::ExpiredCode)),
+                    };
+                    // A right answer gives its attempt back: a write, conditional like the one
+                    // that took it. A wrong one was counted already and only adds its events.
+                    if *share == before { Step::append(events, result) } else { Step::write(events, result) }
+                },
+            )
+            .await;
+        if let Err(Error::WrongCode { .. } | Error::Locked) = &share {
+            tracing::info!(share_id = %id, "verification refused");
+        }
+        let share = share?;
         tracing::info!(share_id = %share.id, reference = %share.reference, "share verified");
         let generation = share.secret.as_ref().map_or(0, |s| s.generation);
         let expires_at = self.now() + Duration::seconds(ACCESS_TOKEN_SECS);
         Ok(VerifyView {
-            access_token: self.keys().await?.issue_token(share.id.as_str(), generation, expires_at),
+            access_token: keys.issue_token(share.id.as_str(), generation, expires_at),
             expires_in: ACCESS_TOKEN_SECS,
             documents: share
                 .documents
@@ -81,73 +122,6 @@ impl Service {
         })
     }
 
-    /// The common case, a right answer that leaves the share as it is (see
-    /// `Share::verifies_unchanged_until`): the answer's key goes to the store with the
-    /// `verified` event, and where the store checks it in the write itself (DynamoDB), that one
-    /// write is all a verify costs. Anything else goes to [`Self::verify_judged`], with the
-    /// share if the store read it on the way (so a wrong answer costs no more than before).
-    async fn verify_unchanged(&self, id: &str, answer: &VerifyIn) -> Result<Recorded> {
-        if !self.store.records_verified() {
-            return Ok(Recorded::No { read: None });
-        }
-        let (Some(id), Some((auth, canonical))) = (ShareId::parse(id), answer.as_given()) else {
-            return Ok(Recorded::No { read: None });
-        };
-        let now = self.now();
-        let key = answer_key(auth.answer_field(), &self.keys().await?.hash_secret(id.as_str(), &canonical));
-        Ok(self.store.record_verified(&id, &key, now, &Event::new(&id, EventKind::Verified, now)).await?)
-    }
-
-    /// Any answer, judged with the share in hand: one read and one conditional write when
-    /// nobody else is answering at the same time.
-    async fn verify_judged(&self, id: &str, answer: &VerifyIn, read: Option<Share>) -> Result<Share> {
-        let share = match read {
-            Some(share) => self.patient_access(share)?,
-            None => self.open_share(id).await?,
-        };
-        let canonical = answer.canonical(share.auth)?;
-        let keys = self.keys().await?;
-        let share = self
-            .mutate_read(
-                Some(share),
-                Load::Patient(id),
-                |share, now| {
-                    let correct = share
-                        .secret
-                        .as_ref()
-                        .is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
-                    let share_id = share.id.clone();
-                    let event = |kind| Event::new(&share_id, kind, now);
-                    let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(serde_json::json!({ "reason": reason }));
-                    match share.check_answer(now, correct) {
-                        // A right answer is a conditional write too, every time: judged on a read
-                        // that a concurrent wrong answer has since outdated (and maybe locked),
-                        // it must lose and be judged again, or parallel guesses would get past
-                        // the limit once the patient has verified once.
-                        VerifyOutcome::Verified { .. } => {
-                            Step::write(vec![event(EventKind::Verified)], Ok(share.clone()))
-                        }
-                        VerifyOutcome::WrongCode { attempts_left } => {
-                            Step::write(vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
-                        }
-                        VerifyOutcome::Locked { just_now: true } => Step::write(
-                            vec![failed("wrong_code"), event(EventKind::Locked)],
-                            Err(Error::Locked),
-                        ),
-                        VerifyOutcome::Locked { just_now: false } => Step::append(vec![], Err(Error::Locked)),
-                        // The right code, too old (strict mode): the practice sees the patient
-                        // tried, and why it failed, so it can resend.
-                        VerifyOutcome::ExpiredCode => Step::append(vec![failed("expired_code")], Err(Error::ExpiredCode)),
-                    }
-                },
-            )
-            .await;
-        if let Err(Error::WrongCode { .. } | Error::Locked) = &share {
-            tracing::info!(share_id = %id, "verification refused");
-        }
-        share
-    }
-
     /// `POST /v1/public/shares/{id}/code`: a fresh code by SMS to the number the practice gave.
     /// It keeps the count of wrong answers; only the practice's resend starts a new count.
     pub async fn request_code(&self, id: &str) -> Result<CodeSentView> {
@@ -156,12 +130,12 @@ impl Service {
         let keys = self.keys().await?;
         let practice = self.store.get_practice(&share.practice_id).await?.ok_or(Error::NotFound)?;
         // Count against the daily cap before the old code dies, so a capped request changes nothing.
-        if !self.take_sms_budget(&practice).await? {
+        let Some(day) = self.take_sms_budget(&practice).await? else {
             tracing::warn!(share_id = %share.id, reference = %share.reference, "daily SMS cap reached");
             let secs = seconds_to_next_utc_day(self.now());
             return Err(Error::RateLimited { retry_after_secs: secs, message: "the practice's daily SMS limit is reached" });
-        }
-        let (share, code) = self
+        };
+        let requested = self
             .mutate_read(
                 Some(share),
                 Load::Patient(id),
@@ -175,7 +149,16 @@ impl Service {
                     Step::write(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
                 },
             )
-            .await?;
+            .await;
+        // A request that lost the race (or found the share changed) sends nothing: its unit of
+        // the cap goes back, or a burst of requests would spend the practice's day.
+        let (share, code) = match requested {
+            Ok(requested) => requested,
+            Err(e) => {
+                self.give_back_sms(&practice, &day).await;
+                return Err(e);
+            }
+        };
         tracing::info!(share_id = %share.id, reference = %share.reference, "code requested by patient");
         let sent = self.send_code_sms(&practice, &share, &code, true).await;
         if sent.status != "sent" {

@@ -441,9 +441,9 @@ async fn on_dynamodb_an_answer_in_flight_holds_the_last_attempt() {
     assert_eq!(view["status"], "locked");
 }
 
-/// What an answer costs on DynamoDB: the share read, the attempt taken (one conditional
-/// `UpdateItem`), and then a right answer gives it back with its `verified` event (one
-/// transaction), a wrong one adds its event. The events stay whole and in order, and the
+/// What an answer costs on DynamoDB: the share read, the attempt taken (a conditional write),
+/// and then a right answer gives it back with its `verified` event (another), a wrong one adds
+/// its event. Share writes are transactions, which the SDK retries idempotently. The events stay whole and in order, and the
 /// practice sees when the share was first verified, in the listing too.
 #[tokio::test]
 async fn on_dynamodb_an_answer_is_counted_then_settled() {
@@ -454,9 +454,9 @@ async fn on_dynamodb_an_answer_is_counted_then_settled() {
     let id = id_of(&share);
     calls.take();
     verify_ok(&app, &id, &code).await;
-    assert_eq!(calls.take(), ["GetItem", "UpdateItem", "TransactWriteItems"], "a right answer");
+    assert_eq!(calls.take(), ["GetItem", "TransactWriteItems", "TransactWriteItems"], "a right answer");
     verify(&app, &id, &other_code(&code)).await.err(401, "wrong_code");
-    assert_eq!(calls.take(), ["GetItem", "UpdateItem", "GetItem", "PutItem"], "a wrong answer");
+    assert_eq!(calls.take(), ["GetItem", "TransactWriteItems", "GetItem", "PutItem"], "a wrong answer");
     let verified = verify_ok(&app, &id, &code).await;
     let doc = verified["documents"][0]["id"].as_str().unwrap().to_owned();
     document_link(&app, &id, &doc, Some(&token_of(&verified))).await.ok(200);

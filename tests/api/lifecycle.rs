@@ -243,3 +243,29 @@ async fn unicode_and_quoted_filenames_download_with_rfc_6266_headers() {
     let entries = downloaded_archive(&app, &id, &token_of(&verified)).await;
     assert_eq!(entries[0].0, name, "the ZIP keeps the Unicode name");
 }
+
+/// Issue #17: whoever holds the code can repeat right answers and downloads without end; the
+/// share keeps 200 such events, says so once, and the downloads still work after that.
+#[tokio::test]
+async fn a_share_keeps_a_bounded_number_of_the_patient_s_events() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    let verified = verify_ok(&app, &id, &code).await;
+    let token = token_of(&verified);
+    let doc = verified["documents"][0]["id"].as_str().unwrap().to_owned();
+    // One `verified`, then downloads: 199 recorded, then 3 more that are not.
+    for _ in 0..202 {
+        document_link(&app, &id, &doc, Some(&token)).await.ok(200);
+    }
+    archive_link(&app, &id, Some(&token)).await.ok(200);
+    verify_ok(&app, &id, &code).await;
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "verified"), 1);
+    assert_eq!(count_events(&view, "document_downloaded"), 199);
+    assert_eq!(count_events(&view, "archive_downloaded"), 0);
+    assert_eq!(count_events(&view, "events_capped"), 1);
+    let types = event_types(&view);
+    assert_eq!(types[types.len() - 2..], ["document_downloaded", "events_capped"], "the marker comes with the last one kept");
+    assert!(view["downloaded_at"].is_string(), "{view}");
+}

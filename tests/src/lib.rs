@@ -94,8 +94,8 @@ impl DynamoDbCalls {
     /// Holds the next write (`PutItem`, `UpdateItem`, `TransactWriteItems`, …) once DynamoDB
     /// has answered it, before its caller sees the answer: the first receiver says it is held,
     /// and it goes on when the sender sends. For one request in flight at a time: the request
-    /// that writes next is the one held. It blocks a runtime thread meanwhile, so the test needs
-    /// a multi-threaded runtime.
+    /// that writes next is the one held. It blocks a runtime thread meanwhile
+    /// (`block_in_place`), so the test needs a multi-threaded runtime.
     pub fn hold_after_next_write(&self) -> (oneshot::Receiver<()>, std::sync::mpsc::Sender<()>) {
         let (held, is_held) = oneshot::channel();
         let (release, released) = std::sync::mpsc::channel();
@@ -139,7 +139,9 @@ impl aws_sdk_dynamodb::config::Intercept for DynamoDbCalls {
         {
             drop(hold);
             let _ = held.send(());
-            let _ = release.recv();
+            // `block_in_place` hands this thread's queued tasks to another, so nothing waits
+            // behind the held request; a test that never releases fails rather than hangs.
+            tokio::task::block_in_place(|| release.recv_timeout(std::time::Duration::from_secs(30)).ok());
         }
         Ok(())
     }

@@ -17,8 +17,10 @@
 //! share write is conditional on `version`; TTL (`ttl`, epoch seconds) is cleanup only — the
 //! application checks expiry on every read, because TTL deletion is lazy.
 //!
-//! A share write without events is one conditional `UpdateItem`; with events, a
-//! `TransactWriteItems` of the update and the event items.
+//! A share write is a `TransactWriteItems` of the conditional update and its event items, even
+//! without events: the SDK gives a transaction an idempotency token, so a retry of one that
+//! landed is not applied twice (a plain `UpdateItem` would fail its condition on the retry, and
+//! the service would apply its step again, e.g. give an attempt back twice).
 
 use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
 use crate::ports::{
@@ -27,7 +29,6 @@ use crate::ports::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -323,30 +324,6 @@ impl ShareStore for DynamoStore {
 
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
         let update = share_update(&self.table, share)?;
-        if events.is_empty() {
-            // One item: a plain conditional update costs half a transaction's write units.
-            let result = self
-                .client
-                .update_item()
-                .table_name(update.table_name())
-                .set_key(Some(update.key().clone()))
-                .update_expression(update.update_expression())
-                .set_condition_expression(update.condition_expression().map(str::to_owned))
-                .set_expression_attribute_names(update.expression_attribute_names().cloned())
-                .set_expression_attribute_values(update.expression_attribute_values().cloned())
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(()),
-                Err(e) => match e.as_service_error() {
-                    // Lost to a concurrent write, or met a transaction on the share under way
-                    // (which the SDK does not retry): read again and retry, as for a conflict.
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                    | Some(UpdateItemError::TransactionConflictException(_)) => Err(PortError::Conflict),
-                    _ => Err(sdk_err(e)),
-                },
-            };
-        }
         self.transact(TransactWriteItem::builder().update(update).build(), events, share.purge_at.timestamp()).await
     }
 

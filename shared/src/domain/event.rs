@@ -26,10 +26,13 @@ pub enum EventKind {
     EmailBounced,
     /// The SMS provider reported that the code did not reach the phone (AWS: SNS delivery logs).
     SmsDeliveryFailed,
+    /// The share holds as many events of the patient's own doing as it keeps
+    /// (`Share::MAX_PATIENT_EVENTS`): later right answers and downloads are not recorded.
+    EventsCapped,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::Created,
         EventKind::EmailSent,
         EventKind::SmsSent,
@@ -47,6 +50,7 @@ impl EventKind {
         EventKind::ExpiredUnread,
         EventKind::EmailBounced,
         EventKind::SmsDeliveryFailed,
+        EventKind::EventsCapped,
     ];
 
     /// The name in the API, in webhooks and in the store (serde's spelling, tested below).
@@ -69,6 +73,7 @@ impl EventKind {
             EventKind::ExpiredUnread => "expired_unread",
             EventKind::EmailBounced => "email_bounced",
             EventKind::SmsDeliveryFailed => "sms_delivery_failed",
+            EventKind::EventsCapped => "events_capped",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A share and its rules: who may see it, when, and how often they may guess.
 
 use super::{
-    Document, Email, Language, MAX_ATTEMPTS, PersonName, Phone, PracticeId, Reference, ShareId, SharePolicy,
+    Document, Email, Event, EventKind, Language, MAX_ATTEMPTS, PersonName, Phone, PracticeId, Reference, ShareId,
+    SharePolicy,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,9 @@ pub struct Share {
     pub first_opened_at: Option<DateTime<Utc>>,
     pub first_verified_at: Option<DateTime<Utc>>,
     pub first_downloaded_at: Option<DateTime<Utc>>,
+    /// How many events of the patient's own doing (right answers, downloads) were recorded.
+    #[serde(default)]
+    pub patient_events: u32,
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set once the expiry sweep has recorded `expired` and deleted the documents.
     pub expiry_processed: bool,
@@ -170,6 +174,7 @@ impl Share {
             first_opened_at: None,
             first_verified_at: None,
             first_downloaded_at: None,
+            patient_events: 0,
             revoked_at: None,
             expiry_processed: false,
         }
@@ -274,6 +279,12 @@ impl Share {
     /// right one gives it back (right answers cost nothing) unless the secret was replaced
     /// since, which counted or reset the attempts anew.
     pub fn settle_attempt(&mut self, attempt: Attempt, now: DateTime<Utc>, correct: bool) -> VerifyOutcome {
+        let code_expired = self.code_expired(now);
+        let Some(secret) = self.secret.as_mut().filter(|s| s.generation == attempt.generation) else {
+            // An answer to a code that is gone (a resend, a self-service code): nothing to say
+            // of the new one, whose count the replacement reset or carried over.
+            return VerifyOutcome::ExpiredCode;
+        };
         if !correct {
             return if attempt.counted >= MAX_ATTEMPTS {
                 VerifyOutcome::Locked
@@ -281,10 +292,6 @@ impl Share {
                 VerifyOutcome::WrongCode { attempts_left: MAX_ATTEMPTS - attempt.counted }
             };
         }
-        let code_expired = self.code_expired(now);
-        let Some(secret) = self.secret.as_mut().filter(|s| s.generation == attempt.generation) else {
-            return VerifyOutcome::ExpiredCode; // right, but for a code that is gone
-        };
         secret.failed_attempts = secret.failed_attempts.saturating_sub(1);
         if code_expired {
             return VerifyOutcome::ExpiredCode;
@@ -333,6 +340,25 @@ impl Share {
             None => (1, 0),
         };
         self.secret = Some(SecretState { hash, generation, issued_at: now, failed_attempts: failed });
+    }
+
+    /// The most events of the patient's own doing a share keeps: a link holder with the code can
+    /// repeat right answers and downloads at will, and each event goes to the practice's
+    /// listing and to every webhook endpoint. Ample for 50 documents fetched on many visits.
+    pub const MAX_PATIENT_EVENTS: u32 = 200;
+
+    /// What to record of an event of the patient's own doing: `event` while the share keeps
+    /// such events, with `events_capped` beside the last one it keeps, nothing after that.
+    pub fn patient_event(&mut self, event: Event) -> Vec<Event> {
+        if self.patient_events >= Self::MAX_PATIENT_EVENTS {
+            return Vec::new();
+        }
+        self.patient_events += 1;
+        if self.patient_events < Self::MAX_PATIENT_EVENTS {
+            return vec![event];
+        }
+        let capped = Event::new(&self.id, EventKind::EventsCapped, event.created_at);
+        vec![event, capped]
     }
 
     /// Seconds a self-service request must wait, for the page: `None` when it may ask now or
@@ -447,6 +473,18 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_answer_to_a_code_replaced_meanwhile_says_nothing_of_the_new_one() {
+        let mut s = share(Policy::default());
+        for _ in 0..4 {
+            answer(&mut s, t0(), false);
+        }
+        let attempt = s.take_attempt().unwrap(); // the last one
+        s.replace_secret("h2".into(), t0(), true);
+        assert_eq!(s.settle_attempt(attempt, t0(), false), VerifyOutcome::ExpiredCode, "not `locked`: the new code is not");
+        assert_eq!(s.attempts_left(), MAX_ATTEMPTS);
+    }
+
+    #[test]
     fn a_right_answer_for_a_code_replaced_meanwhile_does_not_verify() {
         let mut s = share(Policy::default());
         answer(&mut s, t0(), false);
@@ -455,6 +493,21 @@ mod tests {
         assert_eq!(s.settle_attempt(attempt, t0(), true), VerifyOutcome::ExpiredCode);
         assert_eq!(s.attempts_left(), MAX_ATTEMPTS, "nothing given back to the new code's count");
         assert_eq!(s.first_verified_at, None);
+    }
+
+    #[test]
+    fn a_share_keeps_a_bounded_number_of_the_patient_s_events_and_says_so() {
+        let mut s = share(Policy::default());
+        let event = |s: &Share| Event::new(&s.id, EventKind::DocumentDownloaded, t0());
+        for _ in 1..Share::MAX_PATIENT_EVENTS {
+            let e = event(&s);
+            assert_eq!(s.patient_event(e.clone()), [e]);
+        }
+        let last = s.patient_event(event(&s));
+        let kinds: Vec<_> = last.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::DocumentDownloaded, EventKind::EventsCapped]);
+        assert_eq!(s.patient_event(event(&s)), [], "nothing past the cap");
+        assert_eq!(s.patient_events, Share::MAX_PATIENT_EVENTS);
     }
 
     #[test]

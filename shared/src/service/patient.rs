@@ -83,7 +83,7 @@ impl Service {
                     let event = |kind| Event::new(&share_id, kind, now);
                     let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(json!({ "reason": reason }));
                     let (events, result) = match outcome {
-                        VerifyOutcome::Verified => (vec![event(EventKind::Verified)], Ok(share.clone())),
+                        VerifyOutcome::Verified => (share.patient_event(event(EventKind::Verified)), Ok(share.clone())),
                         VerifyOutcome::WrongCode { attempts_left } => {
                             (vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
                         }
@@ -181,8 +181,9 @@ impl Service {
             .await?;
         let event = Event::new(&share.id, EventKind::DocumentDownloaded, self.now())
             .with_data(json!({ "document_id": doc.id }));
-        self.record_download(&share, event).await?;
-        Ok(UrlView { url, expires_in: self.url_lifetime(&share) })
+        let expires_in = self.url_lifetime(&share);
+        self.record_download(share, event).await?;
+        Ok(UrlView { url, expires_in })
     }
 
     /// `GET /v1/public/shares/{id}/archive`: a short-lived URL for the ZIP of all documents.
@@ -197,8 +198,9 @@ impl Service {
                 self.url_lifetime(&share),
             )
             .await?;
-        self.record_download(&share, Event::new(&share.id, EventKind::ArchiveDownloaded, self.now())).await?;
-        Ok(UrlView { url, expires_in: self.url_lifetime(&share) })
+        let (event, expires_in) = (Event::new(&share.id, EventKind::ArchiveDownloaded, self.now()), self.url_lifetime(&share));
+        self.record_download(share, event).await?;
+        Ok(UrlView { url, expires_in })
     }
 
     /// A download URL lives 5 minutes, but never past the link itself.
@@ -219,21 +221,18 @@ impl Service {
     }
 
     /// A URL handed out counts as a download (on AWS the bytes come from S3 directly, so this is
-    /// the one moment the service sees). The first one is kept on the share for `expired_unread`.
-    async fn record_download(&self, share: &Share, event: Event) -> Result<()> {
-        if share.first_downloaded_at.is_some() {
-            self.store.append_events(&[event]).await?;
-            return Ok(());
-        }
+    /// the one moment the service sees). The first one is kept on the share for
+    /// `expired_unread`; each counts toward what the share keeps (`Share::patient_event`).
+    async fn record_download(&self, share: Share, event: Event) -> Result<()> {
         let id = share.id.clone();
-        self.mutate(
+        self.mutate_read(
+            Some(share),
             Load::Patient(id.as_str()),
             |share, now| {
-                if share.first_downloaded_at.is_some() {
-                    return Step::append(vec![event.clone()], Ok(()));
-                }
-                share.first_downloaded_at = Some(now);
-                Step::write(vec![event.clone()], Ok(()))
+                let first = share.first_downloaded_at.is_none();
+                share.first_downloaded_at.get_or_insert(now);
+                let events = share.patient_event(event.clone());
+                if first || !events.is_empty() { Step::write(events, Ok(())) } else { Step::append(events, Ok(())) }
             },
         )
         .await

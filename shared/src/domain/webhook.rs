@@ -57,12 +57,7 @@ impl Webhook {
             return Err(bad("must not have a fragment"));
         }
         let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => {
-                let d = d.trim_end_matches('.');
-                d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-            }
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+            Some(host) => is_loopback_host(&host),
             None => return Err(bad("must name a host")),
         };
         let private = match url.host() {
@@ -86,6 +81,19 @@ impl Webhook {
             return Err(Invalid::new("description must be at most 200 characters on one line"));
         }
         Ok((!d.is_empty()).then(|| d.to_owned()))
+    }
+}
+
+/// Whether a host is this machine: `localhost` and the names under it (which resolvers and
+/// browsers keep on the machine, RFC 6761), or a loopback address.
+pub fn is_loopback_host<S: AsRef<str>>(host: &url::Host<S>) -> bool {
+    match host {
+        url::Host::Domain(d) => {
+            let d = d.as_ref().trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 

@@ -24,7 +24,7 @@ pub use sqlite::SqliteStore;
 pub use webhooks::WebhookWorker;
 
 use crate::admin;
-use crate::domain::{Policy, PracticeId, UrlRule};
+use crate::domain::{Policy, PracticeId, UrlRule, is_loopback_host};
 use crate::poster::HttpPoster;
 use crate::ports::{Clock, PracticeStore, Store};
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
@@ -42,8 +42,8 @@ pub struct Options {
     pub api_key: Option<String>,
     /// Don't print outbox messages to the console (tests).
     pub quiet: bool,
-    /// Serve `GET /_outbox`. It lists every code sent, so `serve` turns it on only when it
-    /// listens on a loopback address.
+    /// Serve `GET /_outbox` (to requests for a loopback `Host` only). It lists every code
+    /// sent, so `serve` turns it on only when [`outbox_route_allowed`].
     pub outbox_route: bool,
 }
 
@@ -54,6 +54,13 @@ pub struct App {
     pub api_key: String,
     /// Delivers webhooks; `serve` spawns it.
     pub webhooks: WebhookWorker,
+}
+
+/// Whether `serve` may offer `GET /_outbox`: only on a developer's machine, listening on a
+/// loopback address and with a loopback public URL. A proxy in front (`--public-url
+/// https://…`) reaches the listener from loopback too, and would hand the outbox to anyone.
+pub fn outbox_route_allowed(listen: std::net::IpAddr, public_url: &str) -> bool {
+    listen.is_loopback() && url::Url::parse(public_url).is_ok_and(|url| url.host().is_some_and(|h| is_loopback_host(&h)))
 }
 
 /// Opens (or creates) the data dir and builds the router over the embedded adapters.
@@ -164,4 +171,23 @@ pub async fn revoke_key_by_secret(data_dir: &Path, secret: &str) -> anyhow::Resu
     let key = store.find_api_key(&crate::domain::ApiKey::hash(secret)).await?.context("no such key")?;
     store.revoke_api_key(&key.id, chrono::Utc::now()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_route_needs_a_loopback_listener_and_public_url() {
+        let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+        for url in ["http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080"] {
+            assert!(outbox_route_allowed(loopback, url), "{url}");
+            assert!(outbox_route_allowed(std::net::Ipv6Addr::LOCALHOST.into(), url), "{url}");
+        }
+        // Behind a proxy: the listener is loopback, the world is not.
+        for url in ["https://sealpost.example.ch", "http://192.168.1.10:8080", "not a url"] {
+            assert!(!outbox_route_allowed(loopback, url), "{url}");
+        }
+        assert!(!outbox_route_allowed([0, 0, 0, 0].into(), "http://127.0.0.1:8080"));
+    }
 }

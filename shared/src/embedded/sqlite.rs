@@ -73,6 +73,13 @@ pub(super) fn us(t: DateTime<Utc>) -> i64 {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> PortResult<Self> {
+        // SQLite would create the database with the umask's mode (0644 mostly), and makes its
+        // -wal and -shm files with the database's: created 0600 here, all three are private.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(db_err)?;
+        }
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;

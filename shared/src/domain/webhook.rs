@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// A practice may register this many endpoints.
 pub const MAX_WEBHOOKS_PER_PRACTICE: usize = 5;
+/// `POST /v1/webhooks/{id}/test` posts at most this many times a minute to one endpoint: it
+/// answers with what the endpoint said, so it must not become a scanner or a request pump.
+pub const WEBHOOK_TESTS_PER_MINUTE: u32 = 5;
 /// A delivery attempt gives up after this long (SPEC: 10 s).
 pub const DELIVERY_TIMEOUT_SECS: u64 = 10;
 /// A delivery is retried for this long after its event happened (SPEC: 24 hours).

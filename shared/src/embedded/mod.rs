@@ -131,6 +131,11 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")
 }
 
+/// What Sealpost keeps in a data dir.
+#[cfg(unix)]
+const DATA_FILES: [&str; 8] =
+    ["sealpost.db", "sealpost.db-wal", "sealpost.db-shm", "sealpost.db-journal", "blobs", "outbox.jsonl", "pepper", "api-key"];
+
 /// Creates the data dir (0700), or brings an existing one, made by an older version or under
 /// another umask, to 0700 for folders and 0600 for files: it holds documents, codes' HMACs,
 /// phone numbers and the pepper.
@@ -141,8 +146,13 @@ fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("making data dir {} its owner's only", dir.display()))?;
-        for entry in std::fs::read_dir(dir)? {
-            owner_only(&entry?.path()).with_context(|| format!("making data dir {} its owner's only", dir.display()))?;
+        // What Sealpost keeps there, not whatever else shares the folder (a `--data-dir .`
+        // must not lose its scripts' execute bits).
+        for name in DATA_FILES {
+            match owner_only(&dir.join(name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                done => done.with_context(|| format!("making {} its owner's only", dir.join(name).display()))?,
+            }
         }
     }
     Ok(())
@@ -262,6 +272,9 @@ mod tests {
         }
         std::fs::write(dir.join("blobs/shares/old/doc"), "").unwrap();
         std::fs::set_permissions(dir.join("blobs/shares/old/doc"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Not Sealpost's: left as it is.
+        std::fs::write(dir.join("notes.sh"), "").unwrap();
+        std::fs::set_permissions(dir.join("notes.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(tmp.path().join("probe"), "").unwrap();
         let umask_lets_others_read = mode(&tmp.path().join("probe")) & 0o044 != 0;
 
@@ -292,6 +305,8 @@ mod tests {
             if meta.is_dir() {
                 assert_eq!(mode(&path), 0o700, "{}", path.display());
                 todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.ends_with("notes.sh") {
+                assert_eq!(mode(&path), 0o755, "another file in the folder keeps its mode");
             } else {
                 assert_eq!(mode(&path), 0o600, "{}", path.display());
             }

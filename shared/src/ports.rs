@@ -160,6 +160,10 @@ pub trait WebhookStore: Send + Sync {
     /// Records an attempt as the endpoint's latest (and, if `ok`, its latest success).
     async fn record_attempt(&self, practice: &PracticeId, id: &WebhookId, attempt: &Attempt) -> PortResult<()>;
     async fn webhook_health(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<WebhookHealth>;
+    /// Counts one test post to the endpoint in `minute` (unix seconds / 60); `false` (and
+    /// nothing counted) when `limit` were counted in that minute already. Atomic: a race never
+    /// lets more through.
+    async fn take_webhook_test(&self, practice: &PracticeId, id: &WebhookId, minute: i64, limit: u32) -> PortResult<bool>;
     async fn record_failed_delivery(&self, practice: &PracticeId, id: &WebhookId, failed: &FailedDelivery)
     -> PortResult<()>;
     /// Failed deliveries, newest first (kept 30 days), one per event: recorded twice (a

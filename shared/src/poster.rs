@@ -1,14 +1,19 @@
 //! The webhook HTTP client: one POST per attempt, 10 s in all, no redirects followed (a 3xx is
-//! not a delivery), no proxy, nothing of the answer kept but its status. Where only public
-//! endpoints are allowed (AWS), every address a host name resolves to is checked too, so a
-//! name pointing at a private or metadata address (or re-pointed there after registration)
-//! gets no request.
+//! not a delivery), no proxy, nothing of the answer kept but its status. Every URL is checked
+//! against the backend's rule again before it is posted to (an endpoint stored under an older
+//! rule, an address literal), and every address a host name resolves to is checked too: public
+//! ones only, or loopback ones only for the embedded backend's plain-HTTP exception. So a name
+//! pointing at a private or metadata address (or re-pointed there after registration) gets no
+//! request.
 
-use crate::domain::{DELIVERY_TIMEOUT_SECS, UrlRule, is_public};
+use crate::domain::{DELIVERY_TIMEOUT_SECS, Reach, UrlRule, Webhook, is_public};
 use crate::ports::{PostOutcome, WebhookPoster, WebhookRequest};
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+type LazyClient = Arc<OnceLock<Result<reqwest::Client, String>>>;
 
 /// Built on its first delivery, not with the service: of the functions, only the webhook
 /// sender and the webhook test route post, and building a client reads and parses the
@@ -16,42 +21,57 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct HttpPoster {
     rule: UrlRule,
-    client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    /// For `https` to public hosts.
+    public: LazyClient,
+    /// For plain `http` to loopback, where the rule allows it.
+    loopback: LazyClient,
 }
 
-/// The system resolver, keeping public addresses only.
-struct PublicOnly;
+/// The system resolver, keeping only the addresses an endpoint may be reached at.
+struct Keeping(Reach);
 
-impl Resolve for PublicOnly {
+impl Resolve for Keeping {
     fn resolve(&self, name: Name) -> Resolving {
+        let reach = self.0;
         Box::pin(async move {
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let public: Vec<_> = found.filter(|a| is_public(a.ip())).collect();
-            if public.is_empty() {
-                return Err("the host has no public address".into());
+            let kept: Vec<_> = found
+                .filter(|a| match reach {
+                    Reach::Public => is_public(a.ip()),
+                    Reach::Loopback => a.ip().to_canonical().is_loopback(),
+                })
+                .collect();
+            if kept.is_empty() {
+                return Err(match reach {
+                    Reach::Public => "the host has no public address".into(),
+                    Reach::Loopback => "the host has no loopback address".into(),
+                });
             }
-            Ok(Box::new(public.into_iter()) as Addrs)
+            Ok(Box::new(kept.into_iter()) as Addrs)
         })
     }
 }
 
 impl HttpPoster {
     pub fn new(rule: UrlRule) -> Self {
-        Self { rule, client: std::sync::Arc::default() }
+        Self { rule, public: LazyClient::default(), loopback: LazyClient::default() }
     }
 
-    fn client(&self) -> Result<&reqwest::Client, &str> {
-        let built = self.client.get_or_init(|| {
-            let mut builder = reqwest::Client::builder()
+    fn client(&self, reach: Reach) -> Result<&reqwest::Client, &str> {
+        let cell = match reach {
+            Reach::Public => &self.public,
+            Reach::Loopback => &self.loopback,
+        };
+        let built = cell.get_or_init(|| {
+            reqwest::Client::builder()
                 .timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
                 .connect_timeout(Duration::from_secs(DELIVERY_TIMEOUT_SECS))
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
-                .user_agent(concat!("Sealpost-Webhooks/", env!("CARGO_PKG_VERSION")));
-            if self.rule == UrlRule::HttpsOnly {
-                builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
-            }
-            builder.build().map_err(|e| format!("webhook HTTP client: {e}"))
+                .user_agent(concat!("Sealpost-Webhooks/", env!("CARGO_PKG_VERSION")))
+                .dns_resolver(Arc::new(Keeping(reach)))
+                .build()
+                .map_err(|e| format!("webhook HTTP client: {e}"))
         });
         built.as_ref().map_err(String::as_str)
     }
@@ -60,7 +80,10 @@ impl HttpPoster {
 #[async_trait]
 impl WebhookPoster for HttpPoster {
     async fn post(&self, request: &WebhookRequest) -> PostOutcome {
-        let client = match self.client() {
+        let Ok((_, reach)) = Webhook::check_url(&request.url, self.rule) else {
+            return PostOutcome::Failed("url not allowed".into());
+        };
+        let client = match self.client(reach) {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(error = %e, "no webhook HTTP client");
@@ -86,26 +109,47 @@ mod tests {
     use super::*;
     use crate::ports::WebhookRequest;
 
+    fn request(url: String) -> WebhookRequest {
+        WebhookRequest { url, headers: vec![], body: b"{}".to_vec() }
+    }
+
     #[tokio::test]
-    async fn public_only_refuses_a_name_that_resolves_to_loopback() {
+    async fn names_resolve_only_to_the_addresses_an_endpoint_may_reach() {
+        let localhost = || "localhost".parse::<Name>().unwrap();
+        // `localhost` resolves to loopback: nothing for a public endpoint …
+        assert!(Keeping(Reach::Public).resolve(localhost()).await.is_err());
+        // … and only loopback addresses for the embedded backend's http exception.
+        let addrs: Vec<_> = Keeping(Reach::Loopback).resolve(localhost()).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    /// An endpoint stored before the embedded rule was tightened (issue 17), or any address
+    /// literal (which never meets the resolver), gets no request unless the rule allows it now.
+    #[tokio::test]
+    async fn urls_are_checked_again_before_posting() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let request = |host: &str| WebhookRequest {
-            url: format!("http://{host}:{port}/x"),
-            headers: vec![],
-            body: b"{}".to_vec(),
-        };
+        let local = HttpPoster::new(UrlRule::AllowLoopbackHttp);
         let strict = HttpPoster::new(UrlRule::HttpsOnly);
-        // `localhost` resolves to 127.0.0.1: no request may leave.
-        assert_eq!(strict.post(&request("localhost")).await, PostOutcome::Failed("connect".into()));
+        for (poster, url) in [
+            (&local, format!("https://127.0.0.1:{port}/x")),
+            (&local, format!("https://localhost:{port}/x")),
+            (&local, "https://169.254.169.254/latest/meta-data".to_owned()),
+            (&local, "http://10.0.0.1/x".to_owned()),
+            (&strict, format!("http://localhost:{port}/x")),
+        ] {
+            assert_eq!(poster.post(&request(url.clone())).await, PostOutcome::Failed("url not allowed".into()), "{url}");
+        }
+        let connected = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(connected.is_err(), "no connection may be made");
+
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
             tokio::io::AsyncWriteExt::write_all(&mut socket, b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         });
-        let local = HttpPoster::new(UrlRule::AllowLoopbackHttp);
-        assert_eq!(local.post(&request("localhost")).await, PostOutcome::Status(204));
+        assert_eq!(local.post(&request(format!("http://localhost:{port}/x"))).await, PostOutcome::Status(204));
         server.await.unwrap();
     }
 }

@@ -33,6 +33,10 @@ fn any_filename() -> impl Strategy<Value = String> {
     prop_oneof![tricky_text(), path_like()]
 }
 
+/// Up to three of the characters that may stand between the digits of a number: Unicode's
+/// spaces, dashes and invisible characters, and the dots and slashes among its punctuation.
+const SEPARATOR_RUN: &str = "[\\s\\p{Dash}\\p{Default_Ignorable_Code_Point}./\\\\_\\x{b7}\\x{2024}\\x{2027}\\x{ff0e}\\x{3002}\\x{2044}\\x{2215}\\x{ff0f}]{0,3}";
+
 fn six_digits() -> impl Strategy<Value = String> {
     "[0-9]{6}"
 }
@@ -94,9 +98,33 @@ proptest! {
         prop_assert!(message_contains_code(&text), "{:?}", text);
     }
 
+    /// Six digits with nothing but separators between them are a code to the eye, whatever
+    /// the separators: any run of Unicode's spaces, dashes, dots, slashes or invisible
+    /// characters, between any two of the digits (issue 17: `12 34 56`, `123 - 456`).
     #[test]
-    fn text_without_six_digits_is_never_code_shaped(text in "[^0-9]{0,40}([0-9]{1,5}[^0-9]{2,10}){0,5}") {
-        // Runs of at most five digits, each followed by two or more non-digits: no code shape.
+    fn six_digits_with_any_separators_are_spotted(
+        prefix in "(\\PN{0,20}[a-zA-Z:(])?",
+        digits in six_digits(),
+        gaps in prop::collection::vec(SEPARATOR_RUN, 5),
+        suffix in "([a-zA-Z,:)]\\PN{0,20})?",
+    ) {
+        let mut text = prefix;
+        for (i, digit) in digits.chars().enumerate() {
+            if i > 0 {
+                text.push_str(&gaps[i - 1]);
+            }
+            text.push(digit);
+        }
+        text.push_str(&suffix);
+        prop_assert!(message_contains_code(&text), "{:?}", text);
+    }
+
+    #[test]
+    fn text_without_six_digits_is_never_code_shaped(
+        text in "\\PN{0,40}([0-9]{1,5}[ ./-]{0,2}[a-zA-Zäöüé,:;()]\\PN{0,8}){0,5}"
+    ) {
+        // Runs of at most five digits, each followed by something no number is written with
+        // (a letter, a comma): no code shape.
         prop_assert!(!message_contains_code(&text), "{:?}", text);
     }
 

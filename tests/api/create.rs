@@ -248,7 +248,8 @@ async fn invalid_documents_are_named_by_index() {
 #[tokio::test]
 async fn messages_are_bounded_and_never_code_shaped() {
     let app = TestApp::spawn().await;
-    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654", "Code: 123\u{2013}456"] {
+    let spaced = ["123  456", "123 - 456", "12 34 56", "1 2 3 4 5 6", "Termin 12.03.25", "1\u{200b}23456"];
+    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654", "Code: 123\u{2013}456"].into_iter().chain(spaced) {
         let mut body = share_body();
         body["message"] = json!(msg);
         post_share(&app, &body).await.invalid("message");

@@ -152,7 +152,10 @@ async fn a_delivery_given_up_twice_is_listed_once() {
 async fn bad_endpoints_are_refused_naming_the_field() {
     let app = TestApp::spawn().await;
     let key = Some(app.api_key.as_str());
-    for url in ["ftp://example.ch/x", "http://example.ch/hooks", "/relative", "https://user:pw@example.ch/", ""] {
+    // Private, link-local (cloud metadata) and loopback addresses over https: refused on every
+    // backend (issue 17: the embedded one accepted them, and its test route told what answered).
+    let private = ["https://169.254.169.254/latest/meta-data/", "https://10.0.0.1/", "https://192.168.1.1/", "https://[fd00::1]/", "https://127.0.0.1/"];
+    for url in ["ftp://example.ch/x", "http://example.ch/hooks", "/relative", "https://user:pw@example.ch/", ""].into_iter().chain(private) {
         call(&app, "POST", "/v1/webhooks", key, Some(&json!({ "url": url }))).await.invalid("url");
     }
     call(&app, "POST", "/v1/webhooks", key, Some(&json!({}))).await.invalid("url");
@@ -285,6 +288,32 @@ async fn the_test_call_posts_a_signed_test_event_and_says_what_happened() {
     let health = webhook(&app, created["id"].as_str().unwrap()).await;
     assert_eq!(health["last_attempt"]["status"], 503, "{health}");
     assert!(health["last_success_at"].is_string(), "the earlier success stays: {health}");
+}
+
+/// The test route answers with what the endpoint said: a few a minute per endpoint, then 429
+/// with `Retry-After` until the minute is over; another endpoint has its own count.
+#[tokio::test]
+async fn the_test_call_is_limited_per_endpoint() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::spawn().await;
+    // The start of a minute, so that the limit's minute does not end during the test.
+    let now = app.clock.now();
+    app.advance(Duration::seconds(60 - now.timestamp().rem_euclid(60)));
+    let first = register(&app, &receiver.url).await["id"].as_str().unwrap().to_owned();
+    let second = register(&app, &receiver.url).await["id"].as_str().unwrap().to_owned();
+    let test = |id: &str| format!("/v1/webhooks/{id}/test");
+    for _ in 0..sealpost::domain::WEBHOOK_TESTS_PER_MINUTE {
+        call(&app, "POST", &test(&first), Some(&app.api_key), None).await.ok(200);
+    }
+    let limited = call(&app, "POST", &test(&first), Some(&app.api_key), None).await;
+    limited.err(429, "rate_limited");
+    let retry_after = limited.retry_after();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(receiver.received().len(), sealpost::domain::WEBHOOK_TESTS_PER_MINUTE as usize, "the refused test posted nothing");
+    call(&app, "POST", &test(&second), Some(&app.api_key), None).await.ok(200);
+
+    app.advance(Duration::seconds(i64::try_from(retry_after).unwrap()));
+    call(&app, "POST", &test(&first), Some(&app.api_key), None).await.ok(200);
 }
 
 #[tokio::test]

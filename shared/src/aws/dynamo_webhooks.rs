@@ -105,6 +105,43 @@ impl WebhookStore for DynamoStore {
         Ok(())
     }
 
+    /// On the endpoint's health item (`test_minute`, `test_count`), removed with it.
+    async fn take_webhook_test(&self, practice: &PracticeId, id: &WebhookId, minute: i64, limit: u32) -> PortResult<bool> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(practice_pk(practice)))
+                .key("sk", s(format!("WHHEALTH#{id}")))
+                .expression_attribute_values(":m", n(minute))
+                .expression_attribute_values(":one", n(1))
+        };
+        let count_up = || {
+            update()
+                .update_expression("ADD test_count :one")
+                .condition_expression("test_minute = :m AND test_count < :limit")
+                .expression_attribute_values(":limit", n(limit))
+                .send()
+        };
+        // Counts up within this minute; else starts it; else (another request started it
+        // meanwhile) counts up after all.
+        if written(count_up().await)? {
+            return Ok(true);
+        }
+        let start = update()
+            .update_expression("SET test_minute = :m, test_count = :one")
+            .condition_expression("attribute_not_exists(test_minute) OR test_minute < :m")
+            .send()
+            .await;
+        if written(start)? {
+            return Ok(true);
+        }
+        written(count_up().await)
+    }
+
     async fn webhook_health(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<WebhookHealth> {
         let Some(item) = self.get(practice_pk(practice), &format!("WHHEALTH#{id}")).await? else {
             return Ok(WebhookHealth::default());

@@ -1,6 +1,8 @@
 //! One-time codes: six digits, drawn without modulo bias, typed by patients in any common shape.
 
 use super::ids::random_bytes;
+use icu_properties::props::{Dash, DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use std::fmt;
 
 /// A six-digit one-time code. Only ever held in memory: stored as an HMAC, never logged.
@@ -62,45 +64,67 @@ impl fmt::Debug for Code {
     }
 }
 
-/// True when `text` holds anything shaped like a code: six digits in a row, or three and three
-/// with one separator between them. A practice's message travels by email, which must never
-/// carry a code, so such a message is refused outright.
+/// True when `text` holds anything shaped like a code. A practice's message travels by email,
+/// which must never carry a code, so such a message is refused outright.
+///
+/// Digits (of any script) with nothing but separators between them — spaces, dashes, dots,
+/// slashes of any kind, invisible characters — read as one number: `12 34 56` and `1 2 3 4 5 6`
+/// are a code to the eye as much as `123456`. Such a number is code-shaped when it has six or
+/// more digits in a row, six digits in all, or two groups of three side by side (`123-456`, as
+/// Sealpost writes a code, even inside a longer number). Dates with the year in full and
+/// longer reference numbers (`12.03.2025`, `2024-001`) are not.
 pub fn message_contains_code(text: &str) -> bool {
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < chars.len() && chars[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = i - start;
-        if run >= 6 {
-            return true;
-        }
-        // Exactly three digits, one separator, exactly three digits: `123-456`.
-        if run == 3 && i + 1 < chars.len() && is_code_separator(chars[i]) {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j].is_ascii_digit() {
-                j += 1;
+    // The lengths of the digit runs of the number being read.
+    let mut runs: Vec<usize> = Vec::new();
+    let mut separated = false;
+    for c in text.chars() {
+        if is_digit(c) {
+            match runs.last_mut() {
+                Some(run) if !separated => *run += 1,
+                _ => runs.push(1),
             }
-            if j - (i + 1) == 3 {
+            separated = false;
+        } else if !runs.is_empty() && is_code_separator(c) {
+            separated = true;
+        } else {
+            if is_code_shaped(&runs) {
                 return true;
             }
+            runs.clear();
+            separated = false;
         }
     }
-    false
+    is_code_shaped(&runs)
 }
 
-/// Any space, and the dashes, dots and slashes a word processor or a phone's autocorrect puts in
-/// place of the `-`, `.` or `/` typed: `123–456` (en dash) reads as a code just the same.
+fn is_code_shaped(runs: &[usize]) -> bool {
+    runs.iter().sum::<usize>() == 6 || runs.iter().any(|&run| run >= 6) || runs.windows(2).any(|w| w == [3, 3])
+}
+
+/// A decimal digit of any script: `１２３４５６` (full width) reads as a code too.
+fn is_digit(c: char) -> bool {
+    c.is_ascii_digit() || (!c.is_ascii() && CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::DecimalNumber)
+}
+
+/// What may stand between the digits of a number written out: any space, any dash (Unicode's
+/// `Dash` property: hyphens, en and em dashes, minus signs), the dots, slashes and underscores a
+/// word processor or a phone puts in place of the `.`, `/` or `_` typed, and what cannot be seen
+/// at all (zero-width spaces, soft hyphens, combining marks).
 fn is_code_separator(c: char) -> bool {
-    c.is_whitespace()
-        || matches!(c, '-' | '.' | '/' | '_' | '\u{00b7}' | '\u{2010}'..='\u{2015}' | '\u{2022}' | '\u{2024}' | '\u{2212}'
-            | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}' | '\u{ff0e}' | '\u{ff0f}' | '\u{ff3f}')
+    if c.is_whitespace() || matches!(c, '-' | '.' | '/' | '\\' | '_') {
+        return true;
+    }
+    if c.is_ascii() {
+        return false;
+    }
+    matches!(c, '\u{00b7}' | '\u{0387}' | '\u{2022}' | '\u{2024}'..='\u{2027}' | '\u{2219}' | '\u{22c5}' | '\u{2e31}' | '\u{2e33}'
+            | '\u{3002}' | '\u{30fb}' | '\u{fe52}' | '\u{ff0e}' | '\u{ff61}' | '\u{ff65}' // dots
+            | '\u{2044}' | '\u{2215}' | '\u{2216}' | '\u{2571}' | '\u{2572}' | '\u{27cb}' | '\u{27cd}' | '\u{29f5}' | '\u{29f8}' | '\u{29f9}'
+            | '\u{fe68}' | '\u{ff0f}' | '\u{ff3c}' // slashes
+            | '\u{02d7}' | '\u{2043}' | '\u{2796}' | '\u{fe4d}'..='\u{fe4f}' | '\u{ff3f}') // minus and underscore look-alikes
+        || CodePointSetData::new::<Dash>().contains(c)
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || matches!(CodePointMapData::<GeneralCategory>::new().get(c), GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark)
 }
 
 #[cfg(test)]
@@ -142,7 +166,15 @@ mod tests {
             "123\u{2014}456", "123\u{2011}456", "123\u{2212}456", "123\u{2007}456", "123\t456"] {
             assert!(message_contains_code(m), "{m:?}");
         }
-        for m in ["Termin am 12.03.2025 um 14:30", "Bitte 2 Tabletten", "Tel 044 12 34", "Rechnung 2024-001", ""] {
+        // Six digits with any separators between them (issue 17): spaces, several of them, dashes
+        // between spaces, pairs, singles, any dot or slash, invisible characters, full-width digits.
+        for m in ["123  456", "123 - 456", "12 34 56", "1 2 3 4 5 6", "Code: 1-2-3-4-5-6.", "12.34.56", "12/34/56", "123\u{2215}456",
+            "12\u{ff0e}34\u{ff0e}56", "1\u{200b}2\u{200b}3\u{200b}4\u{200b}5\u{200b}6", "123\u{ad}456", "１２３４５６", "1\u{fe0f}\u{20e3}23456",
+            "Tel 044 123 456", "Code\n123\n456\n"] {
+            assert!(message_contains_code(m), "{m:?}");
+        }
+        for m in ["Termin am 12.03.2025 um 14:30", "Bitte 2 Tabletten", "Tel 044 12 34", "Rechnung 2024-001", "", "1 2 3, 4 5 6",
+            "Zimmer 12, Stock 3456", "12.03.2025 14.30", "2 x 3 Tabletten, 45 mg"] {
             assert!(!message_contains_code(m), "{m:?}");
         }
     }

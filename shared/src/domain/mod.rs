@@ -26,7 +26,7 @@ pub use share::{
 };
 
 pub use webhook::{
-    DELIVERY_TIMEOUT_SECS, MAX_WEBHOOKS_PER_PRACTICE, Payload, is_public, RETRY_WINDOW_HOURS, UrlRule, Webhook, next_attempt,
+    DELIVERY_TIMEOUT_SECS, MAX_WEBHOOKS_PER_PRACTICE, WEBHOOK_TESTS_PER_MINUTE, Payload, Reach, is_loopback_host, is_public, RETRY_WINDOW_HOURS, UrlRule, Webhook, next_attempt,
     signature_header,
 };
 

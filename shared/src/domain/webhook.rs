@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// A practice may register this many endpoints.
 pub const MAX_WEBHOOKS_PER_PRACTICE: usize = 5;
+/// `POST /v1/webhooks/{id}/test` posts at most this many times a minute to one endpoint: it
+/// answers with what the endpoint said, so it must not become a scanner or a request pump.
+pub const WEBHOOK_TESTS_PER_MINUTE: u32 = 5;
 /// A delivery attempt gives up after this long (SPEC: 10 s).
 pub const DELIVERY_TIMEOUT_SECS: u64 = 10;
 /// A delivery is retried for this long after its event happened (SPEC: 24 hours).
@@ -37,14 +40,30 @@ pub enum UrlRule {
     /// HTTPS to a public host only (AWS: a Lambda must not be pointed at its own runtime API
     /// or at private addresses).
     HttpsOnly,
-    /// HTTPS, or plain HTTP to a loopback address (the embedded backend, for local receivers).
+    /// The same, and plain HTTP to a loopback address (the embedded backend, for a receiver on
+    /// the developer's machine). Nothing else: a practice's key must not reach the host's
+    /// network (its router, its cloud's metadata service) through `serve`.
     AllowLoopbackHttp,
 }
 
+/// Which addresses an accepted endpoint may be reached at, checked again on every address its
+/// host name resolves to when posting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Public,
+    /// Plain HTTP to this machine, where [`UrlRule::AllowLoopbackHttp`] allows it.
+    Loopback,
+}
+
 impl Webhook {
-    /// Checks an endpoint URL: absolute, `https` (or `http` to loopback where allowed), no
-    /// credentials in it, at most 2048 characters. Returns it normalised.
+    /// Checks an endpoint URL: absolute, `https` to a public host (or `http` to loopback where
+    /// allowed), no credentials in it, at most 2048 characters. Returns it normalised.
     pub fn validate_url(raw: &str, rule: UrlRule) -> Result<String, Invalid> {
+        Self::check_url(raw, rule).map(|(url, _)| url)
+    }
+
+    /// [`Self::validate_url`], and where the URL may lead.
+    pub fn check_url(raw: &str, rule: UrlRule) -> Result<(String, Reach), Invalid> {
         let bad = |why: &str| Invalid::new(format!("url {why}"));
         if raw.len() > 2048 {
             return Err(bad("must be at most 2048 characters"));
@@ -57,12 +76,7 @@ impl Webhook {
             return Err(bad("must not have a fragment"));
         }
         let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => {
-                let d = d.trim_end_matches('.');
-                d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-            }
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+            Some(host) => is_loopback_host(&host),
             None => return Err(bad("must name a host")),
         };
         let private = match url.host() {
@@ -72,8 +86,11 @@ impl Webhook {
         };
         match (url.scheme(), rule) {
             ("https", UrlRule::HttpsOnly) if loopback || private => Err(bad("must name a public host")),
-            ("https", _) => Ok(url.into()),
-            ("http", UrlRule::AllowLoopbackHttp) if loopback => Ok(url.into()),
+            ("https", UrlRule::AllowLoopbackHttp) if loopback || private => {
+                Err(bad("must name a public host (or use http to a loopback address)"))
+            }
+            ("https", _) => Ok((url.into(), Reach::Public)),
+            ("http", UrlRule::AllowLoopbackHttp) if loopback => Ok((url.into(), Reach::Loopback)),
             ("http", UrlRule::AllowLoopbackHttp) => Err(bad("must use https (http only to a loopback address)")),
             _ => Err(bad("must use https")),
         }
@@ -86,6 +103,19 @@ impl Webhook {
             return Err(Invalid::new("description must be at most 200 characters on one line"));
         }
         Ok((!d.is_empty()).then(|| d.to_owned()))
+    }
+}
+
+/// Whether a host is this machine: `localhost` and the names under it (which resolvers and
+/// browsers keep on the machine, RFC 6761), or a loopback address.
+pub fn is_loopback_host<S: AsRef<str>>(host: &url::Host<S>) -> bool {
+    match host {
+        url::Host::Domain(d) => {
+            let d = d.as_ref().trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 
@@ -225,6 +255,17 @@ mod tests {
         assert!(Webhook::validate_url("http://localhost:9001/x", AllowLoopbackHttp).is_ok());
         assert!(Webhook::validate_url("http://[::1]:9001/x", AllowLoopbackHttp).is_ok());
         assert!(Webhook::validate_url("http://example.ch/x", AllowLoopbackHttp).is_err());
+        // On the embedded backend too, https is to public hosts only: plain http to loopback is
+        // the one exception (issue 17: the metadata service, the LAN, loopback over https).
+        for private in ["169.254.169.254", "10.0.0.4", "192.168.1.1", "[fd00::1]", "[::ffff:169.254.169.254]", "127.0.0.1", "localhost", "0.0.0.0"] {
+            assert!(Webhook::validate_url(&format!("https://{private}/x"), AllowLoopbackHttp).is_err(), "{private}");
+            assert!(Webhook::validate_url(&format!("http://{private}/x"), HttpsOnly).is_err(), "{private}");
+        }
+        for private in ["169.254.169.254", "10.0.0.4", "[fd00::1]", "0.0.0.0"] {
+            assert!(Webhook::validate_url(&format!("http://{private}/x"), AllowLoopbackHttp).is_err(), "{private}");
+        }
+        assert_eq!(Webhook::check_url("https://practice.example.ch/h", AllowLoopbackHttp).map(|(_, r)| r), Ok(Reach::Public));
+        assert_eq!(Webhook::check_url("http://localhost:9001/h", AllowLoopbackHttp).map(|(_, r)| r), Ok(Reach::Loopback));
         assert!(Webhook::validate_url("https://user:pw@example.ch/x", AllowLoopbackHttp).is_err());
         assert!(Webhook::validate_url("ftp://example.ch/x", AllowLoopbackHttp).is_err());
         assert!(Webhook::validate_url("/relative", AllowLoopbackHttp).is_err());

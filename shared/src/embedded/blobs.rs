@@ -22,6 +22,15 @@ pub struct FolderBlobs {
     clock: Arc<dyn Clock>,
 }
 
+/// `mkdir -p`, each folder made 0700.
+async fn create_private_dir(dir: &Path) -> PortResult<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await.map_err(io_err)
+}
+
 fn io_err(e: io::Error) -> PortError {
     PortError::Other(format!("blob folder: {e}"))
 }
@@ -80,10 +89,15 @@ impl BlobStore for FolderBlobs {
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
         let dest = self.path(key)?;
         if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io_err)?;
+            create_private_dir(dir).await?;
         }
         let temp = self.temp_path(&dest);
-        let file = tokio::fs::File::create(&temp).await.map_err(io_err)?;
+        // Documents are the owner's only (0600, whatever the umask); the rename keeps the mode.
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&temp).await.map_err(io_err)?;
         Ok(Box::new(FileWriter { file, temp, dest, written: 0 }))
     }
 
@@ -98,7 +112,7 @@ impl BlobStore for FolderBlobs {
     async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
         let (from, to) = (self.path(from)?, self.path(to)?);
         if let Some(dir) = to.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io_err)?;
+            create_private_dir(dir).await?;
         }
         match tokio::fs::rename(&from, &to).await {
             Ok(()) => Ok(true),

@@ -8,6 +8,9 @@
 //! <data-dir>/pepper          32 random bytes (mode 0600), never in the database
 //! <data-dir>/api-key         the generated default API key (mode 0600), unless one is given
 //! ```
+//!
+//! All of it is its owner's only (SPEC): the dir and every folder in it 0700, every file 0600,
+//! whatever the umask, and an existing data dir is brought to that at every start.
 
 #[cfg(test)]
 mod archive_tests;
@@ -24,7 +27,7 @@ pub use sqlite::SqliteStore;
 pub use webhooks::WebhookWorker;
 
 use crate::admin;
-use crate::domain::{Policy, PracticeId, UrlRule};
+use crate::domain::{Policy, PracticeId, UrlRule, is_loopback_host};
 use crate::poster::HttpPoster;
 use crate::ports::{Clock, PracticeStore, Store};
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
@@ -42,8 +45,8 @@ pub struct Options {
     pub api_key: Option<String>,
     /// Don't print outbox messages to the console (tests).
     pub quiet: bool,
-    /// Serve `GET /_outbox`. It lists every code sent, so `serve` turns it on only when it
-    /// listens on a loopback address.
+    /// Serve `GET /_outbox` (to requests for a loopback `Host` only). It lists every code
+    /// sent, so `serve` turns it on only when [`outbox_route_allowed`].
     pub outbox_route: bool,
 }
 
@@ -56,14 +59,20 @@ pub struct App {
     pub webhooks: WebhookWorker,
 }
 
+/// Whether `serve` may offer `GET /_outbox`: only on a developer's machine, listening on a
+/// loopback address and with a loopback public URL. A proxy in front (`--public-url
+/// https://…`) reaches the listener from loopback too, and would hand the outbox to anyone.
+pub fn outbox_route_allowed(listen: std::net::IpAddr, public_url: &str) -> bool {
+    listen.is_loopback() && url::Url::parse(public_url).is_ok_and(|url| url.host().is_some_and(|h| is_loopback_host(&h)))
+}
+
 /// Opens (or creates) the data dir and builds the router over the embedded adapters.
 pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
+    private_data_dir(&options.data_dir)?;
     let keys = Keys::from_pepper(&load_or_create_secret(&options.data_dir.join("pepper"), || {
         crate::domain::random_bytes::<32>().to_vec()
     })?);
-    let store = Arc::new(open_store(&options.data_dir)?);
+    let store = Arc::new(SqliteStore::open(&options.data_dir.join("sealpost.db")).context("opening the SQLite database")?);
     let public_url = options.public_url.trim_end_matches('/').to_owned();
     let blobs = Arc::new(FolderBlobs::new(options.data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone()));
     let outbox = Arc::new(Outbox::new(options.data_dir.join("outbox.jsonl"), !options.quiet, clock.clone()));
@@ -98,10 +107,11 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
 /// The service over a data dir, for the operator's commands (`sealpost tenant webhook …`):
 /// no router, no default practice, the outbox quiet.
 pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
+    private_data_dir(data_dir)?;
     let keys = Keys::from_pepper(&load_or_create_secret(&data_dir.join("pepper"), || {
         crate::domain::random_bytes::<32>().to_vec()
     })?);
-    let store = Arc::new(open_store(data_dir)?);
+    let store = Arc::new(SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")?);
     let public_url = "http://127.0.0.1:8080".to_owned();
     let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), false, clock.clone()));
     Ok(Arc::new(Service {
@@ -117,8 +127,68 @@ pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Re
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(data_dir)?;
+    private_data_dir(data_dir)?;
     SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")
+}
+
+/// What Sealpost keeps in a data dir.
+#[cfg(unix)]
+const DATA_FILES: [&str; 8] =
+    ["sealpost.db", "sealpost.db-wal", "sealpost.db-shm", "sealpost.db-journal", "blobs", "outbox.jsonl", "pepper", "api-key"];
+
+/// Creates the data dir (0700), or brings an existing one, made by an older version or under
+/// another umask, to 0700 for folders and 0600 for files: it holds documents, codes' HMACs,
+/// phone numbers and the pepper.
+fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    create_private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data dir {} its owner's only", dir.display()))?;
+        // What Sealpost keeps there, not whatever else shares the folder (a `--data-dir .`
+        // must not lose its scripts' execute bits).
+        for name in DATA_FILES {
+            match owner_only(&dir.join(name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                done => done.with_context(|| format!("making {} its owner's only", dir.join(name).display()))?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mkdir -p` with mode 0700 for every folder it makes.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// A folder 0700 with all it holds, a file 0600. Symbolic links are left alone (their target
+/// is someone else's business, and following them could leave the data dir).
+#[cfg(unix)]
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let mode = if meta.is_dir() {
+        0o700
+    } else if meta.is_file() {
+        0o600
+    } else {
+        return Ok(());
+    };
+    if meta.permissions().mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            owner_only(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a secret file, or creates it with `make()` and mode 0600 the first time.
@@ -164,4 +234,88 @@ pub async fn revoke_key_by_secret(data_dir: &Path, secret: &str) -> anyhow::Resu
     let key = store.find_api_key(&crate::domain::ApiKey::hash(secret)).await?.context("no such key")?;
     store.revoke_api_key(&key.id, chrono::Utc::now()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_route_needs_a_loopback_listener_and_public_url() {
+        let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+        for url in ["http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080"] {
+            assert!(outbox_route_allowed(loopback, url), "{url}");
+            assert!(outbox_route_allowed(std::net::Ipv6Addr::LOCALHOST.into(), url), "{url}");
+        }
+        // Behind a proxy: the listener is loopback, the world is not.
+        for url in ["https://sealpost.example.ch", "http://192.168.1.10:8080", "not a url"] {
+            assert!(!outbox_route_allowed(loopback, url), "{url}");
+        }
+        assert!(!outbox_route_allowed([0, 0, 0, 0].into(), "http://127.0.0.1:8080"));
+    }
+
+    /// SPEC: embedded data is its owner's only (0700/0600): the database with its -wal and -shm
+    /// files, documents (and their folders), the outbox, the secrets; also in a data dir an
+    /// older version left readable to all.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_data_dir_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        use tower::ServiceExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777;
+        // As an older version left it, under the common umask 022.
+        std::fs::create_dir_all(dir.join("blobs/shares/old")).unwrap();
+        for (path, m) in [(dir.clone(), 0o755), (dir.join("blobs"), 0o755), (dir.join("blobs/shares"), 0o755), (dir.join("blobs/shares/old"), 0o755)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        std::fs::write(dir.join("blobs/shares/old/doc"), "").unwrap();
+        std::fs::set_permissions(dir.join("blobs/shares/old/doc"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Not Sealpost's: left as it is.
+        std::fs::write(dir.join("notes.sh"), "").unwrap();
+        std::fs::set_permissions(dir.join("notes.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(tmp.path().join("probe"), "").unwrap();
+        let umask_lets_others_read = mode(&tmp.path().join("probe")) & 0o044 != 0;
+
+        let options = Options {
+            data_dir: dir.clone(),
+            public_url: "http://127.0.0.1:8080".into(),
+            api_key: Some("sp_live_owner_only_test_key_0123456789abcdef".into()),
+            quiet: true,
+            outbox_route: false,
+        };
+        let app = build(options, Arc::new(crate::ports::SystemClock)).await.unwrap();
+        let body = serde_json::json!({
+            "recipient": {"email": "anna@example.ch", "phone": "+41791234567"},
+            "documents": [{"filename": "Befund.pdf", "content_type": "application/pdf", "content_base64": "JVBERi0xLjQ="}],
+        });
+        let request = axum::http::Request::post("/v1/shares")
+            .header("authorization", "Bearer sp_live_owner_only_test_key_0123456789abcdef")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let response = app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::CREATED);
+
+        let mut seen = Vec::new();
+        let mut todo = vec![dir.clone()];
+        while let Some(path) = todo.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.ends_with("notes.sh") {
+                assert_eq!(mode(&path), 0o755, "another file in the folder keeps its mode");
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+            seen.push(path.strip_prefix(&dir).unwrap().to_string_lossy().into_owned());
+        }
+        for name in ["sealpost.db", "sealpost.db-wal", "sealpost.db-shm", "outbox.jsonl", "pepper", "blobs/shares/old/doc"] {
+            assert!(seen.iter().any(|s| s == name), "{name} in {seen:?}");
+        }
+        assert!(seen.iter().filter(|s| s.starts_with("blobs/shares/") && !s.starts_with("blobs/shares/old")).count() >= 2, "the new share's folder and document: {seen:?}");
+        assert!(umask_lets_others_read, "this test proves nothing under a umask that hides files already");
+    }
 }

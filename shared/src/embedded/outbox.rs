@@ -41,12 +41,11 @@ impl Outbox {
         let mut line = serde_json::to_string(&message).map_err(PortError::other)?;
         line.push('\n');
         let _guard = self.lock.lock().await;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(PortError::other)?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        options.mode(0o600); // codes and addresses: the owner's only, whatever the umask
+        let mut file = options.open(&self.path).await.map_err(PortError::other)?;
         file.write_all(line.as_bytes()).await.map_err(PortError::other)?;
         file.flush().await.map_err(PortError::other)?;
         if self.print {

@@ -2,6 +2,7 @@
 
 use super::blobs::{FolderBlobs, download_canonical, upload_canonical};
 use super::outbox::Outbox;
+use crate::domain::is_loopback_host;
 use crate::error::Error;
 use crate::http::content_disposition;
 use crate::ports::{BlobStore, Clock};
@@ -9,7 +10,7 @@ use crate::secrets::Keys;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
@@ -31,9 +32,21 @@ pub fn routes(state: EmbeddedState, outbox_route: bool) -> Router {
     router.with_state(state)
 }
 
-async fn outbox(State(s): State<EmbeddedState>) -> Result<Response, Error> {
+/// Lists every code and address sent, so it answers only a request addressed to this machine by
+/// name: a page whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own `Host`.
+async fn outbox(State(s): State<EmbeddedState>, uri: Uri, headers: HeaderMap) -> Result<Response, Error> {
+    let host = uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    if !host.is_some_and(is_loopback_authority) {
+        return Err(Error::Forbidden("GET /_outbox answers only requests to a loopback host (localhost, 127.0.0.1 or [::1])"));
+    }
     let messages = s.outbox.messages().await?;
     Ok(axum::Json(serde_json::json!({ "messages": messages })).into_response())
+}
+
+/// `localhost:8080`, `127.0.0.1`, `[::1]:8080`: a `Host` naming this machine, with no user part.
+fn is_loopback_authority(authority: &str) -> bool {
+    let Ok(authority) = authority.parse::<axum::http::uri::Authority>() else { return false };
+    !authority.as_str().contains('@') && url::Host::parse(authority.host()).is_ok_and(|host| is_loopback_host(&host))
 }
 
 #[derive(Deserialize)]
@@ -107,4 +120,41 @@ async fn upload(
     }
     writer.finish().await?;
     Ok(StatusCode::OK.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::SystemClock;
+    use tower::ServiceExt;
+
+    async fn outbox_status(host: Option<&str>, uri: &str) -> StatusCode {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::from_pepper(&[1; 32]);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let state = EmbeddedState {
+            blobs: Arc::new(FolderBlobs::new(dir.path().join("blobs"), "http://127.0.0.1:8080".into(), keys.clone(), clock.clone())),
+            outbox: Arc::new(Outbox::new(dir.path().join("outbox.jsonl"), false, clock.clone())),
+            keys,
+            clock,
+        };
+        let mut request = axum::http::Request::get(uri);
+        if let Some(host) = host {
+            request = request.header(header::HOST, host);
+        }
+        routes(state, true).oneshot(request.body(Body::empty()).unwrap()).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn the_outbox_answers_only_a_loopback_host() {
+        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080", "127.0.0.2", "app.localhost:3000"] {
+            assert_eq!(outbox_status(Some(host), "/_outbox").await, StatusCode::OK, "{host}");
+        }
+        // A rebound name, a proxy's public name, a user part, garbage, none at all.
+        for host in ["evil.example:8080", "sealpost.example.ch", "127.0.0.1.nip.io", "localhost.evil.example", "evil@127.0.0.1", "10.0.0.5", "[", ""] {
+            assert_eq!(outbox_status(Some(host), "/_outbox").await, StatusCode::FORBIDDEN, "{host}");
+        }
+        assert_eq!(outbox_status(None, "/_outbox").await, StatusCode::FORBIDDEN);
+        assert_eq!(outbox_status(Some("127.0.0.1"), "http://evil.example/_outbox").await, StatusCode::FORBIDDEN);
+    }
 }

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS webhook_queue (
     UNIQUE (webhook_id, event_id));
 CREATE INDEX IF NOT EXISTS webhook_queue_groups ON webhook_queue (webhook_id, share_id, seq);
 CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_tests (
+    webhook_id TEXT PRIMARY KEY, minute INTEGER NOT NULL, count INTEGER NOT NULL);
 ";
 
 #[derive(Clone)]
@@ -73,6 +75,13 @@ pub(super) fn us(t: DateTime<Utc>) -> i64 {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> PortResult<Self> {
+        // SQLite would create the database with the umask's mode (0644 mostly), and makes its
+        // -wal and -shm files with the database's: created 0600 here, all three are private.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(db_err)?;
+        }
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;

@@ -84,6 +84,7 @@ impl WebhookStore for SqliteStore {
             if n > 0 {
                 tx.execute("DELETE FROM webhook_failures WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
                 tx.execute("DELETE FROM webhook_queue WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
+                tx.execute("DELETE FROM webhook_tests WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
             }
             tx.commit().map_err(db_err)?;
             Ok(n > 0)
@@ -112,6 +113,24 @@ impl WebhookStore for SqliteStore {
             tx.execute("UPDATE webhooks SET health = ?1 WHERE id = ?2", params![to_json(&health)?, id.as_str()])
                 .map_err(db_err)?;
             tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn take_webhook_test(&self, _: &PracticeId, id: &WebhookId, minute: i64, limit: u32) -> PortResult<bool> {
+        let id = id.clone();
+        self.run(move |conn| {
+            // One statement: the first test of a minute starts its count, later ones count up
+            // only while under the limit.
+            let changed = conn
+                .execute(
+                    "INSERT INTO webhook_tests (webhook_id, minute, count) SELECT ?1, ?2, 1 WHERE ?3 > 0
+                     ON CONFLICT (webhook_id) DO UPDATE SET count = CASE WHEN minute = ?2 THEN count + 1 ELSE 1 END, minute = ?2
+                     WHERE minute <> ?2 OR count < ?3",
+                    params![id.as_str(), minute, limit],
+                )
+                .map_err(db_err)?;
+            Ok(changed == 1)
         })
         .await
     }

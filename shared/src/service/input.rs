@@ -185,7 +185,7 @@ impl CreateShareRequest {
             if message_contains_code(m) {
                 return Err(Error::invalid(
                     "message",
-                    "message must not contain anything shaped like a code (six digits); codes never travel by email",
+                    "message must not contain anything shaped like a code (six digits, also with spaces, dashes, dots or slashes between them); codes never travel by email",
                 ));
             }
         }

@@ -7,7 +7,7 @@
 use super::Service;
 use super::input::parse_json;
 use crate::domain::{
-    Event, EventId, MAX_WEBHOOKS_PER_PRACTICE, Payload, Practice, PracticeId, Webhook, WebhookId, next_attempt,
+    Event, EventId, MAX_WEBHOOKS_PER_PRACTICE, Payload, WEBHOOK_TESTS_PER_MINUTE, Practice, PracticeId, Webhook, WebhookId, next_attempt,
     random_token, signature_header,
 };
 use crate::error::{Error, Result};
@@ -181,10 +181,20 @@ impl Service {
         Ok(())
     }
 
-    /// Posts a signed `test` event now and says what the endpoint answered (not retried).
+    /// Posts a signed `test` event now and says what the endpoint answered (not retried), at
+    /// most [`WEBHOOK_TESTS_PER_MINUTE`] times a minute per endpoint, counted in the store so
+    /// that every process (every Lambda instance) shares the count.
     pub async fn test_webhook(&self, practice: &Practice, id: &str) -> Result<TestDelivery> {
         let webhook = self.practice_webhook(practice, id).await?;
         let now = self.now();
+        let minute = now.timestamp().div_euclid(60);
+        if !self.store.take_webhook_test(&practice.id, &webhook.id, minute, WEBHOOK_TESTS_PER_MINUTE).await? {
+            let retry_after_secs = u64::try_from(60 - now.timestamp().rem_euclid(60)).unwrap_or(60);
+            return Err(Error::RateLimited {
+                retry_after_secs,
+                message: "this endpoint was tested too often in the last minute; try again later",
+            });
+        }
         let payload = Payload::test(EventId::generate().to_string(), now);
         let attempt = self.attempt(&webhook, &payload.id, &payload.to_bytes()).await;
         Ok(TestDelivery { event_id: payload.id, delivered: attempt.ok, status: attempt.status, error: attempt.error })

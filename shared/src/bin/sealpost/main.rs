@@ -106,16 +106,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         api_key: args.api_key,
         quiet: false,
-        outbox_route: addr.ip().is_loopback(),
+        outbox_route: sealpost::embedded::outbox_route_allowed(addr.ip(), &public_url),
     };
+    let outbox_route = options.outbox_route;
     let app = sealpost::embedded::build(options, Arc::new(SystemClock)).await?;
     println!("Sealpost (embedded) on {public_url}");
     println!("  data:    {}", args.data_dir.display());
     println!("  API key: {}", app.api_key);
-    if addr.ip().is_loopback() {
+    if outbox_route {
         println!("  outbox:  {public_url}/_outbox  (and {}/outbox.jsonl)", args.data_dir.display());
     } else {
-        println!("  outbox:  {}/outbox.jsonl  (GET /_outbox is off: it lists codes, and {addr} is not loopback)", args.data_dir.display());
+        println!(
+            "  outbox:  {}/outbox.jsonl  (GET /_outbox is off: it lists codes, and {addr} or {public_url} is not loopback)",
+            args.data_dir.display()
+        );
     }
 
     // Webhooks: new events are picked up within a second; retries follow their schedule.

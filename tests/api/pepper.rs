@@ -117,7 +117,7 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
 /// to write another key fails only on AWS, so a change to this table is the reminder.
 /// A share's transactions (the share and its events) are authorised item by item as PutItem
 /// and UpdateItem on SHARE#. Every function not listed writes nothing.
-const TABLE_WRITES: &[(&str, &[(&str, &[&str])])] = &[
+const TABLE_WRITES: &[(&str, Writes)] = &[
     // Read receipts, answers counted, expiry recorded: the share and its events only.
     ("archive-url", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
     ("document-url", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
@@ -209,6 +209,9 @@ fn the_functions_that_send_sms_may_not_publish_to_topics() {
         assert_eq!(publish("Deny"), ["!Sub 'arn:${AWS::Partition}:sns:*:*:*'"], "{name}: no topic or endpoint");
     }
 }
+
+/// One function's table writes: each action with the partition-key patterns it may write.
+type Writes = &'static [(&'static str, &'static [&'static str])];
 
 fn uses(function: &str) -> Uses {
     sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("functions/{function} is no function"))

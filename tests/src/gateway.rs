@@ -210,7 +210,7 @@ fn statement(body: &[String]) -> Statement {
 
 /// The untrimmed lines of the first resource `is_it` accepts (none if none does). A resource is
 /// a two-space-indented key and the more-indented lines under it.
-fn raw_resource_lines<'a>(template: &'a str, is_it: impl Fn(&[&str]) -> bool) -> Vec<&'a str> {
+fn raw_resource_lines(template: &str, is_it: impl Fn(&[&str]) -> bool) -> Vec<&str> {
     let mut resources: Vec<Vec<&str>> = Vec::new();
     let is_key = |l: &str| l.ends_with(':') && l.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
     for line in template.lines() {

@@ -40,11 +40,19 @@
   // ---- translation ------------------------------------------------------------------------
 
   function t(key, params) {
-    var text = Object.prototype.hasOwnProperty.call(S.dict, key) ? S.dict[key] : key;
-    return String(text).replace(/\{(\w+)\}/g, function (all, name) {
-      if (!params || params[name] === undefined) return all;
-      return params[name] instanceof Date ? formatTime(params[name]) : String(params[name]);
+    return pattern(key).replace(/\{(\w+)\}/g, function (all, name) {
+      var value = param(params, name);
+      return value === undefined ? all : value;
     });
+  }
+
+  function pattern(key) {
+    return String(Object.prototype.hasOwnProperty.call(S.dict, key) ? S.dict[key] : key);
+  }
+
+  function param(params, name) {
+    if (!params || params[name] === undefined) return undefined;
+    return params[name] instanceof Date ? formatTime(params[name]) : String(params[name]);
   }
 
   function pluralKey(base, n) {
@@ -58,6 +66,34 @@
     return list.map(function (p) {
       return t(p[0], p[1]);
     }).join(' ');
+  }
+
+  // Values the patient compares with a letter, an SMS or a call: a browser's page translator
+  // must leave them as they are (a masked number, the practice, a reference, a filename).
+  var VERBATIM = { phone: true, practice: true, reference: true, name: true };
+
+  // Shows the sentences `list` (as `parts`) in `el`, each VERBATIM value in its own
+  // <span translate="no">. Only touches the DOM when the text changes, like setText.
+  function setParts(el, list) {
+    if (el.textContent === parts(list)) return;
+    el.textContent = '';
+    list.forEach(function (p, i) {
+      if (i > 0) el.appendChild(document.createTextNode(' '));
+      pattern(p[0]).split(/(\{\w+\})/).forEach(function (piece) {
+        var name = /^\{(\w+)\}$/.exec(piece);
+        var value = name ? param(p[1], name[1]) : undefined;
+        if (value === undefined) {
+          if (piece) el.appendChild(document.createTextNode(piece));
+        } else if (VERBATIM[name[1]]) {
+          var span = document.createElement('span');
+          span.setAttribute('translate', 'no');
+          span.textContent = value;
+          el.appendChild(span);
+        } else {
+          el.appendChild(document.createTextNode(value));
+        }
+      });
+    });
   }
 
   function waitText() {
@@ -247,7 +283,7 @@
   }
 
   function renderShareCard() {
-    $('share-title').textContent = t('share_title', { practice: S.info.practice_name });
+    setParts($('share-title'), [['share_title', { practice: S.info.practice_name }]]);
     $('share-reference').textContent = S.info.reference;
     $('share-expires').textContent = S.info.expires_at ? formatDateTime(new Date(S.info.expires_at)) : '';
   }
@@ -271,9 +307,9 @@
     var heading = { sms: 'heading_code', manual: 'heading_code', date_of_birth: 'heading_dob', insurance_number: 'heading_insurance' }[m];
     $('code-heading').textContent = t(heading);
     var intro;
-    if (m === 'sms') intro = S.info.masked_phone ? t('intro_sms', { phone: keepTogether(S.info.masked_phone) }) : t('intro_sms_nophone');
-    else intro = t({ manual: 'intro_manual', date_of_birth: 'intro_dob', insurance_number: 'intro_insurance' }[m]);
-    $('code-intro').textContent = intro;
+    if (m === 'sms') intro = S.info.masked_phone ? ['intro_sms', { phone: keepTogether(S.info.masked_phone) }] : ['intro_sms_nophone'];
+    else intro = [{ manual: 'intro_manual', date_of_birth: 'intro_dob', insurance_number: 'intro_insurance' }[m]];
+    setParts($('code-intro'), [intro]);
     $('field-code').hidden = !(m === 'sms' || m === 'manual');
     $('field-dob').hidden = m !== 'date_of_birth';
     $('field-insurance').hidden = m !== 'insurance_number';
@@ -297,7 +333,7 @@
       button.textContent = S.ssBusy ? t('ss_sending') : t('ss_button');
       button.setAttribute('aria-disabled', String(S.ssBusy));
       var msg = $('ss-message');
-      setText(msg, S.ssMessage ? parts(S.ssMessage.parts) : '');
+      setParts(msg, S.ssMessage ? S.ssMessage.parts : []);
       msg.className = 'alert' + (S.ssMessage ? ' alert-' + S.ssMessage.kind : '');
     }
     var help = $('code-help');
@@ -308,7 +344,7 @@
   function renderDocs() {
     var practice = S.info ? S.info.practice_name : '';
     var n = S.documents.length;
-    $('docs-intro').textContent = t(pluralKey('docs_intro', n), { n: n, practice: practice });
+    setParts($('docs-intro'), [[pluralKey('docs_intro', n), { n: n, practice: practice }]]);
     var list = $('docs-list');
     if (list.getAttribute('data-token') !== S.token) {
       list.textContent = '';
@@ -336,7 +372,7 @@
     $('archive-meta').hidden = !hasArchive;
     if (hasArchive) $('archive-meta').textContent = t('archive_meta', { size: formatSize(S.archive.size) });
     var msg = $('docs-message');
-    setText(msg, S.docsMessage ? t(S.docsMessage.key, S.docsMessage.params) : '');
+    setParts(msg, S.docsMessage ? [[S.docsMessage.key, S.docsMessage.params]] : []);
     msg.className = 'alert' + (S.docsMessage ? ' alert-' + (S.docsMessage.kind || 'ok') : '');
     $('docs-note').textContent = S.info && S.info.expires_at
       ? t('docs_note', { date: formatDateTime(new Date(S.info.expires_at)) }) : '';
@@ -348,7 +384,7 @@
     $('problem-text').textContent = t(kind + '_text');
     var ref = $('problem-ref');
     ref.hidden = !(kind === 'locked' && S.info);
-    if (!ref.hidden) ref.textContent = t('locked_ref', { practice: S.info.practice_name, reference: S.info.reference });
+    if (!ref.hidden) setParts(ref, [['locked_ref', { practice: S.info.practice_name, reference: S.info.reference }]]);
     $('problem-retry').hidden = kind !== 'error';
   }
 

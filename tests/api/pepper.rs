@@ -7,6 +7,7 @@ use base64::Engine;
 use sealpost::error::Error;
 use sealpost::ports::Uses;
 use sealpost_tests::TestApp;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[tokio::test]
@@ -107,6 +108,110 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
         assert_eq!(sealpost_tests::gateway::granted_actions(&template, name, "s3"), needed, "{name}");
     }
 }
+
+/// What each function may write to the table, by action and partition-key prefix
+/// (`dynamodb:LeadingKeys`), read from the code: `shared/src/aws/dynamo.rs` and
+/// `dynamo_webhooks.rs` say which key each store call writes, `shared/src/service/` which
+/// calls each route makes. Written out here, where the test that holds template.yaml to it
+/// is, because nothing at run time reads it (moto does not check IAM): a function that starts
+/// to write another key fails only on AWS, so a change to this table is the reminder.
+/// A share's transactions (the share and its events) are authorised item by item as PutItem
+/// and UpdateItem on SHARE#. Every function not listed writes nothing.
+const TABLE_WRITES: &[(&str, Writes)] = &[
+    // Read receipts, answers counted, expiry recorded: the share and its events only.
+    ("archive-url", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    ("document-url", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    ("public-share", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    ("verify-code", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    ("revoke-share", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    ("sweep", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
+    // A new share is put with its first event; the Idempotency-Key's claim is put, completed
+    // or released; notifications add the provider's message id and count SMS.
+    (
+        "create-share",
+        &[("DeleteItem", &["IDEMP#*"]), ("PutItem", &["IDEMP#*", "MSG#*", "SHARE#*"]), ("UpdateItem", &["IDEMP#*", "SMS#*"])],
+    ),
+    // The share changed, and notified: message ids, the SMS day counter (taken, given back).
+    ("request-code", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
+    ("resend-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
+    ("send-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
+    // A provider's report becomes an event of its share.
+    ("feedback", &[("PutItem", &["SHARE#*"])]),
+    // Endpoints and their health items sit in the practice's partition.
+    ("webhooks", &[("DeleteItem", &["PRACTICE#*"]), ("PutItem", &["PRACTICE#*"]), ("UpdateItem", &["PRACTICE#*"])]),
+    ("webhook-sender", &[("PutItem", &["WHFAIL#*"]), ("UpdateItem", &["PRACTICE#*"])]),
+];
+
+/// Each function's table grants beyond reading (GetItem, Query) are exactly the writes
+/// [`TABLE_WRITES`] declares for it, each limited by `dynamodb:LeadingKeys`: no function anyone
+/// can call may write an API key or a practice, and none may delete what it does not own. This
+/// reads template.yaml; it does not run it (moto does not check IAM).
+#[test]
+fn each_function_may_write_only_the_table_keys_it_is_declared_to() {
+    let (template, functions) = template_and_functions();
+    for (name, _) in TABLE_WRITES {
+        assert!(functions.iter().any(|f| f == name), "TABLE_WRITES names {name}, which is no function");
+    }
+    for name in &functions {
+        let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for statement in sealpost_tests::gateway::function_statements(&template, name) {
+            let table: Vec<&String> = statement.actions.iter().filter(|a| a.starts_with("dynamodb:")).collect();
+            if table.is_empty() || statement.effect != "Allow" {
+                continue;
+            }
+            assert!(statement.unmodelled.is_empty(), "{name}: a table statement this test cannot read: {statement:?}");
+            for action in table {
+                let action = action.trim_start_matches("dynamodb:");
+                if matches!(action, "GetItem" | "Query") {
+                    continue;
+                }
+                // Without the condition (or with another operator) a write reaches every key.
+                let prefixes = match &statement.leading_keys {
+                    Some((operator, prefixes)) if operator == "ForAllValues:StringLike" => prefixes.clone(),
+                    _ => vec!["any key".to_owned()],
+                };
+                granted.entry(action.to_owned()).or_default().extend(prefixes);
+            }
+        }
+        for prefixes in granted.values_mut() {
+            prefixes.sort();
+            prefixes.dedup();
+        }
+        let declared: BTreeMap<String, Vec<String>> = TABLE_WRITES
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, writes)| writes.iter().map(|(a, p)| (a.to_string(), p.iter().map(|p| p.to_string()).collect())).collect())
+            .unwrap_or_default();
+        assert_eq!(granted, declared, "{name}: table writes granted in template.yaml against TABLE_WRITES");
+    }
+}
+
+/// SMS go to phone numbers, which IAM can only allow on `*`; topics and platform endpoints have
+/// ARNs, and every function that may publish is denied all of them (the stack's own SES feedback topic
+/// would otherwise take forged bounces from any function that sends SMS).
+#[test]
+fn the_functions_that_send_sms_may_not_publish_to_topics() {
+    let (template, functions) = template_and_functions();
+    for name in &functions {
+        let statements = sealpost_tests::gateway::function_statements(&template, name);
+        let publish = |effect: &str| {
+            statements
+                .iter()
+                .filter(|s| s.effect == effect && s.actions.iter().any(|a| a == "sns:Publish"))
+                .flat_map(|s| s.resources.clone())
+                .collect::<Vec<_>>()
+        };
+        if publish("Allow").is_empty() {
+            assert!(!uses(name).has(Uses::SMS), "{name} sends SMS");
+            continue;
+        }
+        assert_eq!(publish("Allow"), ["'*'"], "{name}: SMS are published on *");
+        assert_eq!(publish("Deny"), ["!Sub 'arn:${AWS::Partition}:sns:*:*:*'"], "{name}: no topic or endpoint");
+    }
+}
+
+/// One function's table writes: each action with the partition-key patterns it may write.
+type Writes = &'static [(&'static str, &'static [&'static str])];
 
 fn uses(function: &str) -> Uses {
     sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("functions/{function} is no function"))

@@ -498,6 +498,77 @@ test('date of birth and insurance number get their own fields', async () => {
   await closePage(page);
 });
 
+// What a browser's page translator must leave alone, under `selector`: the text of every text
+// node whose element says translate="no" (itself or an ancestor), joined by '|'.
+async function untranslated(page, selector) {
+  return page.evaluate((sel) => {
+    const found = [];
+    const walker = document.createTreeWalker(document.querySelector(sel), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.data.trim() && !node.parentElement.translate) found.push(node.data.replace(/\u00a0/g, ' '));
+    }
+    return found.join('|');
+  }, selector);
+}
+
+async function translatable(page, selector) {
+  return page.locator(selector).evaluate((el) => el.translate);
+}
+
+test('a page translator leaves alone what the patient types or compares, and translates the rest', async () => {
+  const share = await createShare();
+  const code = await codeFor(share.id);
+  const info = await (await fetch(`${server.url}/v1/public/shares/${share.id}`)).json();
+  const page = await openPage(share.link);
+  await page.getByRole('heading', { name: 'Enter your code' }).waitFor();
+
+  // The fields the patient types into: a translator rewriting the code field refuses right codes.
+  for (const field of ['#code', '#dob', '#insurance']) assert.equal(await translatable(page, field), false, field);
+  // What the patient compares with the SMS, the letter or the practice, inside sentences that
+  // are themselves translated.
+  assert.equal(await untranslated(page, '#share-reference'), share.reference);
+  assert.equal(await untranslated(page, '#share-title'), PRACTICE);
+  assert.equal(await untranslated(page, '#code-intro'), info.masked_phone);
+  for (const sentence of ['#share-title', '#code-intro', '#code-heading', 'label[for=code]']) {
+    assert.equal(await translatable(page, sentence), true, sentence);
+  }
+  assert.equal(await text(page, '#share-title'), `${PRACTICE} has sent you documents`);
+
+  // A new code's confirmation names the number it went to (the first SMS is too recent for a
+  // real one: answered here as the server would).
+  await page.route(`**/v1/public/shares/${share.id}/code`, (route) => route.fulfill({
+    status: 200, contentType: 'application/json', body: JSON.stringify({ status: 'sent', masked_phone: info.masked_phone })
+  }));
+  await page.getByRole('button', { name: 'Send me a new code' }).click();
+  await page.locator('#ss-message', { hasText: 'A new code is on its way' }).waitFor();
+  assert.equal(await untranslated(page, '#ss-message'), info.masked_phone);
+  await page.unroute(`**/v1/public/shares/${share.id}/code`);
+
+  // The documents: their names, as the downloaded files will be called.
+  await enterCode(page, code);
+  await page.getByRole('heading', { name: 'Your documents' }).waitFor();
+  assert.equal(await untranslated(page, '#docs-intro'), PRACTICE);
+  assert.equal(await untranslated(page, '#docs-list'), [PDF_NAME, ` ${PDF_NAME}`, TEXT_NAME, ` ${TEXT_NAME}`].join('|'));
+  await download(page, page.getByRole('button', { name: `Download ${PDF_NAME}` }));
+  assert.equal(await untranslated(page, '#docs-message'), PDF_NAME);
+  assert.match(await text(page, '#docs-message'), new RegExp(`download of ${PDF_NAME} has started`));
+  await closePage(page);
+
+  // A locked link: whom to call, and the reference to give.
+  const locked = await createShare();
+  const lockedCode = await codeFor(locked.id);
+  const p = await openPage(locked.link);
+  for (let left = 4; left >= 1; left--) {
+    await enterCode(p, wrongCode(lockedCode));
+    await p.locator('#form-error', { hasText: left === 1 ? 'You have 1 more try.' : `You have ${left} more tries.` }).waitFor();
+  }
+  await enterCode(p, wrongCode(lockedCode));
+  await p.getByRole('heading', { name: 'This link is locked' }).waitFor();
+  assert.equal(await untranslated(p, '#problem-ref'), `${PRACTICE}|${locked.reference}`);
+  assert.equal(await text(p, '#problem-ref'), `Please call ${PRACTICE} and mention the reference ${locked.reference}.`);
+  await closePage(p);
+});
+
 test('no page broke its CSP or threw a script error', () => {
   assert.deepEqual(problems, []);
 });

@@ -97,26 +97,141 @@ pub fn granted_actions(template: &str, name: &str, service: &str) -> Vec<String>
     actions
 }
 
-/// The lines of the function resource built from `functions/{name}`, trimmed.
-fn function_lines<'a>(template: &'a str, name: &str) -> Vec<&'a str> {
-    // A resource is a two-space-indented key and the more-indented lines under it.
+/// One statement of an IAM policy in template.yaml, as written (not evaluated).
+#[derive(Debug, Default)]
+pub struct Statement {
+    pub effect: String,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+    /// The `dynamodb:LeadingKeys` condition: its operator and patterns.
+    pub leading_keys: Option<(String, Vec<String>)>,
+    /// Elements this reader does not model (`NotAction`, `NotResource`, other conditions):
+    /// a test should refuse a statement that has any rather than misread it.
+    pub unmodelled: Vec<String>,
+}
+
+/// The IAM statements that apply to the function built from `functions/{name}`: its own
+/// (`Policies:` inline documents) and those of the managed policies it references.
+pub fn function_statements(template: &str, name: &str) -> Vec<Statement> {
+    let code_uri = format!("CodeUri: functions/{name}");
+    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == code_uri));
+    assert!(!lines.is_empty(), "no function with {code_uri} in template.yaml");
+    let mut statements = statements(&lines);
+    for line in &lines {
+        let Some(policy) = line.split('#').next().and_then(|l| l.trim().strip_prefix("- !Ref ")) else { continue };
+        let policy = policy.trim();
+        let header = format!("  {policy}:");
+        let policy_lines = raw_resource_lines(template, |r| r.first().is_some_and(|l| *l == header));
+        if policy_lines.iter().any(|l| l.trim() == "Type: AWS::IAM::ManagedPolicy") {
+            statements.extend(self::statements(&policy_lines));
+        }
+    }
+    statements
+}
+
+/// The statements written under `Statement:` in `lines` (one resource), in order.
+fn statements(lines: &[&str]) -> Vec<Statement> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim();
+        if !(trimmed.starts_with("- Effect:") || trimmed.starts_with("- Sid:")) {
+            i += 1;
+            continue;
+        }
+        // The statement: this line (without its dash) and every line indented past the dash.
+        let dash = indent(line);
+        let mut body = vec![trimmed[2..].to_owned()];
+        i += 1;
+        while i < lines.len() && (lines[i].trim().is_empty() || indent(lines[i]) > dash) {
+            body.push(lines[i].trim().to_owned());
+            i += 1;
+        }
+        out.push(statement(&body));
+    }
+    out
+}
+
+fn statement(body: &[String]) -> Statement {
+    let unquote = |v: &str| v.trim().trim_matches('\'').to_owned();
+    let list = |v: &str| -> Vec<String> {
+        let v = v.trim();
+        match v.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            Some(items) => items.split(',').map(unquote).collect(),
+            None => vec![unquote(v)],
+        }
+    };
+    let mut s = Statement::default();
+    let mut open: Option<&str> = None; // the key whose `- item` lines follow
+    let mut operator: Option<String> = None;
+    for line in body {
+        let line = line.split(" #").next().unwrap_or_default().trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(item) = line.strip_prefix("- ") {
+            match open {
+                Some("Action") => s.actions.push(unquote(item)),
+                Some("Resource") => s.resources.push(item.trim().to_owned()),
+                _ => s.unmodelled.push(line.to_owned()),
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':').map(|(k, v)| (k.trim(), v.trim())) else {
+            s.unmodelled.push(line.to_owned());
+            continue;
+        };
+        // `ForAllValues:StringLike:` and `'dynamodb:LeadingKeys': [...]` hold a colon themselves.
+        if let Some(op) = line.strip_suffix(':').filter(|l| l.contains(':') && !l.contains(' ')) {
+            operator = Some(op.to_owned());
+            open = None;
+            continue;
+        }
+        if let Some(patterns) = line.strip_prefix("'dynamodb:LeadingKeys':") {
+            s.leading_keys = Some((operator.clone().unwrap_or_default(), list(patterns)));
+            continue;
+        }
+        open = None;
+        match (key, value) {
+            ("Effect", v) => s.effect = v.to_owned(),
+            ("Sid", _) => {}
+            ("Action", "") => open = Some("Action"),
+            ("Action", v) => s.actions.extend(list(v)),
+            ("Resource", "") => open = Some("Resource"),
+            ("Resource", v) => s.resources.push(v.to_owned()),
+            ("Condition", "") => {}
+            _ => s.unmodelled.push(line.to_owned()),
+        }
+    }
+    s
+}
+
+/// The untrimmed lines of the first resource `is_it` accepts (none if none does). A resource is
+/// a two-space-indented key and the more-indented lines under it.
+fn raw_resource_lines(template: &str, is_it: impl Fn(&[&str]) -> bool) -> Vec<&str> {
     let mut resources: Vec<Vec<&str>> = Vec::new();
+    let is_key = |l: &str| l.ends_with(':') && l.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
     for line in template.lines() {
-        let is_key = |l: &str| l.ends_with(':') && l.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
         match line.strip_prefix("  ") {
             Some(rest) if is_key(rest) => resources.push(vec![]),
             _ if is_key(line) => resources.push(vec![]),
             _ => {}
         }
         if let Some(resource) = resources.last_mut() {
-            resource.push(line.trim());
+            resource.push(line);
         }
     }
+    resources.into_iter().find(|r| is_it(r)).unwrap_or_default()
+}
+
+/// The lines of the function resource built from `functions/{name}`, trimmed.
+fn function_lines<'a>(template: &'a str, name: &str) -> Vec<&'a str> {
     let code_uri = format!("CodeUri: functions/{name}");
-    resources
-        .into_iter()
-        .find(|r| r.contains(&code_uri.as_str()))
-        .unwrap_or_else(|| panic!("no function with {code_uri} in template.yaml"))
+    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == code_uri));
+    assert!(!lines.is_empty(), "no function with {code_uri} in template.yaml");
+    lines.into_iter().map(str::trim).collect()
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response {

@@ -73,6 +73,20 @@ fn each_function_main_names_exactly_its_routes() {
     }
 }
 
+/// A route is declared once, in `sealpost::http::Route`; template.yaml's HTTP API must route each
+/// route key to the function declared for it, and nothing else (besides `$default`).
+#[test]
+fn the_template_routes_each_route_to_its_declared_function() {
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let mut wired = sealpost_tests::gateway::template_routes(&template);
+    let mut declared: Vec<(String, String)> =
+        Route::ALL.iter().map(|r| (format!("{} {}", r.method(), r.path()), r.function_name().to_owned())).collect();
+    declared.push(("$default".into(), sealpost_tests::gateway::DEFAULT_ROUTE_FUNCTION.into()));
+    wired.sort();
+    declared.sort();
+    assert_eq!(wired, declared);
+}
+
 #[tokio::test]
 async fn each_api_event_reaches_its_handler() {
     let app = TestApp::spawn().await;

@@ -44,12 +44,7 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
     let mut api = axum::Router::new();
     for route in Route::ALL {
         let service = service_of(route.function_name());
-        let filter = match route.method() {
-            "POST" => MethodFilter::POST,
-            "DELETE" => MethodFilter::DELETE,
-            "PATCH" => MethodFilter::PATCH,
-            _ => MethodFilter::GET,
-        };
+        let filter = MethodFilter::try_from(route.method()).expect("a method API Gateway routes");
         let key = format!("{} {}", route.method(), route.path());
         api = api.route(
             route.path(),
@@ -206,6 +201,56 @@ fn statement(body: &[String]) -> Statement {
         }
     }
     s
+}
+
+/// What the template's HTTP API routes where: each route key (`POST /v1/shares`, `$default`)
+/// with the function its integration invokes (the `functions/` folder it is built from).
+pub fn template_routes(template: &str) -> Vec<(String, String)> {
+    let resources = named_resources(template);
+    let resource = |name: &str| resources.iter().find(|(n, _)| *n == name).map(|(_, lines)| lines.as_slice());
+    let value = |lines: &[&str], key: &str| {
+        let key = format!("{key}: ");
+        lines.iter().find_map(|l| l.trim().strip_prefix(key.as_str())).map(str::to_owned)
+    };
+    let mut routes = Vec::new();
+    for (name, lines) in &resources {
+        if value(lines, "Type").as_deref() != Some("AWS::ApiGatewayV2::Route") {
+            continue;
+        }
+        let key = value(lines, "RouteKey").unwrap_or_else(|| panic!("{name}: no RouteKey"));
+        let target = value(lines, "Target").unwrap_or_default();
+        let integration = target.trim_start_matches("!Sub 'integrations/${").trim_end_matches("}'");
+        let uri = resource(integration).and_then(|l| value(l, "IntegrationUri")).unwrap_or_else(|| panic!("{name}: no integration"));
+        let function = uri.trim_start_matches("!GetAtt ").trim_end_matches(".Arn");
+        let code = resource(function).and_then(|l| value(l, "CodeUri")).unwrap_or_else(|| panic!("{name}: no function"));
+        routes.push((key, code.trim_start_matches("functions/").to_owned()));
+    }
+    routes
+}
+
+/// Every resource's name and its untrimmed lines (its key's line first).
+fn named_resources(template: &str) -> Vec<(&str, Vec<&str>)> {
+    let mut resources: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut in_resources = false;
+    for line in template.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() && !line.starts_with('#') {
+            in_resources = line == "Resources:";
+            continue;
+        }
+        if !in_resources {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("  ")
+            && rest.ends_with(':')
+            && rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            resources.push((rest.trim_end_matches(':'), vec![]));
+        }
+        if let Some((_, lines)) = resources.last_mut() {
+            lines.push(line);
+        }
+    }
+    resources
 }
 
 /// The untrimmed lines of the first resource `is_it` accepts (none if none does). A resource is

@@ -14,9 +14,9 @@ use crate::service::Service;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -33,146 +33,91 @@ pub use axum::Router as HttpRouter;
 /// The body type of requests the router takes.
 pub use axum::body::Body;
 
-/// The API's routes. Each Lambda function mounts exactly one; `sealpost serve` mounts all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    CreateShare,
-    ListShares,
-    GetShare,
-    RevokeShare,
-    ResendShare,
-    SendShare,
-    PublicShare,
-    VerifyCode,
-    RequestCode,
-    DocumentUrl,
-    ArchiveUrl,
-    CreateWebhook,
-    ListWebhooks,
-    GetWebhook,
-    UpdateWebhook,
-    DeleteWebhook,
-    TestWebhook,
-    WebhookFailures,
+/// Declares every route once, a line each: its name, method and path (as in the HTTP API's route
+/// keys, template.yaml), the Lambda function that serves it (`functions/<name>`), what it uses
+/// besides the store ([`Uses`]: a function is built with what its routes use and no more), and
+/// its handler. Everything [`Route`] says is derived from the line.
+macro_rules! routes {
+    ($($(#[$doc:meta])* $route:ident: $method:ident $path:literal => $function:literal, $handler:path, $uses:expr;)+) => {
+        /// The API's routes (declared in `routes!`). Each Lambda function mounts its own;
+        /// `sealpost serve` mounts all.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Route {
+            $($(#[$doc])* $route,)+
+        }
+
+        impl Route {
+            pub const ALL: [Route; { [$(stringify!($route)),+].len() }] = [$(Route::$route),+];
+
+            /// The path pattern (axum syntax, as in the HTTP API's route keys).
+            #[inline(always)]
+            pub fn path(self) -> &'static str {
+                match self { $(Route::$route => $path,)+ }
+            }
+
+            /// The HTTP method (`POST /v1/shares` is its route key).
+            pub fn method(self) -> Method {
+                match self { $(Route::$route => Method::$method,)+ }
+            }
+
+            /// The function's name in `functions/` and `template.yaml`.
+            pub fn function_name(self) -> &'static str {
+                match self { $(Route::$route => $function,)+ }
+            }
+
+            /// The ports the route's handler may use besides the store. The contract suite
+            /// runs every route on AWS with only these, so one that starts to use another port
+            /// fails there.
+            pub const fn uses(self) -> Uses {
+                match self { $(Route::$route => $uses,)+ }
+            }
+
+            /// Always inlined: called with a constant route (`sealpost::serve_routes!`), it is
+            /// that route's handler alone, and the others are not linked.
+            #[doc(hidden)]
+            #[inline(always)]
+            pub fn handler(self) -> MethodRouter<AppState> {
+                match self { $(Route::$route => on(MethodFilter::$method, $handler),)+ }
+            }
+        }
+    };
+}
+
+// Every share route has a function of its own; the webhook settings (a few calls a month per
+// practice) share one, `webhooks`.
+routes! {
+    /// Documents stored or uploaded (and deleted again if that fails), the code hashed, the
+    /// patient notified.
+    CreateShare: POST "/v1/shares" => "create-share", practice::create,
+        Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
+    ListShares: GET "/v1/shares" => "list-shares", practice::list, Uses::NOTHING;
+    GetShare: GET "/v1/shares/{id}" => "get-share", practice::get, Uses::NOTHING;
+    /// Documents deleted.
+    RevokeShare: DELETE "/v1/shares/{id}" => "revoke-share", practice::revoke, Uses::DOCUMENT_DELETION;
+    /// A new code, the patient notified again.
+    ResendShare: POST "/v1/shares/{id}/resend" => "resend-share", practice::resend, Uses::KEYS.and(Uses::SMS).and(Uses::EMAIL);
+    /// As create, for uploaded documents.
+    SendShare: POST "/v1/shares/{id}/send" => "send-share", practice::send,
+        Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
+    PublicShare: GET "/v1/public/shares/{id}" => "public-share", patient::info, Uses::NOTHING;
+    /// The answer hashed, an access token issued.
+    VerifyCode: POST "/v1/public/shares/{id}/verify" => "verify-code", patient::verify, Uses::KEYS;
+    RequestCode: POST "/v1/public/shares/{id}/code" => "request-code", patient::request_code, Uses::KEYS.and(Uses::SMS);
+    /// The access token checked, a URL signed.
+    DocumentUrl: GET "/v1/public/shares/{id}/documents/{doc}" => "document-url", patient::document,
+        Uses::KEYS.and(Uses::DOCUMENT_LINKS);
+    ArchiveUrl: GET "/v1/public/shares/{id}/archive" => "archive-url", patient::archive, Uses::KEYS.and(Uses::DOCUMENT_LINKS);
+    /// The endpoint's signing secret, shown.
+    CreateWebhook: POST "/v1/webhooks" => "webhooks", webhooks::create, Uses::KEYS;
+    ListWebhooks: GET "/v1/webhooks" => "webhooks", webhooks::list, Uses::NOTHING;
+    GetWebhook: GET "/v1/webhooks/{id}" => "webhooks", webhooks::get, Uses::NOTHING;
+    UpdateWebhook: PATCH "/v1/webhooks/{id}" => "webhooks", webhooks::update, Uses::KEYS;
+    DeleteWebhook: DELETE "/v1/webhooks/{id}" => "webhooks", webhooks::remove, Uses::NOTHING;
+    TestWebhook: POST "/v1/webhooks/{id}/test" => "webhooks", webhooks::test, Uses::KEYS.and(Uses::WEBHOOK_POSTS);
+    WebhookFailures: GET "/v1/webhooks/{id}/failures" => "webhooks", webhooks::failures, Uses::NOTHING;
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
-        Route::CreateShare,
-        Route::ListShares,
-        Route::GetShare,
-        Route::RevokeShare,
-        Route::ResendShare,
-        Route::SendShare,
-        Route::PublicShare,
-        Route::VerifyCode,
-        Route::RequestCode,
-        Route::DocumentUrl,
-        Route::ArchiveUrl,
-        Route::CreateWebhook,
-        Route::ListWebhooks,
-        Route::GetWebhook,
-        Route::UpdateWebhook,
-        Route::DeleteWebhook,
-        Route::TestWebhook,
-        Route::WebhookFailures,
-    ];
-
-    /// The path pattern (axum syntax, as in the HTTP API's route keys).
-    #[inline(always)]
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::CreateShare | Route::ListShares => "/v1/shares",
-            Route::GetShare | Route::RevokeShare => "/v1/shares/{id}",
-            Route::ResendShare => "/v1/shares/{id}/resend",
-            Route::SendShare => "/v1/shares/{id}/send",
-            Route::PublicShare => "/v1/public/shares/{id}",
-            Route::VerifyCode => "/v1/public/shares/{id}/verify",
-            Route::RequestCode => "/v1/public/shares/{id}/code",
-            Route::DocumentUrl => "/v1/public/shares/{id}/documents/{doc}",
-            Route::ArchiveUrl => "/v1/public/shares/{id}/archive",
-            Route::CreateWebhook | Route::ListWebhooks => "/v1/webhooks",
-            Route::GetWebhook | Route::UpdateWebhook | Route::DeleteWebhook => "/v1/webhooks/{id}",
-            Route::TestWebhook => "/v1/webhooks/{id}/test",
-            Route::WebhookFailures => "/v1/webhooks/{id}/failures",
-        }
-    }
-
-    /// The HTTP method (as in the HTTP API's route keys: `POST /v1/shares`).
-    pub fn method(self) -> &'static str {
-        match self {
-            Route::CreateShare
-            | Route::ResendShare
-            | Route::SendShare
-            | Route::VerifyCode
-            | Route::RequestCode
-            | Route::CreateWebhook
-            | Route::TestWebhook => "POST",
-            Route::ListShares
-            | Route::GetShare
-            | Route::PublicShare
-            | Route::DocumentUrl
-            | Route::ArchiveUrl
-            | Route::ListWebhooks
-            | Route::GetWebhook
-            | Route::WebhookFailures => "GET",
-            Route::RevokeShare | Route::DeleteWebhook => "DELETE",
-            Route::UpdateWebhook => "PATCH",
-        }
-    }
-
-    /// The function's name in `functions/` and `template.yaml`. Every share route has its own;
-    /// the webhook settings (a few calls a month per practice) share one, `webhooks`.
-    pub fn function_name(self) -> &'static str {
-        match self {
-            Route::CreateShare => "create-share",
-            Route::ListShares => "list-shares",
-            Route::GetShare => "get-share",
-            Route::RevokeShare => "revoke-share",
-            Route::ResendShare => "resend-share",
-            Route::SendShare => "send-share",
-            Route::PublicShare => "public-share",
-            Route::VerifyCode => "verify-code",
-            Route::RequestCode => "request-code",
-            Route::DocumentUrl => "document-url",
-            Route::ArchiveUrl => "archive-url",
-            Route::CreateWebhook
-            | Route::ListWebhooks
-            | Route::GetWebhook
-            | Route::UpdateWebhook
-            | Route::DeleteWebhook
-            | Route::TestWebhook
-            | Route::WebhookFailures => "webhooks",
-        }
-    }
-
-    /// The ports the route's handler may use besides the store ([`Uses`]): a Lambda function
-    /// is built with those of its routes and no others. The contract suite runs every route on
-    /// AWS with only these, so one that starts to use another port fails there.
-    pub const fn uses(self) -> Uses {
-        match self {
-            // Documents stored or uploaded (and deleted again if that fails), the code hashed,
-            // the patient notified.
-            Route::CreateShare | Route::SendShare => {
-                Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL)
-            }
-            // A new code, the patient notified again.
-            Route::ResendShare => Uses::KEYS.and(Uses::SMS).and(Uses::EMAIL),
-            // Documents deleted.
-            Route::RevokeShare => Uses::DOCUMENT_DELETION,
-            Route::ListShares | Route::GetShare | Route::PublicShare => Uses::NOTHING,
-            // The answer hashed, an access token issued.
-            Route::VerifyCode => Uses::KEYS,
-            Route::RequestCode => Uses::KEYS.and(Uses::SMS),
-            // The access token checked, a URL signed.
-            Route::DocumentUrl | Route::ArchiveUrl => Uses::KEYS.and(Uses::DOCUMENT_LINKS),
-            // The endpoint's signing secret, shown.
-            Route::CreateWebhook | Route::UpdateWebhook => Uses::KEYS,
-            Route::TestWebhook => Uses::KEYS.and(Uses::WEBHOOK_POSTS),
-            Route::ListWebhooks | Route::GetWebhook | Route::DeleteWebhook | Route::WebhookFailures => Uses::NOTHING,
-        }
-    }
-
     /// What all of `routes` use.
     pub const fn uses_of(routes: &[Route]) -> Uses {
         let (mut uses, mut i) = (Uses::NOTHING, 0);
@@ -186,33 +131,6 @@ impl Route {
     /// The routes a function serves.
     pub fn of_function(name: &str) -> Vec<Route> {
         Route::ALL.into_iter().filter(|r| r.function_name() == name).collect()
-    }
-
-    /// Always inlined: called with a constant route (`sealpost::serve_routes!`), it is that
-    /// route's handler alone, and the others are not linked.
-    #[doc(hidden)]
-    #[inline(always)]
-    pub fn handler(self) -> MethodRouter<AppState> {
-        match self {
-            Route::CreateShare => post(practice::create),
-            Route::ListShares => get(practice::list),
-            Route::GetShare => get(practice::get),
-            Route::RevokeShare => delete(practice::revoke),
-            Route::ResendShare => post(practice::resend),
-            Route::SendShare => post(practice::send),
-            Route::PublicShare => get(patient::info),
-            Route::VerifyCode => post(patient::verify),
-            Route::RequestCode => post(patient::request_code),
-            Route::DocumentUrl => get(patient::document),
-            Route::ArchiveUrl => get(patient::archive),
-            Route::CreateWebhook => post(webhooks::create),
-            Route::ListWebhooks => get(webhooks::list),
-            Route::GetWebhook => get(webhooks::get),
-            Route::UpdateWebhook => patch(webhooks::update),
-            Route::DeleteWebhook => delete(webhooks::remove),
-            Route::TestWebhook => post(webhooks::test),
-            Route::WebhookFailures => get(webhooks::failures),
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`serve_routes`] (or [`serve_cleanup`] and its siblings). Adapters are built once per cold start, from the
 //! environment (`crate::aws`), then every invocation reuses them.
 
+use crate::aws::stream::{new_event, removed_share_id};
 use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_queued};
 use crate::domain::Event;
 use crate::service::Service;
@@ -173,20 +174,6 @@ pub async fn serve_webhook_fanout() -> Result<(), Error> {
     .await
 }
 
-/// The event a stream record adds: the event item it inserted. Shares' changes, keys and
-/// counters add none.
-pub fn new_event(record: &EventRecord) -> Option<Event> {
-    let image = &record.change.new_image;
-    match (record.event_name.as_str(), image.get("sk"), image.get("body")) {
-        ("INSERT", Some(serde_dynamo::AttributeValue::S(sk)), Some(serde_dynamo::AttributeValue::S(body)))
-            if sk.starts_with("EVENT#") =>
-        {
-            serde_json::from_str(body).ok()
-        }
-        _ => None,
-    }
-}
-
 /// Queues the deliveries of each record's event, in order; stops at the first failure and
 /// reports it (and so everything after it) for a retry.
 pub async fn fan_out_records(service: &Service, queue: &WebhookQueue, records: &[EventRecord]) -> DynamoDbEventResponse {
@@ -281,24 +268,6 @@ pub async fn serve_feedback() -> Result<(), Error> {
         Ok::<_, Error>(serde_json::json!({ "recorded": recorded }))
     }))
     .await
-}
-
-/// The share a TTL deletion removed, if this record is one (any other change is ignored: a
-/// revoke already deleted its documents, and the service deletes them at expiry).
-pub fn removed_share_id(record: &EventRecord) -> Option<String> {
-    let by_ttl = record.user_identity.as_ref().is_some_and(|u| u.principal_id == "dynamodb.amazonaws.com");
-    if record.event_name != "REMOVE" || !by_ttl {
-        return None;
-    }
-    let key = |name: &str| match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    };
-    if key("sk")? != "SHARE" {
-        return None; // an event, an idempotency record, a counter: no objects of its own
-    }
-    let id = key("pk")?.strip_prefix("SHARE#")?.to_owned();
-    crate::domain::ShareId::parse(&id).map(|_| id)
 }
 
 /// Deletes each removed share's objects; answers the records that failed, for a retry.

@@ -125,7 +125,7 @@ async fn each_api_event_reaches_its_handler() {
 async fn the_cleanup_event_deletes_the_removed_share_s_objects() {
     let app = TestApp::spawn().await;
     let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("cleanup")).expect("a stream event");
-    let id = sealpost::lambda::removed_share_id(&event.records[0]).expect("the first record is a TTL removal of a share");
+    let id = sealpost::aws::stream::removed_share_id(&event.records[0]).expect("the first record is a TTL removal of a share");
     let blobs = app.service.blobs.clone();
     blobs.put(&format!("shares/{id}/doc_a"), b"a").await.unwrap();
     blobs.put(&format!("shares/{id}/archive.zip"), b"zip").await.unwrap();
@@ -137,7 +137,7 @@ async fn the_cleanup_event_deletes_the_removed_share_s_objects() {
     assert!(blobs.open(&format!("shares/{id}/archive.zip")).await.unwrap().is_none());
     assert!(blobs.open("shares/someoneelse0000000000/doc_b").await.unwrap().is_some(), "other shares untouched");
     // The second record removes an event item, not a share: nothing of its own to delete.
-    assert_eq!(sealpost::lambda::removed_share_id(&event.records[1]), None);
+    assert_eq!(sealpost::aws::stream::removed_share_id(&event.records[1]), None);
 }
 
 #[tokio::test]
@@ -145,9 +145,9 @@ async fn removals_not_made_by_ttl_are_ignored() {
     let mut event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("cleanup")).unwrap();
     let record = &mut event.records[0];
     record.user_identity = None; // a delete by the application, not by TTL
-    assert_eq!(sealpost::lambda::removed_share_id(record), None);
+    assert_eq!(sealpost::aws::stream::removed_share_id(record), None);
     record.event_name = "MODIFY".into();
-    assert_eq!(sealpost::lambda::removed_share_id(record), None);
+    assert_eq!(sealpost::aws::stream::removed_share_id(record), None);
 }
 
 #[tokio::test]
@@ -161,11 +161,11 @@ async fn the_sweep_event_is_a_scheduler_event() {
 #[tokio::test]
 async fn the_fanout_event_carries_new_events() {
     let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&read_event("webhook-fanout")).unwrap();
-    let inserted = sealpost::lambda::new_event(&event.records[0]).expect("an event");
+    let inserted = sealpost::aws::stream::new_event(&event.records[0]).expect("an event");
     assert_eq!((inserted.id.as_str(), inserted.share_id.as_str()), ("evt_Q2xZk9dWm3VtR8pL4nYc0A", "q3Zt0d8YwV1mKb6Xr2NcAa"));
     let mut update = event.records[0].clone();
     update.event_name = "MODIFY".into();
-    assert_eq!(sealpost::lambda::new_event(&update), None, "an update is not a new event");
+    assert_eq!(sealpost::aws::stream::new_event(&update), None, "an update is not a new event");
 }
 
 #[tokio::test]

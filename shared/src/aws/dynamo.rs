@@ -97,8 +97,14 @@ pub(super) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
+/// A share's partition key is this and its id; the share item's sort key is `SHARE_SK`, its
+/// events' sort keys start with `EVENT_SK_PREFIX`.
+pub(super) const SHARE_PK_PREFIX: &str = "SHARE#";
+pub(super) const SHARE_SK: &str = "SHARE";
+pub(super) const EVENT_SK_PREFIX: &str = "EVENT#";
+
 fn share_pk(id: &str) -> String {
-    format!("SHARE#{id}")
+    format!("{SHARE_PK_PREFIX}{id}")
 }
 
 /// Sort key of a share in its practice's listing: time-ordered, then by id.

@@ -19,6 +19,9 @@ mod presign;
 pub mod provision;
 mod queue;
 mod s3;
+/// Stream records, for the Lambda functions the stream feeds.
+#[cfg(feature = "lambda")]
+pub mod stream;
 
 pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
 pub use notify::{SesMail, SnsSms, mailbox};

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealpost::domain::{message_contains_code, Code};
+use sealpost::domain::{Code, message_contains_code};
 
 fuzz_target!(|input: &str| {
     let in_message = message_contains_code(input);

@@ -8,11 +8,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealpost::domain::{message_contains_code, AuthMethod, ContentType, Filename, Language, Policy};
+use sealpost::domain::{AuthMethod, ContentType, Filename, Language, Policy, message_contains_code};
 use sealpost::error::Error;
 use sealpost::service::{
-    parse_create_body, Content, KnownSecret, NewShare, MAX_DOCUMENTS, MAX_INLINE_BYTES, MAX_MESSAGE_CHARS,
-    MAX_UPLOAD_BYTES,
+    Content, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES, MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES, NewShare, parse_create_body,
 };
 
 fuzz_target!(|body: &[u8]| {

@@ -7,8 +7,8 @@
 //! deflated. Prints `<archive path>\t<bytes>`. Time and peak RSS are the caller's to measure.
 
 use sealpost::domain::{
-    AuthMethod, ContentType, Document, DocumentId, Email, Filename, Language, NewShareParts, Policy, PracticeId,
-    Recipient, Share, ShareId,
+    AuthMethod, ContentType, Document, DocumentId, Email, Filename, Language, NewShareParts, Policy, PracticeId, Recipient,
+    Share, ShareId,
 };
 use sealpost::embedded::FolderBlobs;
 use sealpost::ports::{BlobStore, SystemClock};

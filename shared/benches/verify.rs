@@ -8,8 +8,8 @@
 //! right answers to `POST /v1/public/shares/{id}/verify`, one after the other.
 
 use axum::body::Body;
-use base64::Engine;
 use axum::http::{Request, StatusCode};
+use base64::Engine;
 use http_body_util::BodyExt;
 use sealpost::embedded::{Options, build};
 use sealpost::ports::SystemClock;

@@ -5,9 +5,9 @@
 use crate::aws::stream::{new_event, removed_share_id};
 use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_queued};
 use crate::domain::Event;
-use crate::service::Service;
 use crate::http::{Route, route_router};
 use crate::ports::{BlobStore, OnlyBlobs, SystemClock, Uses, UsesConst};
+use crate::service::Service;
 use aws_lambda_events::event::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -86,7 +86,10 @@ pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> c
 /// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them. The
 /// Lambda context and X-Ray header lambda_http would add to the request are left out: no
 /// handler reads them.
-async fn answer(mut router: crate::http::HttpRouter, event: LambdaEvent<LambdaRequest>) -> Result<ApiGatewayV2httpResponse, Error> {
+async fn answer(
+    mut router: crate::http::HttpRouter,
+    event: LambdaEvent<LambdaRequest>,
+) -> Result<ApiGatewayV2httpResponse, Error> {
     use http_body_util::BodyExt;
     use tower::Service as _;
     let Ok(response) = router.call(lambda_http::Request::from(event.payload)).await;

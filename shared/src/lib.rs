@@ -10,20 +10,20 @@
 //! - `messages`: email and SMS texts in de, fr, it, en, from templates.
 
 pub mod domain;
-pub mod ports;
-pub mod secrets;
-pub mod poster;
 pub mod error;
+pub mod ports;
+pub mod poster;
+pub mod secrets;
 pub use error::{Error, Result};
-pub mod messages;
-pub mod service;
-pub mod feedback;
-pub mod http;
 pub mod admin;
-pub mod embedded;
-pub mod server;
-pub mod telemetry;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod embedded;
+pub mod feedback;
+pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod messages;
+pub mod server;
+pub mod service;
+pub mod telemetry;

@@ -49,16 +49,14 @@ pub trait ShareStore: Send + Sync {
     /// A share's events, oldest first.
     async fn list_events(&self, id: &ShareId) -> PortResult<Vec<Event>>;
     /// A practice's shares, newest first, strictly after `after`.
-    async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize)
-    -> PortResult<Vec<Share>>;
+    async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize) -> PortResult<Vec<Share>>;
     /// Shares whose link ran out and whose expiry was not yet processed.
     async fn shares_due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Share>>;
     /// Deletes records (and their events) past their `purge_at`; returns how many.
     async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize>;
     /// Remembers which share a provider's message id (SES, SNS) belongs to, until `until`, so
     /// that a bounce or delivery failure the provider reports later finds its share.
-    async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>)
-    -> PortResult<()>;
+    async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>) -> PortResult<()>;
     async fn find_provider_message(&self, message_id: &str) -> PortResult<Option<ShareId>>;
 }
 
@@ -164,12 +162,15 @@ pub trait WebhookStore: Send + Sync {
     /// nothing counted) when `limit` were counted in that minute already. Atomic: a race never
     /// lets more through.
     async fn take_webhook_test(&self, practice: &PracticeId, id: &WebhookId, minute: i64, limit: u32) -> PortResult<bool>;
-    async fn record_failed_delivery(&self, practice: &PracticeId, id: &WebhookId, failed: &FailedDelivery)
-    -> PortResult<()>;
+    async fn record_failed_delivery(&self, practice: &PracticeId, id: &WebhookId, failed: &FailedDelivery) -> PortResult<()>;
     /// Failed deliveries, newest first (kept 30 days), one per event: recorded twice (a
     /// delivery redelivered after it was given up), the latest record.
-    async fn list_failed_deliveries(&self, practice: &PracticeId, id: &WebhookId, limit: usize)
-    -> PortResult<Vec<FailedDelivery>>;
+    async fn list_failed_deliveries(
+        &self,
+        practice: &PracticeId,
+        id: &WebhookId,
+        limit: usize,
+    ) -> PortResult<Vec<FailedDelivery>>;
 }
 
 /// Everything the use cases keep in a database.

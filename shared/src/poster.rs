@@ -147,7 +147,9 @@ mod tests {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
-            tokio::io::AsyncWriteExt::write_all(&mut socket, b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut socket, b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
         });
         assert_eq!(local.post(&request(format!("http://localhost:{port}/x"))).await, PostOutcome::Status(204));
         server.await.unwrap();

@@ -72,11 +72,7 @@ fn assert_failed_cleanly(out: &Output) -> String {
 #[track_caller]
 fn line_value(text: &str, name: &str) -> String {
     let prefix = format!("{name}:");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} line in:\n{text}"))
-        .trim()
-        .to_owned()
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix} line in:\n{text}")).trim().to_owned()
 }
 
 /// Bytes that are not all alike, so a truncated or shifted upload cannot pass.
@@ -130,7 +126,14 @@ async fn send_puts_small_files_inline_uploads_large_ones_and_status_shows_the_ti
     let docs = view["documents"].as_array().unwrap();
     let described: Vec<(&str, &str, u64, &str)> = docs
         .iter()
-        .map(|d| (d["filename"].as_str().unwrap(), d["content_type"].as_str().unwrap(), d["size"].as_u64().unwrap(), d["sha256"].as_str().unwrap()))
+        .map(|d| {
+            (
+                d["filename"].as_str().unwrap(),
+                d["content_type"].as_str().unwrap(),
+                d["size"].as_u64().unwrap(),
+                d["sha256"].as_str().unwrap(),
+            )
+        })
         .collect();
     let (small_hash, large_hash) = (sha256_hex(PDF), sha256_hex(&large_bytes));
     assert_eq!(
@@ -270,7 +273,14 @@ async fn an_unreachable_api_is_named_and_a_missing_file_is_refused_before_any_ca
     let err = assert_failed_cleanly(&out);
     assert!(err.contains("could not reach") && err.contains("http://127.0.0.1:1"), "{err}");
     let out = sealpost(args(&[
-        "send", "--api", "http://127.0.0.1:1", "--key", "sp_live_x", "--to-email", EMAIL, &file.display().to_string(),
+        "send",
+        "--api",
+        "http://127.0.0.1:1",
+        "--key",
+        "sp_live_x",
+        "--to-email",
+        EMAIL,
+        &file.display().to_string(),
     ]))
     .await;
     let err = assert_failed_cleanly(&out);

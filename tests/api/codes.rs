@@ -47,7 +47,14 @@ async fn five_wrong_answers_lock_the_code_for_good() {
     assert_eq!(view["status"], "locked");
     assert_eq!(view["attempts_left"], 0);
     assert_eq!(count_events(&view, "verify_failed"), 5, "{:?}", event_types(&view));
-    assert!(view["events"].as_array().unwrap().iter().filter(|e| e["type"] == "verify_failed").all(|e| e["data"]["reason"] == "wrong_code"));
+    assert!(
+        view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "verify_failed")
+            .all(|e| e["data"]["reason"] == "wrong_code")
+    );
     assert_eq!(count_events(&view, "locked"), 1, "{:?}", event_types(&view));
     assert_eq!(count_events(&view, "verified"), 0);
     assert!(view["verified_at"].is_null());
@@ -64,7 +71,8 @@ async fn malformed_or_missing_answers_are_invalid_requests() {
     verify_body(&app, &id, &json!({})).await.err(400, "invalid_request");
     verify_body(&app, &id, &json!({"date_of_birth": "1980-02-29"})).await.err(400, "invalid_request");
     verify_body(&app, &id, &json!({"code": 123456})).await.err(400, "invalid_request");
-    let reply = call_raw(&app, "POST", &format!("/v1/public/shares/{id}/verify"), None, Some("application/json"), b"nope".to_vec()).await;
+    let reply =
+        call_raw(&app, "POST", &format!("/v1/public/shares/{id}/verify"), None, Some("application/json"), b"nope".to_vec()).await;
     reply.err(400, "invalid_request");
     let view = get_share(&app, &id).await;
     assert_eq!(view["attempts_left"], 5, "a malformed request is not an answer");

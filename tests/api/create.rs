@@ -86,17 +86,23 @@ async fn invalid_recipient_fields_are_named() {
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+99912345678"))),
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41441234567"))), // a landline
         ("recipient.phone", Box::new(|b| b["recipient"]["phone"] = json!("+41900123456"))), // premium-rate
-        ("recipient.phone", Box::new(|b| {
-            b["recipient"].as_object_mut().unwrap().remove("phone");
-        })),
+        (
+            "recipient.phone",
+            Box::new(|b| {
+                b["recipient"].as_object_mut().unwrap().remove("phone");
+            }),
+        ),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("Anna <anna@example.ch>"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("anna@localhost"))),
         ("recipient.email", Box::new(|b| b["recipient"]["email"] = json!("jürg@example.ch"))),
-        ("recipient.email", Box::new(|b| {
-            b["recipient"].as_object_mut().unwrap().remove("email");
-        })),
+        (
+            "recipient.email",
+            Box::new(|b| {
+                b["recipient"].as_object_mut().unwrap().remove("email");
+            }),
+        ),
         ("recipient.language", Box::new(|b| b["recipient"]["language"] = json!("xx"))),
         ("recipient.language", Box::new(|b| b["recipient"]["language"] = json!("klingon"))),
         ("recipient.name", Box::new(|b| b["recipient"]["name"] = json!("a".repeat(201)))),
@@ -249,7 +255,10 @@ async fn invalid_documents_are_named_by_index() {
 async fn messages_are_bounded_and_never_code_shaped() {
     let app = TestApp::spawn().await;
     let spaced = ["123  456", "123 - 456", "12 34 56", "1 2 3 4 5 6", "Termin 12.03.25", "1\u{200b}23456"];
-    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654", "Code: 123\u{2013}456"].into_iter().chain(spaced) {
+    for msg in ["Ihr Code: 123456", "123-456", "code 123 456 thanks", "x0123456789", "987.654", "Code: 123\u{2013}456"]
+        .into_iter()
+        .chain(spaced)
+    {
         let mut body = share_body();
         body["message"] = json!(msg);
         post_share(&app, &body).await.invalid("message");
@@ -271,7 +280,8 @@ async fn a_body_over_36_mib_is_payload_too_large() {
     let app = TestApp::spawn().await;
     let mut body = share_body();
     // 37 MiB of base64 'A's (valid base64 of zero bytes).
-    body["documents"] = json!([{"filename": "big.pdf", "content_type": "application/pdf", "content_base64": "A".repeat(37 * 1024 * 1024)}]);
+    body["documents"] =
+        json!([{"filename": "big.pdf", "content_type": "application/pdf", "content_base64": "A".repeat(37 * 1024 * 1024)}]);
     let reply = post_share(&app, &body).await;
     if embedded() {
         reply.err(413, "payload_too_large");
@@ -305,7 +315,8 @@ async fn inline_documents_over_the_limit_are_refused_naming_documents() {
     // Each is fine alone, together they pass the limit (in a body under 36 MiB, or 6 MiB on AWS).
     let bytes = vec![7u8; inline_limit() / 2 + 1024];
     let mut body = share_body();
-    body["documents"] = json!([doc("a.bin", "application/octet-stream", &bytes), doc("b.bin", "application/octet-stream", &bytes)]);
+    body["documents"] =
+        json!([doc("a.bin", "application/octet-stream", &bytes), doc("b.bin", "application/octet-stream", &bytes)]);
     let reply = post_share(&app, &body).await;
     let error = reply.invalid("documents");
     assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("upload_url")), "{error}");

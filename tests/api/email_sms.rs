@@ -66,10 +66,8 @@ async fn every_language_gets_an_email_and_an_sms() {
         let code = last_code(&app).await;
         assert!(!email.body.contains(&code));
         // Mask the share-specific parts to compare the texts themselves.
-        let text = email
-            .body
-            .replace(share["reference"].as_str().unwrap(), "REF")
-            .replace(share["link"].as_str().unwrap(), "LINK");
+        let text =
+            email.body.replace(share["reference"].as_str().unwrap(), "REF").replace(share["link"].as_str().unwrap(), "LINK");
         bodies.push(text);
     }
     let distinct: std::collections::HashSet<&String> = bodies.iter().collect();
@@ -166,7 +164,9 @@ async fn unknown_routes_are_json_404s() {
 #[tokio::test]
 async fn errors_never_leak_internals() {
     let app = TestApp::spawn().await;
-    let r = call_raw(&app, "POST", "/v1/shares", Some(&app.api_key.clone()), Some("application/json"), b"{\"recipient\": [".to_vec()).await;
+    let r =
+        call_raw(&app, "POST", "/v1/shares", Some(&app.api_key.clone()), Some("application/json"), b"{\"recipient\": [".to_vec())
+            .await;
     r.err(400, "invalid_request");
     let msg = r.json["error"]["message"].as_str().unwrap();
     for leak in ["serde", "rusqlite", "panicked", "/src/", "sqlite"] {

@@ -26,7 +26,8 @@ async fn invoke(app: &TestApp, route: Route) -> (u16, serde_json::Value) {
         .unwrap_or_else(|e| panic!("events/{}.json is not an HTTP API event: {e}", route.function_name()));
     let (parts, body) = request.into_parts();
     let request = http::Request::from_parts(parts, sealpost::http::Body::from(body.to_vec()));
-    let response = route_router(&Route::of_function(route.function_name()), app.service.clone()).oneshot(request).await.expect("infallible");
+    let response =
+        route_router(&Route::of_function(route.function_name()), app.service.clone()).oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
@@ -57,7 +58,9 @@ fn each_function_main_names_exactly_its_routes() {
     let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.function_name()).collect();
     names.dedup();
     for name in names {
-        let main = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs"))).unwrap();
+        let main =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs")))
+                .unwrap();
         let mut named: Vec<String> = main
             .split("Route::")
             .skip(1)

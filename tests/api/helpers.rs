@@ -236,12 +236,7 @@ pub async fn post_share_with_key(app: &TestApp, key: &str, body: &Value) -> Repl
 }
 
 pub async fn post_share_idem(app: &TestApp, idem_key: &str, body: &Value) -> Reply {
-    let req = app
-        .http
-        .post(app.url("/v1/shares"))
-        .bearer_auth(&app.api_key)
-        .header("Idempotency-Key", idem_key)
-        .json(body);
+    let req = app.http.post(app.url("/v1/shares")).bearer_auth(&app.api_key).header("Idempotency-Key", idem_key).json(body);
     Reply::from(req.send().await.expect("request sent")).await
 }
 

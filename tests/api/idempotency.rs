@@ -63,12 +63,7 @@ async fn keys_belong_to_one_practice() {
     let key2 = app.add_practice("Praxis Beispiel", Policy::default()).await;
     let body = share_body();
     let mine = post_share_idem(&app, "shared-key", &body).await.ok(201);
-    let req = app
-        .http
-        .post(app.url("/v1/shares"))
-        .bearer_auth(&key2)
-        .header("Idempotency-Key", "shared-key")
-        .json(&body);
+    let req = app.http.post(app.url("/v1/shares")).bearer_auth(&key2).header("Idempotency-Key", "shared-key").json(&body);
     let theirs = Reply::from(req.send().await.unwrap()).await.ok(201);
     assert_ne!(mine["id"], theirs["id"], "another practice must never get this practice's response");
     assert_eq!(app.sent_sms().await.len(), 2);
@@ -105,12 +100,8 @@ async fn concurrent_retries_create_one_share() {
     body["documents"] = json!([doc("gross.bin", "application/octet-stream", &vec![42u8; 4 * 1024 * 1024])]);
     let mut tasks = Vec::new();
     for _ in 0..5 {
-        let req = app
-            .http
-            .post(app.url("/v1/shares"))
-            .bearer_auth(&app.api_key)
-            .header("Idempotency-Key", "concurrent-1")
-            .json(&body);
+        let req =
+            app.http.post(app.url("/v1/shares")).bearer_auth(&app.api_key).header("Idempotency-Key", "concurrent-1").json(&body);
         tasks.push(tokio::spawn(async move { Reply::from(req.send().await.expect("sent")).await }));
     }
     let mut ids = std::collections::HashSet::new();

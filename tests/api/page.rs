@@ -20,9 +20,7 @@ async fn the_page_is_served_with_strict_security_headers() {
     assert!(ct.starts_with("text/html"), "{ct}");
     let csp = r.header("content-security-policy").expect("a CSP");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    let directive = |name: &str| {
-        csp.split(';').map(str::trim).find(|d| d.starts_with(&format!("{name} "))).map(str::to_owned)
-    };
+    let directive = |name: &str| csp.split(';').map(str::trim).find(|d| d.starts_with(&format!("{name} "))).map(str::to_owned);
     let scripts = directive("script-src").or_else(|| directive("default-src")).expect("script-src or default-src");
     assert!(!scripts.contains("unsafe-inline"), "no inline script: {csp}");
     assert!(!csp.contains("unsafe-eval"), "{csp}");

@@ -25,7 +25,11 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
     })
     .expect("config");
     // A function's service over the same table, its pepper in a parameter that does not exist yet.
-    let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(&config, clients, Arc::new(app.clock.clone()));
+    let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(
+        &config,
+        clients,
+        Arc::new(app.clock.clone()),
+    );
     service.public_share(&id).await.expect("the page's public info needs no key");
     let wrong = br#"{"code":"000000"}"#;
     let failed = service.verify(&id, wrong).await.expect_err("no pepper yet");
@@ -64,7 +68,17 @@ fn only_the_functions_that_need_the_pepper_may_read_it() {
     assert_eq!(readers, with_keys, "PepperReadPolicy against the functions built with keys");
     assert_eq!(
         readers,
-        ["archive-url", "create-share", "document-url", "request-code", "resend-share", "send-share", "verify-code", "webhook-sender", "webhooks"]
+        [
+            "archive-url",
+            "create-share",
+            "document-url",
+            "request-code",
+            "resend-share",
+            "send-share",
+            "verify-code",
+            "webhook-sender",
+            "webhooks"
+        ]
     );
 }
 

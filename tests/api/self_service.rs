@@ -205,12 +205,9 @@ async fn the_daily_sms_cap_holds() {
 
 #[tokio::test]
 async fn the_practice_settings_decide_count_and_spacing() {
-    let app = TestApp::spawn_with(Policy {
-        self_service_max_requests: 1,
-        self_service_min_interval_minutes: 5,
-        ..Policy::default()
-    })
-    .await;
+    let app =
+        TestApp::spawn_with(Policy { self_service_max_requests: 1, self_service_min_interval_minutes: 5, ..Policy::default() })
+            .await;
     let (share, _) = create_default(&app).await;
     let id = id_of(&share);
     app.advance(Duration::minutes(4));

@@ -142,7 +142,11 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     assert_eq!(stored_names(&app, &id).await, [share["documents"][0]["id"].as_str().unwrap()], "only the right document stays");
     // Removed: it has to come again.
     let again = send(&app, &id).await;
-    assert!(again.invalid("documents[1]")["error"]["message"].as_str().unwrap().contains("not been uploaded"), "{}", again.text());
+    assert!(
+        again.invalid("documents[1]")["error"]["message"].as_str().unwrap().contains("not been uploaded"),
+        "{}",
+        again.text()
+    );
     assert!(app.sent_sms().await.is_empty());
 
     put_url(&app, &url(1), &second).await;
@@ -172,7 +176,8 @@ async fn an_archive_of_many_parts_holds_every_byte_in_order() {
     };
     let docs = [noise(9 * 1024 * 1024 + 17), noise(12 * 1024 * 1024 + 3)];
     let mut body = share_body();
-    body["documents"] = json!([large_doc("eins.pdf", "application/pdf", &docs[0]), large_doc("zwei.bin", "application/octet-stream", &docs[1])]);
+    body["documents"] =
+        json!([large_doc("eins.pdf", "application/pdf", &docs[0]), large_doc("zwei.bin", "application/octet-stream", &docs[1])]);
     let share = create_share(&app, &body).await;
     let id = id_of(&share);
     for (i, bytes) in docs.iter().enumerate() {

@@ -4,9 +4,9 @@
 
 use crate::helpers::*;
 use chrono::Duration;
+use hmac::{KeyInit, Mac};
 use sealpost::domain::{PracticeId, WebhookId};
 use sealpost::ports::{Clock, FailedDelivery};
-use hmac::{KeyInit, Mac};
 use sealpost_tests::TestApp;
 use sealpost_tests::receiver::{Receiver, Reply as Answer};
 use serde_json::{Value, json};
@@ -79,9 +79,8 @@ async fn endpoints_are_registered_listed_changed_and_removed() {
     assert!(list["webhooks"][0].get("secret").is_none());
 
     let path = format!("/v1/webhooks/{id}");
-    let changed = call(&app, "PATCH", &path, Some(&app.api_key), Some(&json!({"description": "PVS", "enabled": false})))
-        .await
-        .ok(200);
+    let changed =
+        call(&app, "PATCH", &path, Some(&app.api_key), Some(&json!({"description": "PVS", "enabled": false}))).await.ok(200);
     assert_eq!((changed["description"].as_str(), changed["enabled"].as_bool()), (Some("PVS"), Some(false)));
     assert!(changed.get("secret").is_none());
     let rotated = call(&app, "PATCH", &path, Some(&app.api_key), Some(&json!({"rotate_secret": true}))).await.ok(200);
@@ -144,7 +143,8 @@ async fn a_delivery_given_up_twice_is_listed_once() {
         app.store().record_failed_delivery(&practice, &webhook_id, &record).await.expect("record");
     }
     let listed = failures(&app, &id).await;
-    let events: Vec<(&str, u64)> = listed.iter().map(|f| (f["event_id"].as_str().unwrap(), f["attempts"].as_u64().unwrap())).collect();
+    let events: Vec<(&str, u64)> =
+        listed.iter().map(|f| (f["event_id"].as_str().unwrap(), f["attempts"].as_u64().unwrap())).collect();
     assert_eq!(events, [("evt_twice", 13), ("evt_once", 12)], "{listed:?}");
 }
 
@@ -154,8 +154,17 @@ async fn bad_endpoints_are_refused_naming_the_field() {
     let key = Some(app.api_key.as_str());
     // Private, link-local (cloud metadata) and loopback addresses over https: refused on every
     // backend (issue 17: the embedded one accepted them, and its test route told what answered).
-    let private = ["https://169.254.169.254/latest/meta-data/", "https://10.0.0.1/", "https://192.168.1.1/", "https://[fd00::1]/", "https://127.0.0.1/"];
-    for url in ["ftp://example.ch/x", "http://example.ch/hooks", "/relative", "https://user:pw@example.ch/", ""].into_iter().chain(private) {
+    let private = [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.1/",
+        "https://192.168.1.1/",
+        "https://[fd00::1]/",
+        "https://127.0.0.1/",
+    ];
+    for url in ["ftp://example.ch/x", "http://example.ch/hooks", "/relative", "https://user:pw@example.ch/", ""]
+        .into_iter()
+        .chain(private)
+    {
         call(&app, "POST", "/v1/webhooks", key, Some(&json!({ "url": url }))).await.invalid("url");
     }
     call(&app, "POST", "/v1/webhooks", key, Some(&json!({}))).await.invalid("url");

@@ -54,7 +54,8 @@ pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
         );
     }
     let service = service_of(DEFAULT_ROUTE_FUNCTION);
-    let default = move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
+    let default =
+        move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
     let page = page.clone();
     api.method_not_allowed_fallback(default.clone()).fallback(move |request: Request| {
         let (default, page) = (default.clone(), page.clone());
@@ -220,7 +221,8 @@ pub fn template_routes(template: &str) -> Vec<(String, String)> {
         let key = value(lines, "RouteKey").unwrap_or_else(|| panic!("{name}: no RouteKey"));
         let target = value(lines, "Target").unwrap_or_default();
         let integration = target.trim_start_matches("!Sub 'integrations/${").trim_end_matches("}'");
-        let uri = resource(integration).and_then(|l| value(l, "IntegrationUri")).unwrap_or_else(|| panic!("{name}: no integration"));
+        let uri =
+            resource(integration).and_then(|l| value(l, "IntegrationUri")).unwrap_or_else(|| panic!("{name}: no integration"));
         let function = uri.trim_start_matches("!GetAtt ").trim_end_matches(".Arn");
         let code = resource(function).and_then(|l| value(l, "CodeUri")).unwrap_or_else(|| panic!("{name}: no function"));
         routes.push((key, code.trim_start_matches("functions/").to_owned()));
@@ -398,8 +400,8 @@ fn response_from_event(answer: &Value) -> Response {
         body.as_bytes().to_vec()
     };
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(500) as u16)
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(500) as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     // Payload 2.0 reads `headers` (one string each) and `cookies`; `multiValueHeaders`, which
     // the response event also carries (empty), is not part of it.
@@ -415,4 +417,3 @@ fn response_from_event(answer: &Value) -> Response {
     }
     response
 }
-

@@ -15,7 +15,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sealpost::admin;
 use sealpost::aws::{AwsConfig, Clients};
-use sealpost::domain::{PracticeId, Policy};
+use sealpost::domain::{Policy, PracticeId};
 use sealpost::ports::{Clock, ManualClock, Store};
 use sealpost::service::Service;
 use std::path::PathBuf;
@@ -225,8 +225,7 @@ impl TestApp {
                 // A domain no test verifies (the bounce test verifies the default sender's domain).
                 new.sender_email = sealpost::domain::Email::parse("nobody@unverified-sender.invalid").expect("email");
             }
-            let (practice, api_key) =
-                admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
+            let (practice, api_key) = admin::create_practice(service.store.as_ref(), new, clock.now()).await.expect("practice");
             let webhook_queue = sealpost::aws::provision::create_webhook_queue(&clients, name).await.expect("queue");
             let backend = Backend::Aws {
                 moto_url,
@@ -273,7 +272,11 @@ impl TestApp {
         clients: &Clients,
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
-        let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(config, clients, Arc::new(clock.clone()));
+        let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(
+            config,
+            clients,
+            Arc::new(clock.clone()),
+        );
         // Every API call through its Lambda function's handler, as API Gateway makes it; the
         // page as CloudFront serves it from its bucket.
         (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)
@@ -487,7 +490,14 @@ impl TestApp {
             let outcome = sealpost::aws::send_queued(&sender, &queue, &messages).await;
             attempts += outcome.attempts;
             for m in messages.iter().filter(|m| !outcome.retry.contains(&m.message_id)) {
-                clients.sqs().delete_message().queue_url(webhook_queue).receipt_handle(&m.receipt_handle).send().await.expect("delete");
+                clients
+                    .sqs()
+                    .delete_message()
+                    .queue_url(webhook_queue)
+                    .receipt_handle(&m.receipt_handle)
+                    .send()
+                    .await
+                    .expect("delete");
             }
         }
         attempts
@@ -538,7 +548,10 @@ impl TestApp {
         });
         let event = serde_json::json!({"Records": [{"EventSource": "aws:sns", "Sns": {
             "Type": "Notification", "Message": notification.to_string()}}]});
-        assert_eq!(sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"), 1);
+        assert_eq!(
+            sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"),
+            1
+        );
     }
 
     /// SNS logs a failed SMS delivery of `message_id`: a CloudWatch Logs subscription event
@@ -555,7 +568,10 @@ impl TestApp {
         gz.write_all(batch.to_string().as_bytes()).expect("gzip");
         let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
         let event = serde_json::json!({"awslogs": {"data": data}});
-        assert_eq!(sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"), 1);
+        assert_eq!(
+            sealpost::feedback::handle(&self.function_service(sealpost::lambda::FEEDBACK_USES), &event).await.expect("feedback"),
+            1
+        );
     }
 
     /// AWS only: makes moto's SES publish bounce notifications of this app's sender domain to
@@ -585,8 +601,12 @@ impl TestApp {
         let topic_arg = topic.replace(':', "%3A");
         for form in [
             format!("Action=VerifyDomainIdentity&Version=2010-12-01&Domain={domain}"),
-            format!("Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}&NotificationType=Bounce&SnsTopic={topic_arg}"),
-            format!("Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}%3E&NotificationType=Bounce&SnsTopic={topic_arg}"),
+            format!(
+                "Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}&NotificationType=Bounce&SnsTopic={topic_arg}"
+            ),
+            format!(
+                "Action=SetIdentityNotificationTopic&Version=2010-12-01&Identity={domain}%3E&NotificationType=Bounce&SnsTopic={topic_arg}"
+            ),
         ] {
             let scope = format!("Credential=test/{}/{REGION}/ses/aws4_request", Utc::now().format("%Y%m%d"));
             let response = self
@@ -648,9 +668,7 @@ impl TestApp {
     /// Every SMS sent so far by this app's practices, oldest first.
     pub async fn sent_sms(&self) -> Vec<SentSms> {
         match &self.backend {
-            Backend::Embedded => {
-                self.outbox("sms").await.into_iter().map(|m| SentSms { to: m.to, body: m.body }).collect()
-            }
+            Backend::Embedded => self.outbox("sms").await.into_iter().map(|m| SentSms { to: m.to, body: m.body }).collect(),
             Backend::Aws { .. } => {
                 let references = self.own_references().await;
                 let data = self.moto_data().await;
@@ -715,26 +733,12 @@ impl TestApp {
 
     async fn moto_data(&self) -> serde_json::Value {
         let Backend::Aws { moto_url, .. } = &self.backend else { unreachable!("only on AWS") };
-        self.http
-            .get(format!("{moto_url}/moto-api/data.json"))
-            .send()
-            .await
-            .expect("moto data")
-            .json()
-            .await
-            .expect("moto json")
+        self.http.get(format!("{moto_url}/moto-api/data.json")).send().await.expect("moto data").json().await.expect("moto json")
     }
 
     async fn outbox(&self, channel: &str) -> Vec<OutboxLine> {
-        let v: serde_json::Value = self
-            .http
-            .get(self.url("/_outbox"))
-            .send()
-            .await
-            .expect("outbox")
-            .json()
-            .await
-            .expect("outbox json");
+        let v: serde_json::Value =
+            self.http.get(self.url("/_outbox")).send().await.expect("outbox").json().await.expect("outbox json");
         serde_json::from_value::<Vec<OutboxLine>>(v["messages"].clone())
             .expect("outbox lines")
             .into_iter()

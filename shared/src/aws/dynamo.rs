@@ -23,9 +23,7 @@
 //! the service would apply its step again, e.g. give an attempt back twice).
 
 use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
-use crate::ports::{
-    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter,
-};
+use crate::ports::{Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;

@@ -164,7 +164,12 @@ impl WebhookStore for DynamoStore {
         Ok(())
     }
 
-    async fn list_failed_deliveries(&self, practice: &PracticeId, id: &WebhookId, limit: usize) -> PortResult<Vec<FailedDelivery>> {
+    async fn list_failed_deliveries(
+        &self,
+        practice: &PracticeId,
+        id: &WebhookId,
+        limit: usize,
+    ) -> PortResult<Vec<FailedDelivery>> {
         if self.get_webhook(practice, id).await?.is_none() {
             return Ok(vec![]);
         }

@@ -29,8 +29,8 @@ pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
 pub use s3::S3Blobs;
 
 use crate::domain::UrlRule;
-use crate::poster::HttpPoster;
 use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, SmsSender, Uses, UsesConst, WebhookPoster};
+use crate::poster::HttpPoster;
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::{Context, bail};
@@ -310,10 +310,9 @@ pub fn build_service<const USES: u8>(config: &AwsConfig, clients: &Clients, cloc
     let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION);
     let blobs: Arc<dyn BlobStore> = match uses.bits() & any_documents.bits() != 0 {
         // Only the calls the function's set allows: S3's others are not linked.
-        true => Arc::new(OnlyBlobs {
-            inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())),
-            uses: UsesConst::<USES>,
-        }),
+        true => {
+            Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses: UsesConst::<USES> })
+        }
         false => Arc::new(NotLinked::DOCUMENTS),
     };
     let sms: Arc<dyn SmsSender> = match uses.has(Uses::SMS) {

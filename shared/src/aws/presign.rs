@@ -85,12 +85,8 @@ pub async fn presign(
     }
     let headers = size.as_deref().map(|size| ("content-length", size));
 
-    let credentials = config
-        .credentials_provider()
-        .ok_or_else(|| err("no credentials"))?
-        .provide_credentials()
-        .await
-        .map_err(err)?;
+    let credentials =
+        config.credentials_provider().ok_or_else(|| err("no credentials"))?.provide_credentials().await.map_err(err)?;
     let identity = Identity::from(credentials);
     // S3's signing: one round of percent-encoding, the path as it is, and for a presigned URL
     // an unsigned payload.
@@ -154,7 +150,13 @@ mod tests {
         let config = aws_types::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("eu-central-2"))
-            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "test")))
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "test",
+            )))
             .endpoint_url("http://127.0.0.1:5710")
             .service_config(S3Endpoint("http://127.0.0.1:5799"))
             .build();
@@ -189,7 +191,8 @@ mod tests {
             let clients = clients(&vars);
             let presigning = || PresigningConfig::builder().start_time(now).expires_in(ttl).build().expect("config");
 
-            let overrides = [("response-content-disposition", disposition.as_str()), ("response-content-type", "application/pdf")];
+            let overrides =
+                [("response-content-disposition", disposition.as_str()), ("response-content-type", "application/pdf")];
             let ours = presign(&clients, BUCKET, key, Presigned::Get { overrides: &overrides }, ttl, now).await.expect("ours");
             let sdk = clients
                 .s3()
@@ -204,7 +207,15 @@ mod tests {
             assert_eq!(parts(&ours), parts(sdk.uri()), "GET {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
 
             let ours = presign(&clients, BUCKET, key, Presigned::Put { size: 123_456_789 }, ttl, now).await.expect("ours");
-            let sdk = clients.s3().put_object().bucket(BUCKET).key(key).content_length(123_456_789).presigned(presigning()).await.expect("the SDK's");
+            let sdk = clients
+                .s3()
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .content_length(123_456_789)
+                .presigned(presigning())
+                .await
+                .expect("the SDK's");
             assert_eq!(parts(&ours), parts(sdk.uri()), "PUT {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
             assert_eq!(parts(&ours).1["X-Amz-SignedHeaders"], "content-length;host", "an uploader sends Content-Length only");
         }

@@ -80,7 +80,9 @@ pub async fn create_bucket(clients: &Clients, bucket: &str, region: &str) -> any
     request.send().await.with_context(|| format!("creating bucket {bucket}"))?;
     // As template.yaml's buckets: every object encrypted at rest, whether or not its PUT asks
     // (an upload URL signs Content-Length only).
-    use aws_sdk_s3::types::{ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule};
+    use aws_sdk_s3::types::{
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
     let by_default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
     let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(by_default).build();
     let encryption = ServerSideEncryptionConfiguration::builder().rules(rule).build()?;

@@ -56,8 +56,7 @@ impl WebhookQueue {
     /// Hides a message (and so its group) until its retry is due.
     async fn postpone(&self, receipt_handle: &str, secs: i64) -> anyhow::Result<()> {
         let secs = i32::try_from(secs.clamp(0, MAX_VISIBILITY_SECS)).unwrap_or(0);
-        self
-            .clients
+        self.clients
             .sqs()
             .change_message_visibility()
             .queue_url(&self.url)

@@ -2,10 +2,10 @@
 //! `response-content-disposition`) and PUT URLs. Archives are written with a multipart upload
 //! fed part by part (a few in flight), so a Lambda never holds a whole archive in memory.
 
+use super::presign::{Presigned, presign};
 use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use super::presign::{Presigned, presign};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption};
 use std::io;
@@ -46,8 +46,7 @@ impl S3Blobs {
 #[async_trait]
 impl BlobStore for S3Blobs {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
-        self
-            .clients
+        self.clients
             .s3()
             .put_object()
             .bucket(&self.bucket)
@@ -83,7 +82,14 @@ impl BlobStore for S3Blobs {
         // The writer half is what callers write to; a task reads the other half in parts.
         let (writer, reader) = tokio::io::duplex(256 * 1024);
         let (finished, upload_ends) = oneshot::channel();
-        let task = tokio::spawn(upload_parts(self.clients.s3().clone(), self.bucket.clone(), key.to_owned(), upload_id, reader, upload_ends));
+        let task = tokio::spawn(upload_parts(
+            self.clients.s3().clone(),
+            self.bucket.clone(),
+            key.to_owned(),
+            upload_id,
+            reader,
+            upload_ends,
+        ));
         Ok(Box::new(MultipartWriter { pipe: Some(writer), finished: Some(finished), task: Some(task) }))
     }
 
@@ -109,7 +115,10 @@ impl BlobStore for S3Blobs {
             .await;
         match copied {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se) == Some("NoSuchKey")) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se) == Some("NoSuchKey")) =>
+            {
                 return Ok(false);
             }
             Err(e) => return Err(sdk_err(e)),

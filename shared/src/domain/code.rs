@@ -39,11 +39,7 @@ impl Code {
         } else {
             chars.iter().collect()
         };
-        if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(Self(digits))
-        } else {
-            Err(CodeParseError)
-        }
+        if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) { Ok(Self(digits)) } else { Err(CodeParseError) }
     }
 
     /// The six digits, as hashed and as sent by SMS.
@@ -140,15 +136,16 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for input in ["", "12345", "1234567", "12a456", "123--456", "1-2-3456", "１２３４５６", "123+456", "1-23456", "12345 6", "1234-56"] {
+        for input in
+            ["", "12345", "1234567", "12a456", "123--456", "1-2-3456", "１２３４５６", "123+456", "1-23456", "12345 6", "1234-56"]
+        {
             assert_eq!(Code::parse(input), Err(CodeParseError), "{input:?}");
         }
     }
 
     #[test]
     fn generated_codes_are_six_digits_and_vary() {
-        let codes: std::collections::HashSet<String> =
-            (0..200).map(|_| Code::generate().digits().to_owned()).collect();
+        let codes: std::collections::HashSet<String> = (0..200).map(|_| Code::generate().digits().to_owned()).collect();
         assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
         assert!(codes.len() > 190, "200 draws from a million should almost never collide");
     }
@@ -162,19 +159,53 @@ mod tests {
 
     #[test]
     fn code_shaped_messages_are_spotted() {
-        for m in ["Ihr Code: 123456", "code 123-456 thanks", "123 456", "x0123456789", "987.654", "Code: 123\u{2013}456",
-            "123\u{2014}456", "123\u{2011}456", "123\u{2212}456", "123\u{2007}456", "123\t456"] {
+        for m in [
+            "Ihr Code: 123456",
+            "code 123-456 thanks",
+            "123 456",
+            "x0123456789",
+            "987.654",
+            "Code: 123\u{2013}456",
+            "123\u{2014}456",
+            "123\u{2011}456",
+            "123\u{2212}456",
+            "123\u{2007}456",
+            "123\t456",
+        ] {
             assert!(message_contains_code(m), "{m:?}");
         }
         // Six digits with any separators between them (issue 17): spaces, several of them, dashes
         // between spaces, pairs, singles, any dot or slash, invisible characters, full-width digits.
-        for m in ["123  456", "123 - 456", "12 34 56", "1 2 3 4 5 6", "Code: 1-2-3-4-5-6.", "12.34.56", "12/34/56", "123\u{2215}456",
-            "12\u{ff0e}34\u{ff0e}56", "1\u{200b}2\u{200b}3\u{200b}4\u{200b}5\u{200b}6", "123\u{ad}456", "１２３４５６", "1\u{fe0f}\u{20e3}23456",
-            "Tel 044 123 456", "Code\n123\n456\n"] {
+        for m in [
+            "123  456",
+            "123 - 456",
+            "12 34 56",
+            "1 2 3 4 5 6",
+            "Code: 1-2-3-4-5-6.",
+            "12.34.56",
+            "12/34/56",
+            "123\u{2215}456",
+            "12\u{ff0e}34\u{ff0e}56",
+            "1\u{200b}2\u{200b}3\u{200b}4\u{200b}5\u{200b}6",
+            "123\u{ad}456",
+            "１２３４５６",
+            "1\u{fe0f}\u{20e3}23456",
+            "Tel 044 123 456",
+            "Code\n123\n456\n",
+        ] {
             assert!(message_contains_code(m), "{m:?}");
         }
-        for m in ["Termin am 12.03.2025 um 14:30", "Bitte 2 Tabletten", "Tel 044 12 34", "Rechnung 2024-001", "", "1 2 3, 4 5 6",
-            "Zimmer 12, Stock 3456", "12.03.2025 14.30", "2 x 3 Tabletten, 45 mg"] {
+        for m in [
+            "Termin am 12.03.2025 um 14:30",
+            "Bitte 2 Tabletten",
+            "Tel 044 12 34",
+            "Rechnung 2024-001",
+            "",
+            "1 2 3, 4 5 6",
+            "Zimmer 12, Stock 3456",
+            "12.03.2025 14.30",
+            "2 x 3 Tabletten, 45 mg",
+        ] {
             assert!(!message_contains_code(m), "{m:?}");
         }
     }

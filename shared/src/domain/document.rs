@@ -19,7 +19,9 @@ impl Filename {
         let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
         let cleaned: String = base
             .chars()
-            .filter(|c| !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+            .filter(|c| {
+                !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
             .collect();
         // Leading dots and spaces in any mix go (`. ..` must not leave `..`): no hidden files,
         // never `.` or `..`.
@@ -50,7 +52,6 @@ impl Filename {
             None => Self(format!("{} ({n})", self.0)),
         }
     }
-
 }
 
 fn cap_keeping_extension(name: &str, max: usize) -> String {
@@ -73,10 +74,8 @@ pub struct ContentType(String);
 
 impl ContentType {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let parsed: mime::Mime = raw
-            .trim()
-            .parse()
-            .map_err(|_| Invalid::new("content_type must be a media type like application/pdf"))?;
+        let parsed: mime::Mime =
+            raw.trim().parse().map_err(|_| Invalid::new("content_type must be a media type like application/pdf"))?;
         if parsed.type_() == mime::STAR || parsed.subtype() == mime::STAR || parsed.subtype().as_str().is_empty() {
             return Err(Invalid::new("content_type must name one media type, not a wildcard"));
         }
@@ -86,7 +85,6 @@ impl ContentType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
 }
 
 /// True for formats that are already compressed: deflating them again costs time and saves
@@ -109,11 +107,10 @@ pub fn is_precompressed(content_type: &ContentType, filename: &Filename) -> bool
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ];
     const EXTENSIONS: &[&str] = &[
-        "pdf", "zip", "gz", "7z", "jpg", "jpeg", "png", "gif", "webp", "heic", "avif", "mp4", "mp3", "docx", "xlsx",
-        "pptx", "odt", "ods",
+        "pdf", "zip", "gz", "7z", "jpg", "jpeg", "png", "gif", "webp", "heic", "avif", "mp4", "mp3", "docx", "xlsx", "pptx",
+        "odt", "ods",
     ];
-    TYPES.contains(&content_type.as_str())
-        || filename.extension().is_some_and(|e| EXTENSIONS.contains(&e.as_str()))
+    TYPES.contains(&content_type.as_str()) || filename.extension().is_some_and(|e| EXTENSIONS.contains(&e.as_str()))
 }
 
 /// A document of a share. Its bytes live in the blob store under [`Document::blob_key`].

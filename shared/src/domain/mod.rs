@@ -21,13 +21,13 @@ pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
-    Access, Attempt, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share,
-    UPLOAD_URL_SECS, VerifyOutcome,
+    Access, Attempt, AuthMethod, Lifecycle, NewShareParts, Recipient, SecretState, SelfServiceDenied, Share, UPLOAD_URL_SECS,
+    VerifyOutcome,
 };
 
 pub use webhook::{
-    DELIVERY_TIMEOUT_SECS, MAX_WEBHOOKS_PER_PRACTICE, WEBHOOK_TESTS_PER_MINUTE, Payload, Reach, is_loopback_host, is_public, RETRY_WINDOW_HOURS, UrlRule, Webhook, next_attempt,
-    signature_header,
+    DELIVERY_TIMEOUT_SECS, MAX_WEBHOOKS_PER_PRACTICE, Payload, RETRY_WINDOW_HOURS, Reach, UrlRule, WEBHOOK_TESTS_PER_MINUTE,
+    Webhook, is_loopback_host, is_public, next_attempt, signature_header,
 };
 
 /// A value that failed to parse, with a human-readable reason (the field is named by the caller).

@@ -1,6 +1,6 @@
 //! Practices (tenants) and their API keys.
 
-use super::{Email, Language, PracticeId, Policy};
+use super::{Email, Language, Policy, PracticeId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

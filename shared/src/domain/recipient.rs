@@ -25,9 +25,7 @@ impl Phone {
         use rlibphonenumber::PhoneNumberType as Type;
         let (phone, kind) = Self::parse_number(raw)?;
         match kind {
-            Type::Mobile | Type::FixedLineOrMobile | Type::VoIP | Type::PersonalNumber | Type::Pager | Type::Unknown => {
-                Ok(phone)
-            }
+            Type::Mobile | Type::FixedLineOrMobile | Type::VoIP | Type::PersonalNumber | Type::Pager | Type::Unknown => Ok(phone),
             Type::FixedLine => Err(Invalid::new("phone is a landline number: the code goes by SMS, so give a mobile number")),
             _ => Err(Invalid::new("phone is a toll-free, premium-rate, shared-cost or service number, which SMS cannot reach")),
         }
@@ -67,23 +65,23 @@ impl Phone {
 /// that show one (the page's public info) do not link and load the whole numbering metadata
 /// and its regexes to find the first one to three digits.
 const COUNTRY_CODES: &[u16] = &[
-    1, 7, 20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54,
-    55, 56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98, 211,
-    212, 213, 216, 218, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234,
-    235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253,
-    254, 255, 256, 257, 258, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 290, 291, 297, 298,
-    299, 350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 370, 371, 372, 373, 374, 375, 376, 377,
-    378, 380, 381, 382, 383, 385, 386, 387, 389, 420, 421, 423, 500, 501, 502, 503, 504, 505, 506,
-    507, 508, 509, 590, 591, 592, 593, 594, 595, 596, 597, 598, 599, 670, 672, 673, 674, 675, 676,
-    677, 678, 679, 680, 681, 682, 683, 685, 686, 687, 688, 689, 690, 691, 692, 800, 808, 850, 852,
-    853, 855, 856, 870, 878, 880, 881, 882, 883, 886, 888, 960, 961, 962, 963, 964, 965, 966, 967,
-    968, 970, 971, 972, 973, 974, 975, 976, 977, 979, 992, 993, 994, 995, 996, 998,
+    1, 7, 20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55, 56, 57, 58, 60, 61, 62, 63,
+    64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98, 211, 212, 213, 216, 218, 220, 221, 222, 223, 224, 225, 226, 227, 228,
+    229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253,
+    254, 255, 256, 257, 258, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 290, 291, 297, 298, 299, 350, 351, 352, 353, 354,
+    355, 356, 357, 358, 359, 370, 371, 372, 373, 374, 375, 376, 377, 378, 380, 381, 382, 383, 385, 386, 387, 389, 420, 421, 423,
+    500, 501, 502, 503, 504, 505, 506, 507, 508, 509, 590, 591, 592, 593, 594, 595, 596, 597, 598, 599, 670, 672, 673, 674, 675,
+    676, 677, 678, 679, 680, 681, 682, 683, 685, 686, 687, 688, 689, 690, 691, 692, 800, 808, 850, 852, 853, 855, 856, 870, 878,
+    880, 881, 882, 883, 886, 888, 960, 961, 962, 963, 964, 965, 966, 967, 968, 970, 971, 972, 973, 974, 975, 976, 977, 979, 992,
+    993, 994, 995, 996, 998,
 ];
 
 /// How many of the leading digits of an E.164 number are its country calling code. The codes
 /// are a prefix code (ITU-T E.164), so at most one of the first one, two or three digits is one.
 fn country_code_len(digits: &str) -> Option<usize> {
-    (1..=3).find(|&n| digits.get(..n).and_then(|d| d.parse().ok()).is_some_and(|code: u16| COUNTRY_CODES.binary_search(&code).is_ok()))
+    (1..=3).find(|&n| {
+        digits.get(..n).and_then(|d| d.parse().ok()).is_some_and(|code: u16| COUNTRY_CODES.binary_search(&code).is_ok())
+    })
 }
 
 impl fmt::Debug for Phone {
@@ -103,8 +101,7 @@ impl Email {
         if raw.len() > 254 {
             return Err(Invalid::new("email is longer than 254 characters"));
         }
-        let parsed: email_address::EmailAddress =
-            raw.parse().map_err(|_| Invalid::new("email is not a valid address"))?;
+        let parsed: email_address::EmailAddress = raw.parse().map_err(|_| Invalid::new("email is not a valid address"))?;
         // A display-name form ("Anna <a@b>") is legal RFC 5322 but not an address to send to.
         if parsed.email() != raw || ascii_domain(parsed.domain()).is_none() {
             return Err(Invalid::new("email is not a plain address like anna@example.ch"));
@@ -262,11 +259,8 @@ pub struct InsuranceNumber(String);
 
 impl InsuranceNumber {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let canonical: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '.' | '-' | '/' | '\u{a0}'))
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let canonical: String =
+            raw.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '/' | '\u{a0}')).map(|c| c.to_ascii_uppercase()).collect();
         if canonical.len() < 4 || canonical.len() > 32 || !canonical.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Invalid::new("insurance_number must be 4 to 32 letters or digits"));
         }
@@ -303,8 +297,8 @@ mod tests {
             assert!(Phone::parse_for_sms(mobile).is_ok(), "{mobile}");
         }
         for (number, why) in [
-            ("+41441234567", "landline"),    // Zürich
-            ("+493012345678", "landline"),   // Berlin
+            ("+41441234567", "landline"),  // Zürich
+            ("+493012345678", "landline"), // Berlin
             ("+41800123456", "toll-free"),
             ("+41900123456", "premium-rate"),
             ("+41840123456", "shared-cost"),

@@ -1,8 +1,7 @@
 //! A share and its rules: who may see it, when, and how often they may guess.
 
 use super::{
-    Document, Email, Event, EventKind, Language, MAX_ATTEMPTS, PersonName, Phone, PracticeId, Reference, ShareId,
-    SharePolicy,
+    Document, Email, Event, EventKind, Language, MAX_ATTEMPTS, PersonName, Phone, PracticeId, Reference, ShareId, SharePolicy,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -110,7 +109,9 @@ pub enum Access {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Verified,
-    WrongCode { attempts_left: u32 },
+    WrongCode {
+        attempts_left: u32,
+    },
     /// Wrong, and the last answer allowed.
     Locked,
     ExpiredCode,
@@ -535,7 +536,10 @@ mod tests {
     #[test]
     fn self_service_is_limited_in_count_and_interval() {
         let mut s = share(Policy::default());
-        assert_eq!(s.check_self_service(t0() + Duration::minutes(5)), Err(SelfServiceDenied::TooSoon { retry_after_secs: 25 * 60 }));
+        assert_eq!(
+            s.check_self_service(t0() + Duration::minutes(5)),
+            Err(SelfServiceDenied::TooSoon { retry_after_secs: 25 * 60 })
+        );
         let mut now = t0();
         for _ in 0..3 {
             now += Duration::minutes(30);

@@ -244,9 +244,25 @@ mod tests {
         assert!(Webhook::validate_url("https://127.0.0.1:9001/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://10.0.0.4/x", HttpsOnly).is_err());
         assert!(Webhook::validate_url("https://169.254.169.254/latest", HttpsOnly).is_err());
-        for private in ["[::ffff:169.254.169.254]", "[::ffff:127.0.0.1]", "[fe80::1]", "100.64.0.1", "0.0.0.0", "localhost.", "a.localhost", "224.0.0.1", "[fd00::1]",
-            "[::7f00:1]", "[::a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a00:1]", "[2002:a9fe:a9fe::1]",
-            "[2001:0:4136:e378::1]", "[fec0::1]", "[100::1]"] {
+        for private in [
+            "[::ffff:169.254.169.254]",
+            "[::ffff:127.0.0.1]",
+            "[fe80::1]",
+            "100.64.0.1",
+            "0.0.0.0",
+            "localhost.",
+            "a.localhost",
+            "224.0.0.1",
+            "[fd00::1]",
+            "[::7f00:1]",
+            "[::a9fe:a9fe]",
+            "[64:ff9b::a9fe:a9fe]",
+            "[64:ff9b:1::a00:1]",
+            "[2002:a9fe:a9fe::1]",
+            "[2001:0:4136:e378::1]",
+            "[fec0::1]",
+            "[100::1]",
+        ] {
             assert!(Webhook::validate_url(&format!("https://{private}/x"), HttpsOnly).is_err(), "{private}");
         }
         assert!(is_public("8.8.8.8".parse().unwrap()));
@@ -257,7 +273,16 @@ mod tests {
         assert!(Webhook::validate_url("http://example.ch/x", AllowLoopbackHttp).is_err());
         // On the embedded backend too, https is to public hosts only: plain http to loopback is
         // the one exception (issue 17: the metadata service, the LAN, loopback over https).
-        for private in ["169.254.169.254", "10.0.0.4", "192.168.1.1", "[fd00::1]", "[::ffff:169.254.169.254]", "127.0.0.1", "localhost", "0.0.0.0"] {
+        for private in [
+            "169.254.169.254",
+            "10.0.0.4",
+            "192.168.1.1",
+            "[fd00::1]",
+            "[::ffff:169.254.169.254]",
+            "127.0.0.1",
+            "localhost",
+            "0.0.0.0",
+        ] {
             assert!(Webhook::validate_url(&format!("https://{private}/x"), AllowLoopbackHttp).is_err(), "{private}");
             assert!(Webhook::validate_url(&format!("http://{private}/x"), HttpsOnly).is_err(), "{private}");
         }

@@ -2,15 +2,15 @@
 //! follows the type, names are made unique.
 
 mod tests {
-    use crate::service::archive::*;
     use crate::domain::Filename;
-    use crate::ports::BlobStore;
-    use std::sync::Arc;
-    use zip::CompressionMethod;
     use crate::domain::{ContentType, Document, DocumentId};
     use crate::embedded::FolderBlobs;
+    use crate::ports::BlobStore;
     use crate::ports::SystemClock;
+    use crate::service::archive::*;
     use std::io::Read;
+    use std::sync::Arc;
+    use zip::CompressionMethod;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_archive_holds_every_document_exactly_with_the_right_compression() {
@@ -46,7 +46,8 @@ mod tests {
         assert!(size < big.len() as u64 / 10, "text is deflated: {size} bytes");
 
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-        let expected = [("Befund.txt", &files[0].2, true), ("Rechnung.pdf", &files[1].2, false), ("befund (2).txt", &files[2].2, true)];
+        let expected =
+            [("Befund.txt", &files[0].2, true), ("Rechnung.pdf", &files[1].2, false), ("befund (2).txt", &files[2].2, true)];
         assert_eq!(zip.len(), expected.len());
         for (i, (name, content, deflated)) in expected.into_iter().enumerate() {
             let mut entry = zip.by_index(i).unwrap();

@@ -139,12 +139,7 @@ impl BlobStore for FolderBlobs {
         self.path(key)?;
         let exp = self.clock.now().timestamp() + ttl_secs as i64;
         let sig = self.keys.sign_url(&download_canonical(key, exp, d.filename, d.content_type));
-        Ok(format!(
-            "{}/_blobs/{key}?exp={exp}&fn={}&ct={}&sig={sig}",
-            self.public_url,
-            enc(d.filename),
-            enc(d.content_type)
-        ))
+        Ok(format!("{}/_blobs/{key}?exp={exp}&fn={}&ct={}&sig={sig}", self.public_url, enc(d.filename), enc(d.content_type)))
     }
 
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {

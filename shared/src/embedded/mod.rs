@@ -28,8 +28,8 @@ pub use webhooks::WebhookWorker;
 
 use crate::admin;
 use crate::domain::{Policy, PracticeId, UrlRule, is_loopback_host};
-use crate::poster::HttpPoster;
 use crate::ports::{Clock, PracticeStore, Store};
+use crate::poster::HttpPoster;
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
 use anyhow::Context;
@@ -94,12 +94,16 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
         clock: clock.clone(),
         keys: LazyKeys::ready(keys.clone()),
-        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
+        settings: Settings {
+            public_url,
+            webhook_urls: UrlRule::AllowLoopbackHttp,
+            max_inline_bytes: crate::service::MAX_INLINE_BYTES,
+        },
     });
-    let router = crate::http::router(service.clone())
-        .merge(routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route).layer(
-            axum::middleware::map_response(crate::http::security_headers),
-        ));
+    let router = crate::http::router(service.clone()).merge(
+        routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route)
+            .layer(axum::middleware::map_response(crate::http::security_headers)),
+    );
     let webhooks = WebhookWorker::new(store, service.clone());
     Ok(App { router, service, api_key, webhooks })
 }
@@ -108,9 +112,8 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
 /// no router, no default practice, the outbox quiet.
 pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
     private_data_dir(data_dir)?;
-    let keys = Keys::from_pepper(&load_or_create_secret(&data_dir.join("pepper"), || {
-        crate::domain::random_bytes::<32>().to_vec()
-    })?);
+    let keys =
+        Keys::from_pepper(&load_or_create_secret(&data_dir.join("pepper"), || crate::domain::random_bytes::<32>().to_vec())?);
     let store = Arc::new(SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")?);
     let public_url = "http://127.0.0.1:8080".to_owned();
     let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), false, clock.clone()));
@@ -122,7 +125,11 @@ pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Re
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
         clock,
         keys: LazyKeys::ready(keys),
-        settings: Settings { public_url, webhook_urls: UrlRule::AllowLoopbackHttp, max_inline_bytes: crate::service::MAX_INLINE_BYTES },
+        settings: Settings {
+            public_url,
+            webhook_urls: UrlRule::AllowLoopbackHttp,
+            max_inline_bytes: crate::service::MAX_INLINE_BYTES,
+        },
     }))
 }
 
@@ -267,7 +274,12 @@ mod tests {
         let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777;
         // As an older version left it, under the common umask 022.
         std::fs::create_dir_all(dir.join("blobs/shares/old")).unwrap();
-        for (path, m) in [(dir.clone(), 0o755), (dir.join("blobs"), 0o755), (dir.join("blobs/shares"), 0o755), (dir.join("blobs/shares/old"), 0o755)] {
+        for (path, m) in [
+            (dir.clone(), 0o755),
+            (dir.join("blobs"), 0o755),
+            (dir.join("blobs/shares"), 0o755),
+            (dir.join("blobs/shares/old"), 0o755),
+        ] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
         }
         std::fs::write(dir.join("blobs/shares/old/doc"), "").unwrap();
@@ -315,7 +327,10 @@ mod tests {
         for name in ["sealpost.db", "sealpost.db-wal", "sealpost.db-shm", "outbox.jsonl", "pepper", "blobs/shares/old/doc"] {
             assert!(seen.iter().any(|s| s == name), "{name} in {seen:?}");
         }
-        assert!(seen.iter().filter(|s| s.starts_with("blobs/shares/") && !s.starts_with("blobs/shares/old")).count() >= 2, "the new share's folder and document: {seen:?}");
+        assert!(
+            seen.iter().filter(|s| s.starts_with("blobs/shares/") && !s.starts_with("blobs/shares/old")).count() >= 2,
+            "the new share's folder and document: {seen:?}"
+        );
         assert!(umask_lets_others_read, "this test proves nothing under a umask that hides files already");
     }
 }

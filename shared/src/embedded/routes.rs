@@ -73,8 +73,7 @@ async fn download(
     let size = s.blobs.size(&key).await?.ok_or(Error::NotFound)?;
     let reader = s.blobs.open(&key).await?.ok_or(Error::NotFound)?;
     let content_type = HeaderValue::from_str(&q.ct).map_err(|_| Error::Forbidden(BAD_SIGNATURE))?;
-    let disposition =
-        HeaderValue::from_str(&content_disposition(&q.filename)).map_err(|_| Error::Forbidden(BAD_SIGNATURE))?;
+    let disposition = HeaderValue::from_str(&content_disposition(&q.filename)).map_err(|_| Error::Forbidden(BAD_SIGNATURE))?;
     let mut response = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
@@ -133,7 +132,12 @@ mod tests {
         let keys = Keys::from_pepper(&[1; 32]);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = EmbeddedState {
-            blobs: Arc::new(FolderBlobs::new(dir.path().join("blobs"), "http://127.0.0.1:8080".into(), keys.clone(), clock.clone())),
+            blobs: Arc::new(FolderBlobs::new(
+                dir.path().join("blobs"),
+                "http://127.0.0.1:8080".into(),
+                keys.clone(),
+                clock.clone(),
+            )),
             outbox: Arc::new(Outbox::new(dir.path().join("outbox.jsonl"), false, clock.clone())),
             keys,
             clock,
@@ -151,7 +155,16 @@ mod tests {
             assert_eq!(outbox_status(Some(host), "/_outbox").await, StatusCode::OK, "{host}");
         }
         // A rebound name, a proxy's public name, a user part, garbage, none at all.
-        for host in ["evil.example:8080", "sealpost.example.ch", "127.0.0.1.nip.io", "localhost.evil.example", "evil@127.0.0.1", "10.0.0.5", "[", ""] {
+        for host in [
+            "evil.example:8080",
+            "sealpost.example.ch",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+            "evil@127.0.0.1",
+            "10.0.0.5",
+            "[",
+            "",
+        ] {
             assert_eq!(outbox_status(Some(host), "/_outbox").await, StatusCode::FORBIDDEN, "{host}");
         }
         assert_eq!(outbox_status(None, "/_outbox").await, StatusCode::FORBIDDEN);

@@ -3,9 +3,7 @@
 //! with its events, so a write is all or nothing and concurrent writers cannot both win.
 
 use crate::domain::{ApiKey, Event, Practice, PracticeId, Share, ShareId};
-use crate::ports::{
-    Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter,
-};
+use crate::ports::{Claim, IdempotencyStore, ListCursor, PortError, PortResult, PracticeStore, ShareStore, SmsCounter};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -116,13 +114,7 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> PortResult
 /// `expires_us` is when the sweep is due ([`Share::sweep_due_at`]): the link's expiry, or
 /// sooner for a share revoked while its uploads could still land.
 fn share_columns(share: &Share) -> PortResult<(i64, i64, bool, i64, String)> {
-    Ok((
-        us(share.sweep_due_at()),
-        us(share.purge_at),
-        share.expiry_processed,
-        share.version as i64,
-        to_json(share)?,
-    ))
+    Ok((us(share.sweep_due_at()), us(share.purge_at), share.expiry_processed, share.version as i64, to_json(share)?))
 }
 
 fn read_shares(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> PortResult<Vec<Share>> {
@@ -211,9 +203,7 @@ impl ShareStore for SqliteStore {
         self.run(move |conn| match after {
             None => {
                 let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT body FROM shares WHERE practice_id = ?1 ORDER BY created_us DESC, id DESC LIMIT ?2",
-                    )
+                    .prepare_cached("SELECT body FROM shares WHERE practice_id = ?1 ORDER BY created_us DESC, id DESC LIMIT ?2")
                     .map_err(db_err)?;
                 read_shares(&mut stmt, params![practice.as_str(), limit as i64])
             }
@@ -246,11 +236,8 @@ impl ShareStore for SqliteStore {
     async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize> {
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            tx.execute(
-                "DELETE FROM events WHERE share_id IN (SELECT id FROM shares WHERE purge_us <= ?1)",
-                [us(now)],
-            )
-            .map_err(db_err)?;
+            tx.execute("DELETE FROM events WHERE share_id IN (SELECT id FROM shares WHERE purge_us <= ?1)", [us(now)])
+                .map_err(db_err)?;
             let purged = tx.execute("DELETE FROM shares WHERE purge_us <= ?1", [us(now)]).map_err(db_err)?;
             tx.execute("DELETE FROM provider_messages WHERE until_us <= ?1", [us(now)]).map_err(db_err)?;
             tx.execute(
@@ -258,11 +245,8 @@ impl ShareStore for SqliteStore {
                 [us(now - Duration::days(super::sqlite_webhooks::FAILURES_KEPT_DAYS))],
             )
             .map_err(db_err)?;
-            tx.execute(
-                "DELETE FROM idempotency WHERE created_us <= ?1",
-                [us(now - Duration::hours(IDEMPOTENCY_HOURS))],
-            )
-            .map_err(db_err)?;
+            tx.execute("DELETE FROM idempotency WHERE created_us <= ?1", [us(now - Duration::hours(IDEMPOTENCY_HOURS))])
+                .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(purged)
         })
@@ -374,10 +358,8 @@ impl PracticeStore for SqliteStore {
         let key_id = key_id.to_owned();
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            let body: Option<String> = tx
-                .query_row("SELECT body FROM api_keys WHERE id = ?1", [&key_id], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?;
+            let body: Option<String> =
+                tx.query_row("SELECT body FROM api_keys WHERE id = ?1", [&key_id], |r| r.get(0)).optional().map_err(db_err)?;
             let Some(body) = body else { return Ok(false) };
             let mut key: ApiKey = from_json(&body)?;
             key.revoked_at.get_or_insert(now);
@@ -526,10 +508,7 @@ mod tests {
         let now = Utc::now();
         let stale = now - Duration::seconds(120);
         assert_eq!(s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
-        assert_eq!(
-            s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(),
-            Claim::InProgress { fingerprint: "f1".into() }
-        );
+        assert_eq!(s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(), Claim::InProgress { fingerprint: "f1".into() });
         s.release_idempotency(&p, "k").await.unwrap();
         assert_eq!(s.claim_idempotency(&p, "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
         s.complete_idempotency(&p, "k", 201, "{}").await.unwrap();
@@ -540,10 +519,7 @@ mod tests {
         // A claim never completed (a crash) is taken over once stale.
         assert_eq!(s.claim_idempotency(&p, "k2", "f", now, stale).await.unwrap(), Claim::Claimed);
         let later = now + Duration::seconds(300);
-        assert_eq!(
-            s.claim_idempotency(&p, "k2", "f", later, later - Duration::seconds(120)).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(s.claim_idempotency(&p, "k2", "f", later, later - Duration::seconds(120)).await.unwrap(), Claim::Claimed);
         // Keys are per practice.
         assert_eq!(s.claim_idempotency(&PracticeId::generate(), "k", "f1", now, stale).await.unwrap(), Claim::Claimed);
     }

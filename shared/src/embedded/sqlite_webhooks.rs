@@ -160,7 +160,12 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn list_failed_deliveries(&self, practice: &PracticeId, id: &WebhookId, limit: usize) -> PortResult<Vec<FailedDelivery>> {
+    async fn list_failed_deliveries(
+        &self,
+        practice: &PracticeId,
+        id: &WebhookId,
+        limit: usize,
+    ) -> PortResult<Vec<FailedDelivery>> {
         if self.get_webhook(practice, id).await?.is_none() {
             return Ok(vec![]);
         }

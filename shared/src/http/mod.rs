@@ -179,10 +179,7 @@ pub(crate) async fn security_headers(response: Response) -> Response {
 
 fn json_errors_only(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
@@ -221,12 +218,20 @@ pub fn content_disposition(filename: &str) -> String {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
     // RFC 8187 attr-char: ALPHA / DIGIT / "!" / "#" / "$" / "&" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
     const ATTR: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'!').remove(b'#').remove(b'$').remove(b'&').remove(b'+').remove(b'-')
-        .remove(b'.').remove(b'^').remove(b'_').remove(b'`').remove(b'|').remove(b'~');
-    let fallback: String = filename
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let fallback: String =
+        filename.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR))
 }
 

@@ -17,8 +17,7 @@ const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 
 /// The JSON text, or why the embedded YAML could not be read (a unit test keeps that from
 /// ever shipping).
-static OPENAPI_JSON: LazyLock<Result<String, String>> =
-    LazyLock::new(|| spec().map(|value| value.to_string()));
+static OPENAPI_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| spec().map(|value| value.to_string()));
 
 /// The embedded description as a JSON value.
 pub fn spec() -> Result<serde_json::Value, String> {
@@ -31,9 +30,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 async fn openapi_json() -> Response {
     match &*OPENAPI_JSON {
-        Ok(json) => {
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json.clone()).into_response()
-        }
+        Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json.clone()).into_response(),
         Err(detail) => Error::Internal(detail.clone()).into_response(),
     }
 }

@@ -45,9 +45,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The HTML in each language, rendered once.
-static PAGES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
-    I18N.iter().map(|(lang, json)| (*lang, render_index(lang, json))).collect()
-});
+static PAGES: LazyLock<Vec<(&'static str, String)>> =
+    LazyLock::new(|| I18N.iter().map(|(lang, json)| (*lang, render_index(lang, json))).collect());
 
 /// `GET /s/{id}` (also with a trailing slash, as CloudFront serves it) and `GET /assets/{*file}`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -102,10 +101,7 @@ pub fn negotiate(accept_language: Option<&str>) -> &'static str {
     for item in accept_language.unwrap_or_default().split(',') {
         let mut params = item.split(';');
         let tag = params.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let q = params
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+        let q = params.filter_map(|p| p.trim().strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
         let primary = tag.split('-').next().unwrap_or_default();
         if let Some(lang) = LANGUAGES.iter().find(|l| **l == primary)
             && q > 0.0
@@ -215,7 +211,10 @@ mod tests {
         let mut texts = serde_json::Map::new();
         texts.insert("a".into(), serde_json::Value::String("x < y & \"z\"".into()));
         let html = "<p data-i18n=\"a\">old</p><span data-i18n=\"b\">keep</span>";
-        assert_eq!(localize(html, &texts), "<p data-i18n=\"a\">x &lt; y &amp; &quot;z&quot;</p><span data-i18n=\"b\">keep</span>");
+        assert_eq!(
+            localize(html, &texts),
+            "<p data-i18n=\"a\">x &lt; y &amp; &quot;z&quot;</p><span data-i18n=\"b\">keep</span>"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The practice API: bearer API key, a practice sees only its own shares.
 
 use super::{AppState, MAX_BODY_BYTES, header_str, json_response};
-use axum::body::Body;
 use crate::error::Error;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -13,15 +13,16 @@ use serde::Deserialize;
 pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        let too_large =
+            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
         if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
     })?;
     let key = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))?,
+        ),
     };
     let (status, value) = svc.create_share(&practice, &body, key).await?;
     Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), value))

@@ -2,9 +2,9 @@
 //! deliveries that failed for good.
 
 use super::{AppState, body_or_error, header_str, json_response};
+use crate::domain::Practice;
 use crate::error::Error;
 use crate::service::Service;
-use crate::domain::Practice;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};

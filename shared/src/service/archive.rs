@@ -2,11 +2,11 @@
 //! into it: memory stays flat whatever the documents weigh (a 1 GB share needs a few buffers,
 //! not 1 GB). Formats that are already compressed are stored as they are; the rest deflated.
 
-use crate::domain::{is_precompressed, Filename, Share};
+use crate::domain::{Filename, Share, is_precompressed};
 use crate::ports::{BlobStore, PortError};
 use chrono::{Datelike, Timelike};
-use std::collections::HashSet;
 use ring::digest;
+use std::collections::HashSet;
 use std::io::{BufReader, Read, Write};
 use std::sync::Arc;
 use tokio_util::io::SyncIoBridge;
@@ -112,7 +112,8 @@ async fn write_archive(blobs: Arc<dyn BlobStore>, share: &Share, check: bool) ->
                 .block_on(blobs.open(&entry.key))?
                 .ok_or_else(|| PortError::Other(format!("document blob missing: {}", entry.key)))?;
             let reader = BufReader::with_capacity(256 * 1024, SyncIoBridge::new_with_handle(reader, bridge_handle.clone()));
-            let mut reader = Counted { inner: reader, size: 0, hash: entry.sha256.is_some().then(|| digest::Context::new(&digest::SHA256)) };
+            let mut reader =
+                Counted { inner: reader, size: 0, hash: entry.sha256.is_some().then(|| digest::Context::new(&digest::SHA256)) };
             zip.start_file(entry.name, options).map_err(PortError::other)?;
             std::io::copy(&mut reader, &mut zip).map_err(PortError::other)?;
             if let Some(declared) = &entry.sha256 {
@@ -177,8 +178,10 @@ mod tests {
 
     #[test]
     fn duplicate_names_are_numbered_case_insensitively() {
-        let names: Vec<Filename> =
-            ["Befund.pdf", "befund.pdf", "Befund.pdf", "Befund (2).pdf", "x"].iter().map(|n| Filename::parse(n).unwrap()).collect();
+        let names: Vec<Filename> = ["Befund.pdf", "befund.pdf", "Befund.pdf", "Befund (2).pdf", "x"]
+            .iter()
+            .map(|n| Filename::parse(n).unwrap())
+            .collect();
         assert_eq!(unique_names(&names), ["Befund.pdf", "befund (2).pdf", "Befund (3).pdf", "Befund (2) (2).pdf", "x"]);
     }
 }

@@ -33,10 +33,8 @@ impl Service {
         }
         let fingerprint = hex::encode(digest::digest(&digest::SHA256, body));
         let now = self.now();
-        let claim = self
-            .store
-            .claim_idempotency(&practice.id, key, &fingerprint, now, now - Duration::seconds(STALE_CLAIM_SECS))
-            .await?;
+        let claim =
+            self.store.claim_idempotency(&practice.id, key, &fingerprint, now, now - Duration::seconds(STALE_CLAIM_SECS)).await?;
         match claim {
             Claim::Completed { fingerprint: f, .. } | Claim::InProgress { fingerprint: f } if f != fingerprint => {
                 Err(Error::invalid("Idempotency-Key", "this Idempotency-Key was used with a different request body"))
@@ -192,17 +190,14 @@ impl Service {
         };
         let share_id = share.id.clone();
         let activated = self
-            .mutate(
-                Load::Practice(practice, share_id.as_str()),
-                |share, now| {
-                    if share.lifecycle != Lifecycle::AwaitingUpload {
-                        return Step::append(vec![], Ok(None)); // a concurrent send won
-                    }
-                    share.archive_size = Some(archive_size);
-                    let code = activate(keys, share, now);
-                    Step::write(vec![], Ok(Some((share.clone(), code))))
-                },
-            )
+            .mutate(Load::Practice(practice, share_id.as_str()), |share, now| {
+                if share.lifecycle != Lifecycle::AwaitingUpload {
+                    return Step::append(vec![], Ok(None)); // a concurrent send won
+                }
+                share.archive_size = Some(archive_size);
+                let code = activate(keys, share, now);
+                Step::write(vec![], Ok(Some((share.clone(), code))))
+            })
             .await?;
         let Some((share, code)) = activated else {
             let share = self.practice_share(practice, id).await?;

@@ -2,13 +2,13 @@
 //! `invalid_request` naming the field as a JSON path (`documents[2].filename`).
 
 use crate::domain::{
-    message_contains_code, AuthMethod, ContentType, DateOfBirth, Email, Filename, InsuranceNumber, Language,
-    PersonName, Phone, Policy, Recipient,
+    AuthMethod, ContentType, DateOfBirth, Email, Filename, InsuranceNumber, Language, PersonName, Phone, Policy, Recipient,
+    message_contains_code,
 };
 use crate::error::{Error, Result};
 use base64::Engine;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Decoded inline documents may total this much on the embedded backend (SPEC suggests 25 MB).
 pub const MAX_INLINE_BYTES: u64 = 25 * 1024 * 1024;
@@ -154,9 +154,10 @@ impl CreateShareRequest {
         };
         let known_secret = match auth {
             AuthMethod::DateOfBirth => {
-                let raw = r.date_of_birth.as_deref().ok_or_else(|| {
-                    Error::invalid("recipient.date_of_birth", "date_of_birth is required for this auth method")
-                })?;
+                let raw = r
+                    .date_of_birth
+                    .as_deref()
+                    .ok_or_else(|| Error::invalid("recipient.date_of_birth", "date_of_birth is required for this auth method"))?;
                 Some(KnownSecret::DateOfBirth(field("recipient.date_of_birth", DateOfBirth::parse(raw))?))
             }
             AuthMethod::InsuranceNumber => {
@@ -215,9 +216,8 @@ fn validate_documents(docs: Vec<DocumentIn>, max_inline: u64) -> Result<Vec<NewD
             let content_type = field(&at("content_type"), ContentType::parse(&d.content_type))?;
             let content = match (d.content_base64, d.size, d.sha256) {
                 (Some(b64), None, None) => {
-                    let bytes = decode_base64(&b64).ok_or_else(|| {
-                        Error::invalid(at("content_base64"), "content_base64 is not valid base64")
-                    })?;
+                    let bytes = decode_base64(&b64)
+                        .ok_or_else(|| Error::invalid(at("content_base64"), "content_base64 is not valid base64"))?;
                     if bytes.is_empty() {
                         return Err(Error::invalid(at("content_base64"), "a document must not be empty"));
                     }
@@ -278,15 +278,11 @@ impl VerifyIn {
         match auth {
             AuthMethod::Sms | AuthMethod::Manual => {
                 let raw = self.code.as_deref().ok_or_else(|| Error::invalid("code", "code is required"))?;
-                crate::domain::Code::parse(raw)
-                    .map(|c| c.digits().to_owned())
-                    .map_err(|e| Error::invalid("code", e.to_string()))
+                crate::domain::Code::parse(raw).map(|c| c.digits().to_owned()).map_err(|e| Error::invalid("code", e.to_string()))
             }
             AuthMethod::DateOfBirth => {
-                let raw = self
-                    .date_of_birth
-                    .as_deref()
-                    .ok_or_else(|| Error::invalid("date_of_birth", "date_of_birth is required"))?;
+                let raw =
+                    self.date_of_birth.as_deref().ok_or_else(|| Error::invalid("date_of_birth", "date_of_birth is required"))?;
                 Ok(field("date_of_birth", DateOfBirth::parse(raw))?.canonical())
             }
             AuthMethod::InsuranceNumber => {
@@ -312,8 +308,10 @@ mod tests {
         assert!(matches!(e, Error::InvalidRequest { ref field, .. } if field == "recipient.email"), "{e:?}");
         let e = parse_json::<CreateShareRequest>(b"not json").unwrap_err();
         assert!(matches!(e, Error::InvalidRequest { ref field, .. } if field == "body"), "{e:?}");
-        let e = parse_json::<CreateShareRequest>(br#"{"recipient": {"email": "a@b.ch"}, "documents": [], "auth": {"method": "fax"}}"#)
-            .unwrap_err();
+        let e = parse_json::<CreateShareRequest>(
+            br#"{"recipient": {"email": "a@b.ch"}, "documents": [], "auth": {"method": "fax"}}"#,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::InvalidRequest { ref field, .. } if field == "auth.method"), "{e:?}");
     }
 

@@ -47,33 +47,30 @@ impl Service {
     pub async fn resend(&self, practice: &Practice, id: &str) -> Result<ShareView> {
         let keys = self.keys().await?;
         let (share, code) = self
-            .mutate(
-                Load::Practice(practice, id),
-                |share, now| {
-                    match share.access(now) {
-                        Access::Open => {}
-                        Access::Expired => return Step::append(vec![], Err(Error::Expired)),
-                        Access::Revoked => return Step::append(vec![], Err(Error::Revoked)),
-                        Access::AwaitingUpload => {
-                            return Step::append(
-                                vec![],
-                                Err(Error::invalid("status", "the share is awaiting upload; send it first")),
-                            );
-                        }
+            .mutate(Load::Practice(practice, id), |share, now| {
+                match share.access(now) {
+                    Access::Open => {}
+                    Access::Expired => return Step::append(vec![], Err(Error::Expired)),
+                    Access::Revoked => return Step::append(vec![], Err(Error::Revoked)),
+                    Access::AwaitingUpload => {
+                        return Step::append(
+                            vec![],
+                            Err(Error::invalid("status", "the share is awaiting upload; send it first")),
+                        );
                     }
-                    let code = if share.auth.uses_code() {
-                        let code = Code::generate();
-                        share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
-                        Some(code)
-                    } else {
-                        // A date of birth or insurance number stays; the count starts again.
-                        let hash = share.secret.as_ref().map(|s| s.hash.clone()).unwrap_or_default();
-                        share.replace_secret(hash, now, true);
-                        None
-                    };
-                    Step::write(vec![Event::new(&share.id, EventKind::Resent, now)], Ok((share.clone(), code)))
-                },
-            )
+                }
+                let code = if share.auth.uses_code() {
+                    let code = Code::generate();
+                    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+                    Some(code)
+                } else {
+                    // A date of birth or insurance number stays; the count starts again.
+                    let hash = share.secret.as_ref().map(|s| s.hash.clone()).unwrap_or_default();
+                    share.replace_secret(hash, now, true);
+                    None
+                };
+                Step::write(vec![Event::new(&share.id, EventKind::Resent, now)], Ok((share.clone(), code)))
+            })
             .await?;
         tracing::info!(share_id = %share.id, reference = %share.reference, "share resent");
         let mut view = ShareView::new(&share, self.link(&share.id), self.now());
@@ -85,17 +82,14 @@ impl Service {
     /// `DELETE /v1/shares/{id}`: documents deleted now; the record stays for audit.
     pub async fn revoke(&self, practice: &Practice, id: &str) -> Result<ShareView> {
         let share = self
-            .mutate(
-                Load::Practice(practice, id),
-                |share, now| {
-                    if share.lifecycle == Lifecycle::Revoked {
-                        return Step::append(vec![], Ok(share.clone()));
-                    }
-                    share.lifecycle = Lifecycle::Revoked;
-                    share.revoked_at = Some(now);
-                    Step::write(vec![Event::new(&share.id, EventKind::Revoked, now)], Ok(share.clone()))
-                },
-            )
+            .mutate(Load::Practice(practice, id), |share, now| {
+                if share.lifecycle == Lifecycle::Revoked {
+                    return Step::append(vec![], Ok(share.clone()));
+                }
+                share.lifecycle = Lifecycle::Revoked;
+                share.revoked_at = Some(now);
+                Step::write(vec![Event::new(&share.id, EventKind::Revoked, now)], Ok(share.clone()))
+            })
             .await?;
         // Deleting after the write: from the write on, nothing hands out a URL any more. If the
         // delete fails, the request fails and a retry deletes again.

@@ -19,9 +19,9 @@ pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};
 
+use crate::domain::UrlRule;
 use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
-use crate::domain::UrlRule;
 use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, PortError, SmsSender, Store, Uses, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys};
 use chrono::{DateTime, Utc};
@@ -128,10 +128,7 @@ impl Service {
 
     /// The practice a bearer API key belongs to.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Practice> {
-        let key = authorization
-            .and_then(bearer)
-            .filter(|k| k.starts_with(ApiKey::PREFIX))
-            .ok_or(Error::Unauthorized)?;
+        let key = authorization.and_then(bearer).filter(|k| k.starts_with(ApiKey::PREFIX)).ok_or(Error::Unauthorized)?;
         let record = self.store.find_api_key(&ApiKey::hash(key)).await?.ok_or(Error::Unauthorized)?;
         if record.revoked_at.is_some() {
             return Err(Error::Unauthorized);

@@ -3,7 +3,7 @@
 
 use super::Service;
 use crate::domain::{AuthMethod, Code, Email, Event, EventKind, Practice, Share};
-use crate::messages::{render_email, render_sms, CodeSms, ShareNotice};
+use crate::messages::{CodeSms, ShareNotice, render_email, render_sms};
 use crate::ports::{Mail, Sent, Sms};
 use serde::Serialize;
 use serde_json::json;

@@ -16,17 +16,13 @@ impl Service {
         let mut share = self.open_share(id).await?;
         if share.first_opened_at.is_none() {
             share = self
-                .mutate_read(
-                    Some(share),
-                    Load::Patient(id),
-                    |share, now| {
-                        if share.first_opened_at.is_some() {
-                            return Step::append(vec![], Ok(share.clone()));
-                        }
-                        share.first_opened_at = Some(now);
-                        Step::write(vec![Event::new(&share.id, EventKind::Opened, now)], Ok(share.clone()))
-                    },
-                )
+                .mutate_read(Some(share), Load::Patient(id), |share, now| {
+                    if share.first_opened_at.is_some() {
+                        return Step::append(vec![], Ok(share.clone()));
+                    }
+                    share.first_opened_at = Some(now);
+                    Step::write(vec![Event::new(&share.id, EventKind::Opened, now)], Ok(share.clone()))
+                })
                 .await?;
             tracing::info!(share_id = %share.id, reference = %share.reference, "share opened");
         }
@@ -62,41 +58,33 @@ impl Service {
         let canonical = answer.canonical(share.auth)?;
         let keys = self.keys().await?;
         let (attempt, share) = self
-            .mutate_kept(
-                Some(share),
-                Load::Patient(id),
-                |share, _| match share.take_attempt() {
-                    Some(attempt) => Step::write(vec![], Ok(attempt)),
-                    None => Step::append(vec![], Err(Error::Locked)),
-                },
-            )
+            .mutate_kept(Some(share), Load::Patient(id), |share, _| match share.take_attempt() {
+                Some(attempt) => Step::write(vec![], Ok(attempt)),
+                None => Step::append(vec![], Err(Error::Locked)),
+            })
             .await?;
         let correct = share.secret.as_ref().is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
         let share = self
-            .mutate_read(
-                Some(share),
-                Load::Patient(id),
-                |share, now| {
-                    let before = share.clone();
-                    let outcome = share.settle_attempt(attempt, now, correct);
-                    let share_id = share.id.clone();
-                    let event = |kind| Event::new(&share_id, kind, now);
-                    let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(json!({ "reason": reason }));
-                    let (events, result) = match outcome {
-                        VerifyOutcome::Verified => (share.patient_event(event(EventKind::Verified)), Ok(share.clone())),
-                        VerifyOutcome::WrongCode { attempts_left } => {
-                            (vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
-                        }
-                        VerifyOutcome::Locked => (vec![failed("wrong_code"), event(EventKind::Locked)], Err(Error::Locked)),
-                        // The right code, too old (strict mode) or replaced meanwhile: the
-                        // practice sees the patient tried, and why it failed, so it can resend.
-                        VerifyOutcome::ExpiredCode => (vec![failed("expired_code")], Err(Error::ExpiredCode)),
-                    };
-                    // A right answer gives its attempt back: a write, conditional like the one
-                    // that took it. A wrong one was counted already and only adds its events.
-                    if *share == before { Step::append(events, result) } else { Step::write(events, result) }
-                },
-            )
+            .mutate_read(Some(share), Load::Patient(id), |share, now| {
+                let before = share.clone();
+                let outcome = share.settle_attempt(attempt, now, correct);
+                let share_id = share.id.clone();
+                let event = |kind| Event::new(&share_id, kind, now);
+                let failed = |reason: &str| event(EventKind::VerifyFailed).with_data(json!({ "reason": reason }));
+                let (events, result) = match outcome {
+                    VerifyOutcome::Verified => (share.patient_event(event(EventKind::Verified)), Ok(share.clone())),
+                    VerifyOutcome::WrongCode { attempts_left } => {
+                        (vec![failed("wrong_code")], Err(Error::WrongCode { attempts_left }))
+                    }
+                    VerifyOutcome::Locked => (vec![failed("wrong_code"), event(EventKind::Locked)], Err(Error::Locked)),
+                    // The right code, too old (strict mode) or replaced meanwhile: the
+                    // practice sees the patient tried, and why it failed, so it can resend.
+                    VerifyOutcome::ExpiredCode => (vec![failed("expired_code")], Err(Error::ExpiredCode)),
+                };
+                // A right answer gives its attempt back: a write, conditional like the one
+                // that took it. A wrong one was counted already and only adds its events.
+                if *share == before { Step::append(events, result) } else { Step::write(events, result) }
+            })
             .await;
         if let Err(Error::WrongCode { .. } | Error::Locked) = &share {
             tracing::info!(share_id = %id, "verification refused");
@@ -136,19 +124,15 @@ impl Service {
             return Err(Error::RateLimited { retry_after_secs: secs, message: "the practice's daily SMS limit is reached" });
         };
         let requested = self
-            .mutate_read(
-                Some(share),
-                Load::Patient(id),
-                |share, now| {
-                    if let Err(e) = check_self_service(share, now) {
-                        return Step::append(vec![], Err(e));
-                    }
-                    let code = Code::generate();
-                    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, false);
-                    share.self_service_requests += 1;
-                    Step::write(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
-                },
-            )
+            .mutate_read(Some(share), Load::Patient(id), |share, now| {
+                if let Err(e) = check_self_service(share, now) {
+                    return Step::append(vec![], Err(e));
+                }
+                let code = Code::generate();
+                share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, false);
+                share.self_service_requests += 1;
+                Step::write(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
+            })
             .await;
         // A request that lost the race (or found the share changed) sends nothing: its unit of
         // the cap goes back, or a burst of requests would spend the practice's day.
@@ -179,8 +163,7 @@ impl Service {
                 self.url_lifetime(&share),
             )
             .await?;
-        let event = Event::new(&share.id, EventKind::DocumentDownloaded, self.now())
-            .with_data(json!({ "document_id": doc.id }));
+        let event = Event::new(&share.id, EventKind::DocumentDownloaded, self.now()).with_data(json!({ "document_id": doc.id }));
         let expires_in = self.url_lifetime(&share);
         self.record_download(share, event).await?;
         Ok(UrlView { url, expires_in })
@@ -225,16 +208,12 @@ impl Service {
     /// `expired_unread`; each counts toward what the share keeps (`Share::patient_event`).
     async fn record_download(&self, share: Share, event: Event) -> Result<()> {
         let id = share.id.clone();
-        self.mutate_read(
-            Some(share),
-            Load::Patient(id.as_str()),
-            |share, now| {
-                let first = share.first_downloaded_at.is_none();
-                share.first_downloaded_at.get_or_insert(now);
-                let events = share.patient_event(event.clone());
-                if first || !events.is_empty() { Step::write(events, Ok(())) } else { Step::append(events, Ok(())) }
-            },
-        )
+        self.mutate_read(Some(share), Load::Patient(id.as_str()), |share, now| {
+            let first = share.first_downloaded_at.is_none();
+            share.first_downloaded_at.get_or_insert(now);
+            let events = share.patient_event(event.clone());
+            if first || !events.is_empty() { Step::write(events, Ok(())) } else { Step::append(events, Ok(())) }
+        })
         .await
     }
 }
@@ -246,10 +225,9 @@ fn check_self_service(share: &Share, now: chrono::DateTime<chrono::Utc>) -> Resu
         SelfServiceDenied::TooSoon { retry_after_secs } => {
             Error::RateLimited { retry_after_secs, message: "a new code can be requested later" }
         }
-        SelfServiceDenied::Exhausted { retry_after_secs } => Error::RateLimited {
-            retry_after_secs,
-            message: "no more codes can be requested for this share; ask the practice",
-        },
+        SelfServiceDenied::Exhausted { retry_after_secs } => {
+            Error::RateLimited { retry_after_secs, message: "no more codes can be requested for this share; ask the practice" }
+        }
     })
 }
 

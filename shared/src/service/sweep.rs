@@ -24,23 +24,20 @@ impl Service {
                 self.blobs.delete_prefix(&share_prefix(&share)).await?;
                 let id = share.id.clone();
                 let processed = self
-                    .mutate(
-                        Load::Any(&id),
-                        |share, now| {
-                            if share.expiry_processed {
-                                return Step::append(vec![], Ok(false));
+                    .mutate(Load::Any(&id), |share, now| {
+                        if share.expiry_processed {
+                            return Step::append(vec![], Ok(false));
+                        }
+                        share.expiry_processed = true;
+                        let mut events = Vec::new();
+                        if share.lifecycle != Lifecycle::Revoked {
+                            events.push(Event::new(&share.id, EventKind::Expired, now));
+                            if share.first_downloaded_at.is_none() {
+                                events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
                             }
-                            share.expiry_processed = true;
-                            let mut events = Vec::new();
-                            if share.lifecycle != Lifecycle::Revoked {
-                                events.push(Event::new(&share.id, EventKind::Expired, now));
-                                if share.first_downloaded_at.is_none() {
-                                    events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
-                                }
-                            }
-                            Step::write(events, Ok(true))
-                        },
-                    )
+                        }
+                        Step::write(events, Ok(true))
+                    })
                     .await;
                 match processed {
                     Ok(true) => {

@@ -7,8 +7,8 @@
 use super::Service;
 use super::input::parse_json;
 use crate::domain::{
-    Event, EventId, MAX_WEBHOOKS_PER_PRACTICE, Payload, WEBHOOK_TESTS_PER_MINUTE, Practice, PracticeId, Webhook, WebhookId, next_attempt,
-    random_token, signature_header,
+    Event, EventId, MAX_WEBHOOKS_PER_PRACTICE, Payload, Practice, PracticeId, WEBHOOK_TESTS_PER_MINUTE, Webhook, WebhookId,
+    next_attempt, random_token, signature_header,
 };
 use crate::error::{Error, Result};
 use crate::ports::{Attempt, FailedDelivery, PostOutcome, WebhookHealth, WebhookRequest};
@@ -149,8 +149,7 @@ impl Service {
         let mut webhook = self.practice_webhook(practice, id).await?;
         let patch: WebhookPatch = parse_json(body)?;
         if let Some(url) = patch.url {
-            webhook.url =
-                Webhook::validate_url(&url, self.settings.webhook_urls).map_err(|e| Error::invalid("url", e.0))?;
+            webhook.url = Webhook::validate_url(&url, self.settings.webhook_urls).map_err(|e| Error::invalid("url", e.0))?;
         }
         if let Some(d) = patch.description {
             webhook.description = Webhook::validate_description(&d).map_err(|e| Error::invalid("description", e.0))?;

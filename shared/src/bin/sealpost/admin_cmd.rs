@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use sealpost::admin::{self, NewPractice};
-use sealpost::domain::{Email, Language, PracticeId, Practice};
+use sealpost::domain::{Email, Language, Practice, PracticeId};
 use sealpost::ports::Store;
 use std::path::PathBuf;
 
@@ -135,14 +135,18 @@ async fn service(dir: &DataDir) -> anyhow::Result<std::sync::Arc<sealpost::servi
 }
 
 #[cfg(feature = "aws")]
-async fn aws_service(clock: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
+async fn aws_service(
+    clock: std::sync::Arc<sealpost::ports::SystemClock>,
+) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await;
     Ok(sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(&config, &clients, clock))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws_service(_: std::sync::Arc<sealpost::ports::SystemClock>) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
+async fn aws_service(
+    _: std::sync::Arc<sealpost::ports::SystemClock>,
+) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     anyhow::bail!("this sealpost was built without the AWS adapters (--features aws)")
 }
 

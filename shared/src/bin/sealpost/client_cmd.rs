@@ -177,8 +177,8 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     let id = created["id"].as_str().context("the API answered a share without an id")?;
     // A retry answers the first create as it was; if that run got as far as `send`, the
     // uploads are done (and their URLs may have run out).
-    let replayed_after_send = args.idempotency_key.is_some()
-        && api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"] != "awaiting_upload";
+    let replayed_after_send =
+        args.idempotency_key.is_some() && api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"] != "awaiting_upload";
     if !replayed_after_send {
         let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
         if answered.len() != files.len() {
@@ -302,13 +302,10 @@ async fn upload(api: &Api, f: &Outgoing, url: &str) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
     let bar = progress(f.size, &format!("uploading {}", f.filename));
     let counter = bar.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
     // An explicit length: presigned S3 PUTs take no chunked bodies.
-    let request = api
-        .http
-        .put(&url)
-        .header(reqwest::header::CONTENT_LENGTH, f.size)
-        .body(reqwest::Body::wrap_stream(stream));
+    let request = api.http.put(&url).header(reqwest::header::CONTENT_LENGTH, f.size).body(reqwest::Body::wrap_stream(stream));
     let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let response = request.send().await.map_err(|e| anyhow!("could not upload {} to {host}: {}", f.filename, root_cause(&e)))?;
     bar.finish_and_clear();
@@ -469,7 +466,9 @@ impl Api {
         let may_have_happened = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
         let message = match api_error(&body) {
             _ if status.is_success() && body.is_object() => return Ok(body),
-            _ if status.is_success() => format!("{} answered HTTP {status} without a JSON body: is it a Sealpost API?", self.base),
+            _ if status.is_success() => {
+                format!("{} answered HTTP {status} without a JSON body: is it a Sealpost API?", self.base)
+            }
             Some(reason) => reason,
             None => format!("{} answered HTTP {status}: is it a Sealpost API?", self.base),
         };
@@ -503,7 +502,10 @@ impl CallError {
     /// After a create or send that may have happened, the way to retry it safely.
     fn with_retry_hint(self, idempotency_key: &str) -> anyhow::Error {
         if self.may_have_happened {
-            anyhow!("{}\n(to retry without sending twice: the same command with --idempotency-key {idempotency_key})", self.message)
+            anyhow!(
+                "{}\n(to retry without sending twice: the same command with --idempotency-key {idempotency_key})",
+                self.message
+            )
         } else {
             anyhow!(self)
         }

@@ -56,14 +56,14 @@ pub fn share_body_with_method(method: &str) -> Value {
     match method {
         "sms" => {}
         "manual" => {
-            body["recipient"].as_object_mut().unwrap().remove("phone");
+            body["recipient"].as_object_mut().expect("a recipient").remove("phone");
         }
         "date_of_birth" => {
-            body["recipient"].as_object_mut().unwrap().remove("phone");
+            body["recipient"].as_object_mut().expect("a recipient").remove("phone");
             body["recipient"]["date_of_birth"] = json!("1980-02-29");
         }
         "insurance_number" => {
-            body["recipient"].as_object_mut().unwrap().remove("phone");
+            body["recipient"].as_object_mut().expect("a recipient").remove("phone");
             body["recipient"]["insurance_number"] = json!("7561234567897");
         }
         other => panic!("unknown method {other}"),
@@ -251,7 +251,7 @@ pub async fn create_default(app: &TestApp) -> (Value, String) {
     let share = create_share(app, &share_body()).await;
     let sms = app.sent_sms().await;
     assert_eq!(sms.len(), before + 1, "one SMS per create: {sms:?}");
-    let code = code_in(&sms.last().unwrap().body).expect("a code in the SMS");
+    let code = code_in(&sms.last().expect("an SMS sent").body).expect("a code in the SMS");
     (share, code)
 }
 
@@ -341,7 +341,7 @@ pub async fn archive_link(app: &TestApp, id: &str, token: Option<&str>) -> Reply
 /// The share's ZIP as the patient downloads it (link, then the URL): its entries, in order.
 pub async fn downloaded_archive(app: &TestApp, id: &str, token: &str) -> Vec<(String, Vec<u8>)> {
     let archive = archive_link(app, id, Some(token)).await.ok(200);
-    unzip(&fetch_url(app, archive["url"].as_str().unwrap()).await.bytes)
+    unzip(&fetch_url(app, archive["url"].as_str().expect("an archive URL")).await.bytes)
 }
 
 /// An absolute URL as given by the server, or a path on the app.

@@ -52,8 +52,10 @@ pub trait ShareStore: Send + Sync {
     async fn list_shares(&self, practice: &PracticeId, after: Option<&ListCursor>, limit: usize) -> PortResult<Vec<Share>>;
     /// Shares whose link ran out and whose expiry was not yet processed.
     async fn shares_due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Share>>;
-    /// Deletes records (and their events) past their `purge_at`; returns how many.
-    async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize>;
+    /// Deletes what is kept only for a while: shares past their `purge_at` with their events,
+    /// and provider message ids, webhook failures and idempotency records past their time;
+    /// returns how many shares. (DynamoDB's TTL does this on AWS.)
+    async fn purge_expired_records(&self, now: DateTime<Utc>) -> PortResult<usize>;
     /// Remembers which share a provider's message id (SES, SNS) belongs to, until `until`, so
     /// that a bounce or delivery failure the provider reports later finds its share.
     async fn record_provider_message(&self, message_id: &str, share: &ShareId, until: DateTime<Utc>) -> PortResult<()>;

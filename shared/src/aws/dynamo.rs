@@ -408,7 +408,7 @@ impl ShareStore for DynamoStore {
 
     /// DynamoDB's TTL deletes records past `purge_at` (and the stream-fed cleanup function their
     /// objects); nothing to do here.
-    async fn purge_shares(&self, _now: DateTime<Utc>) -> PortResult<usize> {
+    async fn purge_expired_records(&self, _now: DateTime<Utc>) -> PortResult<usize> {
         Ok(0)
     }
 

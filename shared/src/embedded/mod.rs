@@ -68,15 +68,8 @@ pub fn outbox_route_allowed(listen: std::net::IpAddr, public_url: &str) -> bool 
 
 /// Opens (or creates) the data dir and builds the router over the embedded adapters.
 pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    private_data_dir(&options.data_dir)?;
-    let keys = Keys::from_pepper(&load_or_create_secret(&options.data_dir.join("pepper"), || {
-        crate::domain::random_bytes::<32>().to_vec()
-    })?);
-    let store = Arc::new(SqliteStore::open(&options.data_dir.join("sealpost.db")).context("opening the SQLite database")?);
     let public_url = options.public_url.trim_end_matches('/').to_owned();
-    let blobs = Arc::new(FolderBlobs::new(options.data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone()));
-    let outbox = Arc::new(Outbox::new(options.data_dir.join("outbox.jsonl"), !options.quiet, clock.clone()));
-
+    let Adapters { store, blobs, outbox, keys, service } = open(&options.data_dir, public_url, !options.quiet, clock.clone())?;
     let api_key = match options.api_key {
         Some(key) => key,
         None => String::from_utf8(load_or_create_secret(&options.data_dir.join("api-key"), || {
@@ -85,21 +78,6 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         .context("api-key file is not UTF-8")?,
     };
     admin::ensure_default_practice(store.as_ref(), &api_key, clock.now()).await?;
-
-    let service = Arc::new(Service {
-        store: store.clone(),
-        blobs: blobs.clone(),
-        sms: outbox.clone(),
-        mail: outbox.clone(),
-        poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
-        clock: clock.clone(),
-        keys: LazyKeys::ready(keys.clone()),
-        settings: Settings {
-            public_url,
-            webhook_urls: UrlRule::AllowLoopbackHttp,
-            max_inline_bytes: crate::service::MAX_INLINE_BYTES,
-        },
-    });
     let router = crate::http::router(service.clone()).merge(
         routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route)
             .layer(axum::middleware::map_response(crate::http::security_headers)),
@@ -111,26 +89,40 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
 /// The service over a data dir, for the operator's commands (`sealpost tenant webhook …`):
 /// no router, no default practice, the outbox quiet.
 pub async fn admin_service(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Service>> {
+    Ok(open(data_dir, "http://127.0.0.1:8080".to_owned(), false, clock)?.service)
+}
+
+/// The adapters over a data dir, and the service over them.
+struct Adapters {
+    store: Arc<SqliteStore>,
+    blobs: Arc<FolderBlobs>,
+    outbox: Arc<Outbox>,
+    keys: Keys,
+    service: Arc<Service>,
+}
+
+fn open(data_dir: &Path, public_url: String, print_outbox: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Adapters> {
     private_data_dir(data_dir)?;
     let keys =
         Keys::from_pepper(&load_or_create_secret(&data_dir.join("pepper"), || crate::domain::random_bytes::<32>().to_vec())?);
     let store = Arc::new(SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")?);
-    let public_url = "http://127.0.0.1:8080".to_owned();
-    let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), false, clock.clone()));
-    Ok(Arc::new(Service {
-        store,
-        blobs: Arc::new(FolderBlobs::new(data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone())),
+    let blobs = Arc::new(FolderBlobs::new(data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone()));
+    let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), print_outbox, clock.clone()));
+    let service = Arc::new(Service {
+        store: store.clone(),
+        blobs: blobs.clone(),
         sms: outbox.clone(),
-        mail: outbox,
+        mail: outbox.clone(),
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
         clock,
-        keys: LazyKeys::ready(keys),
+        keys: LazyKeys::ready(keys.clone()),
         settings: Settings {
             public_url,
             webhook_urls: UrlRule::AllowLoopbackHttp,
             max_inline_bytes: crate::service::MAX_INLINE_BYTES,
         },
-    }))
+    });
+    Ok(Adapters { store, blobs, outbox, keys, service })
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {

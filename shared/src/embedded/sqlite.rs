@@ -20,10 +20,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, practice_id TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shares (
     id TEXT PRIMARY KEY, practice_id TEXT NOT NULL, created_us INTEGER NOT NULL,
-    expires_us INTEGER NOT NULL, purge_us INTEGER NOT NULL, expiry_processed INTEGER NOT NULL,
+    sweep_due_us INTEGER NOT NULL, purge_us INTEGER NOT NULL, expiry_processed INTEGER NOT NULL,
     version INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS shares_by_practice ON shares (practice_id, created_us DESC, id DESC);
-CREATE INDEX IF NOT EXISTS shares_by_expiry ON shares (expiry_processed, expires_us);
+CREATE INDEX IF NOT EXISTS shares_by_expiry ON shares (expiry_processed, sweep_due_us);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, share_id TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_share ON events (share_id, seq);
@@ -49,6 +49,20 @@ CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1)
 CREATE TABLE IF NOT EXISTS webhook_tests (
     webhook_id TEXT PRIMARY KEY, minute INTEGER NOT NULL, count INTEGER NOT NULL);
 ";
+
+/// Brings a database from an earlier release to the schema above (which then adds what is new).
+fn migrate(conn: &Connection) -> PortResult<()> {
+    // `expires_us` held when the sweep is due (`Share::sweep_due_at`), which is not always when
+    // the link expires.
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('shares')")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+        .map_err(db_err)?;
+    if columns.iter().any(|c| c == "expires_us") {
+        conn.execute_batch("ALTER TABLE shares RENAME COLUMN expires_us TO sweep_due_us").map_err(db_err)?;
+    }
+    Ok(())
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -84,6 +98,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        migrate(&conn)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
@@ -111,7 +126,7 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> PortResult
     Ok(())
 }
 
-/// `expires_us` is when the sweep is due ([`Share::sweep_due_at`]): the link's expiry, or
+/// `sweep_due_us` is when the sweep is due ([`Share::sweep_due_at`]): the link's expiry, or
 /// sooner for a share revoked while its uploads could still land.
 fn share_columns(share: &Share) -> PortResult<(i64, i64, bool, i64, String)> {
     Ok((us(share.sweep_due_at()), us(share.purge_at), share.expiry_processed, share.version as i64, to_json(share)?))
@@ -131,7 +146,7 @@ impl ShareStore for SqliteStore {
             let tx = conn.transaction().map_err(db_err)?;
             let inserted = tx
                 .execute(
-                    "INSERT OR IGNORE INTO shares (id, practice_id, created_us, expires_us, purge_us, expiry_processed, version, body)
+                    "INSERT OR IGNORE INTO shares (id, practice_id, created_us, sweep_due_us, purge_us, expiry_processed, version, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![share.id.as_str(), share.practice_id.as_str(), us(share.created_at), expires, purge, processed, version, body],
                 )
@@ -164,7 +179,7 @@ impl ShareStore for SqliteStore {
             let tx = conn.transaction().map_err(db_err)?;
             let updated = tx
                 .execute(
-                    "UPDATE shares SET expires_us = ?2, purge_us = ?3, expiry_processed = ?4, version = ?5, body = ?6
+                    "UPDATE shares SET sweep_due_us = ?2, purge_us = ?3, expiry_processed = ?4, version = ?5, body = ?6
                      WHERE id = ?1 AND version = ?7",
                     params![share.id.as_str(), expires, purge, processed, version, body, version - 1],
                 )
@@ -225,7 +240,7 @@ impl ShareStore for SqliteStore {
         self.run(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT body FROM shares WHERE expiry_processed = 0 AND expires_us <= ?1 ORDER BY expires_us LIMIT ?2",
+                    "SELECT body FROM shares WHERE expiry_processed = 0 AND sweep_due_us <= ?1 ORDER BY sweep_due_us LIMIT ?2",
                 )
                 .map_err(db_err)?;
             read_shares(&mut stmt, params![us(now), limit as i64])
@@ -233,7 +248,7 @@ impl ShareStore for SqliteStore {
         .await
     }
 
-    async fn purge_shares(&self, now: DateTime<Utc>) -> PortResult<usize> {
+    async fn purge_expired_records(&self, now: DateTime<Utc>) -> PortResult<usize> {
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             tx.execute("DELETE FROM events WHERE share_id IN (SELECT id FROM shares WHERE purge_us <= ?1)", [us(now)])
@@ -475,6 +490,44 @@ mod tests {
     use super::*;
     use crate::domain::{EventKind, PracticeId};
 
+    #[tokio::test]
+    async fn a_database_of_an_earlier_release_opens_and_its_shares_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let share = crate::service::tests_support::share_fixture();
+        {
+            // The shares table as it was, with a share in it.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE shares (id TEXT PRIMARY KEY, practice_id TEXT NOT NULL, created_us INTEGER NOT NULL,
+                    expires_us INTEGER NOT NULL, purge_us INTEGER NOT NULL, expiry_processed INTEGER NOT NULL,
+                    version INTEGER NOT NULL, body TEXT NOT NULL);
+                 CREATE INDEX shares_by_expiry ON shares (expiry_processed, expires_us);",
+            )
+            .unwrap();
+            let (due, purge, processed, version, body) = share_columns(&share).unwrap();
+            old.execute(
+                "INSERT INTO shares VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    share.id.as_str(),
+                    share.practice_id.as_str(),
+                    us(share.created_at),
+                    due,
+                    purge,
+                    processed,
+                    version,
+                    body
+                ],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let due = s.shares_due_for_expiry(share.sweep_due_at(), 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| &d.id).collect::<Vec<_>>(), [&share.id]);
+        drop(s);
+        SqliteStore::open(&path).expect("opens again, already migrated");
+    }
+
     fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
@@ -551,8 +604,8 @@ mod tests {
         s.insert_share(&share, &[]).await.unwrap();
         assert!(s.shares_due_for_expiry(share.expires_at - Duration::seconds(1), 10).await.unwrap().is_empty());
         assert_eq!(s.shares_due_for_expiry(share.expires_at, 10).await.unwrap().len(), 1);
-        assert_eq!(s.purge_shares(share.purge_at - Duration::seconds(1)).await.unwrap(), 0);
-        assert_eq!(s.purge_shares(share.purge_at).await.unwrap(), 1);
+        assert_eq!(s.purge_expired_records(share.purge_at - Duration::seconds(1)).await.unwrap(), 0);
+        assert_eq!(s.purge_expired_records(share.purge_at).await.unwrap(), 1);
         assert!(s.get_share(&share.id).await.unwrap().is_none());
     }
 }

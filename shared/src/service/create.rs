@@ -192,11 +192,11 @@ impl Service {
         let activated = self
             .mutate(Load::Practice(practice, share_id.as_str()), |share, now| {
                 if share.lifecycle != Lifecycle::AwaitingUpload {
-                    return Step::append(vec![], Ok(None)); // a concurrent send won
+                    return Step::unchanged(vec![], Ok(None)); // a concurrent send won
                 }
                 share.archive_size = Some(archive_size);
                 let code = activate(keys, share, now);
-                Step::write(vec![], Ok(Some((share.clone(), code))))
+                Step::changed(vec![], Ok(Some((share.clone(), code))))
             })
             .await?;
         let Some((share, code)) = activated else {

@@ -50,10 +50,10 @@ impl Service {
             .mutate(Load::Practice(practice, id), |share, now| {
                 match share.access(now) {
                     Access::Open => {}
-                    Access::Expired => return Step::append(vec![], Err(Error::Expired)),
-                    Access::Revoked => return Step::append(vec![], Err(Error::Revoked)),
+                    Access::Expired => return Step::unchanged(vec![], Err(Error::Expired)),
+                    Access::Revoked => return Step::unchanged(vec![], Err(Error::Revoked)),
                     Access::AwaitingUpload => {
-                        return Step::append(
+                        return Step::unchanged(
                             vec![],
                             Err(Error::invalid("status", "the share is awaiting upload; send it first")),
                         );
@@ -69,7 +69,7 @@ impl Service {
                     share.replace_secret(hash, now, true);
                     None
                 };
-                Step::write(vec![Event::new(&share.id, EventKind::Resent, now)], Ok((share.clone(), code)))
+                Step::changed(vec![Event::new(&share.id, EventKind::Resent, now)], Ok((share.clone(), code)))
             })
             .await?;
         tracing::info!(share_id = %share.id, reference = %share.reference, "share resent");
@@ -84,11 +84,11 @@ impl Service {
         let share = self
             .mutate(Load::Practice(practice, id), |share, now| {
                 if share.lifecycle == Lifecycle::Revoked {
-                    return Step::append(vec![], Ok(share.clone()));
+                    return Step::unchanged(vec![], Ok(share.clone()));
                 }
                 share.lifecycle = Lifecycle::Revoked;
                 share.revoked_at = Some(now);
-                Step::write(vec![Event::new(&share.id, EventKind::Revoked, now)], Ok(share.clone()))
+                Step::changed(vec![Event::new(&share.id, EventKind::Revoked, now)], Ok(share.clone()))
             })
             .await?;
         // Deleting after the write: from the write on, nothing hands out a URL any more. If the

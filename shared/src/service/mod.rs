@@ -74,7 +74,7 @@ enum Load<'a> {
     /// A share open to patients (not expired, revoked or awaiting upload).
     Patient(&'a str),
     /// Any share (the expiry sweep).
-    Any(&'a ShareId),
+    AnyState(&'a ShareId),
 }
 
 /// What a change to a share did: whether the share itself changed (a conditional write), which
@@ -86,11 +86,11 @@ struct Step<T> {
 }
 
 impl<T> Step<T> {
-    fn write(events: Vec<Event>, outcome: Result<T>) -> Self {
+    fn changed(events: Vec<Event>, outcome: Result<T>) -> Self {
         Self { changed: true, events, outcome }
     }
 
-    fn append(events: Vec<Event>, outcome: Result<T>) -> Self {
+    fn unchanged(events: Vec<Event>, outcome: Result<T>) -> Self {
         Self { changed: false, events, outcome }
     }
 }
@@ -192,7 +192,7 @@ impl Service {
                 None => match load {
                     Load::Practice(practice, id) => self.practice_share(practice, id).await?,
                     Load::Patient(id) => self.open_share(id).await?,
-                    Load::Any(id) => self.store.get_share(id).await?.ok_or(Error::NotFound)?,
+                    Load::AnyState(id) => self.store.get_share(id).await?.ok_or(Error::NotFound)?,
                 },
             };
             let step = f(&mut share, self.now());

@@ -18,10 +18,10 @@ impl Service {
             share = self
                 .mutate_read(Some(share), Load::Patient(id), |share, now| {
                     if share.first_opened_at.is_some() {
-                        return Step::append(vec![], Ok(share.clone()));
+                        return Step::unchanged(vec![], Ok(share.clone()));
                     }
                     share.first_opened_at = Some(now);
-                    Step::write(vec![Event::new(&share.id, EventKind::Opened, now)], Ok(share.clone()))
+                    Step::changed(vec![Event::new(&share.id, EventKind::Opened, now)], Ok(share.clone()))
                 })
                 .await?;
             tracing::info!(share_id = %share.id, reference = %share.reference, "share opened");
@@ -59,8 +59,8 @@ impl Service {
         let keys = self.keys().await?;
         let (attempt, share) = self
             .mutate_kept(Some(share), Load::Patient(id), |share, _| match share.take_attempt() {
-                Some(attempt) => Step::write(vec![], Ok(attempt)),
-                None => Step::append(vec![], Err(Error::Locked)),
+                Some(attempt) => Step::changed(vec![], Ok(attempt)),
+                None => Step::unchanged(vec![], Err(Error::Locked)),
             })
             .await?;
         let correct = share.secret.as_ref().is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
@@ -83,7 +83,7 @@ impl Service {
                 };
                 // A right answer gives its attempt back: a write, conditional like the one
                 // that took it. A wrong one was counted already and only adds its events.
-                if *share == before { Step::append(events, result) } else { Step::write(events, result) }
+                if *share == before { Step::unchanged(events, result) } else { Step::changed(events, result) }
             })
             .await;
         if let Err(Error::WrongCode { .. } | Error::Locked) = &share {
@@ -126,12 +126,12 @@ impl Service {
         let requested = self
             .mutate_read(Some(share), Load::Patient(id), |share, now| {
                 if let Err(e) = check_self_service(share, now) {
-                    return Step::append(vec![], Err(e));
+                    return Step::unchanged(vec![], Err(e));
                 }
                 let code = Code::generate();
                 share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, false);
                 share.self_service_requests += 1;
-                Step::write(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
+                Step::changed(vec![Event::new(&share.id, EventKind::CodeRequested, now)], Ok((share.clone(), code)))
             })
             .await;
         // A request that lost the race (or found the share changed) sends nothing: its unit of
@@ -212,7 +212,7 @@ impl Service {
             let first = share.first_downloaded_at.is_none();
             share.first_downloaded_at.get_or_insert(now);
             let events = share.patient_event(event.clone());
-            if first || !events.is_empty() { Step::write(events, Ok(())) } else { Step::append(events, Ok(())) }
+            if first || !events.is_empty() { Step::changed(events, Ok(())) } else { Step::unchanged(events, Ok(())) }
         })
         .await
     }

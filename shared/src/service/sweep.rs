@@ -24,9 +24,9 @@ impl Service {
                 self.blobs.delete_prefix(&share_prefix(&share)).await?;
                 let id = share.id.clone();
                 let processed = self
-                    .mutate(Load::Any(&id), |share, now| {
+                    .mutate(Load::AnyState(&id), |share, now| {
                         if share.expiry_processed {
-                            return Step::append(vec![], Ok(false));
+                            return Step::unchanged(vec![], Ok(false));
                         }
                         share.expiry_processed = true;
                         let mut events = Vec::new();
@@ -36,7 +36,7 @@ impl Service {
                                 events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
                             }
                         }
-                        Step::write(events, Ok(true))
+                        Step::changed(events, Ok(true))
                     })
                     .await;
                 match processed {
@@ -49,7 +49,7 @@ impl Service {
                 }
             }
         }
-        let purged = self.store.purge_shares(self.now()).await?;
+        let purged = self.store.purge_expired_records(self.now()).await?;
         if purged > 0 {
             tracing::info!(purged, "expired share records purged");
         }

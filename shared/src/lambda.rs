@@ -1,12 +1,12 @@
 //! Entry points of the Lambda functions in `functions/`: each `main` is one call to
-//! [`serve_routes`] (or [`serve_cleanup`] and its siblings). Adapters are built once per cold start, from the
+//! [`serve_function`] (or [`serve_cleanup`] and its siblings). Adapters are built once per cold start, from the
 //! environment (`crate::aws`), then every invocation reuses them.
 
 use crate::aws::stream::{new_event, removed_share_id};
 use crate::aws::{AwsConfig, Clients, QueuedMessage, S3Blobs, WebhookQueue, send_queued};
 use crate::domain::Event;
-use crate::http::{Route, route_router};
-use crate::ports::{BlobStore, OnlyBlobs, SystemClock, Uses, UsesConst};
+use crate::http::{HttpRouter, Route, route_router};
+use crate::ports::{BlobStore, Clock, OnlyBlobs, SystemClock, Uses};
 use crate::service::Service;
 use aws_lambda_events::event::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
@@ -46,35 +46,28 @@ pub fn function_uses(name: &str) -> Option<Uses> {
     }
 }
 
-/// The `main` of a route function: `sealpost::serve_routes!(Route::GetShare)` serves those routes
-/// ([`serve_routes`]) with what they use ([`Route::uses_of`]), both known when the function is
-/// built, so the build links only those routes' handlers and the adapters, S3 calls and SDK
-/// clients they reach (get-share: 15.1 MB with every route and adapter, 6.9 with its own;
-/// BENCHMARKS.md). Each route is mounted on its own, not in a loop over a list: with more than
-/// one route, the compiler (at `opt-level = "s"`) kept such a loop, and with it every route's
-/// handler (webhooks, seven routes, linked the whole service).
-#[macro_export]
-macro_rules! serve_routes {
-    ($($route:expr),+ $(,)?) => {{
-        const ROUTES: &[$crate::http::Route] = &[$($route),+];
-        $crate::lambda::serve_routes::<{ $crate::http::Route::uses_of(ROUTES).bits() }>(|service| {
-            let routes = $crate::http::HttpRouter::<$crate::http::AppState>::new();
-            $(let routes = routes.route($route.path(), $route.handler());)+
-            $crate::http::finish(routes, service)
-        })
-        .await
-    }};
+/// A route function's router: its routes ([`Route::function_name`]) over the AWS adapters of
+/// what they use ([`Route::uses_of`]), and no more. What its `main` serves ([`serve_function`]),
+/// and what the contract suite sends each API call through on AWS. `None` for a name that
+/// serves no route.
+pub fn function_router(name: &str, config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> Option<HttpRouter> {
+    let routes = Route::of_function(name);
+    if routes.is_empty() {
+        return None;
+    }
+    let service = crate::aws::build_service(config, clients, clock, Route::uses_of(&routes));
+    Some(route_router(&routes, service))
 }
 
-/// Serves a function's API routes behind API Gateway's HTTP API (payload format 2.0): `router`
-/// mounts them over the service built with the ports `USES` names. Called through
-/// [`serve_routes!`](crate::serve_routes), which derives both from the function's routes.
-pub async fn serve_routes<const USES: u8>(router: impl FnOnce(Arc<Service>) -> crate::http::HttpRouter) -> Result<(), Error> {
+/// The `main` of a route function, `name` (its binary's name, `functions/<name>`): serves its
+/// routes behind API Gateway's HTTP API (payload format 2.0), with the adapters built once per
+/// cold start from Lambda's environment.
+pub async fn serve_function(name: &str) -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service::<USES>(&config, &clients, Arc::new(SystemClock));
-    let router = router(service);
+    let router =
+        function_router(name, &config, &clients, Arc::new(SystemClock)).ok_or_else(|| format!("no route is served by {name}"))?;
     lambda_runtime::run(service_fn(move |event| answer(router.clone(), event))).await
 }
 
@@ -114,13 +107,12 @@ async fn answer(
     Ok(out)
 }
 
-/// One invocation of a route function, made as its `main` makes it ([`answer`]): the API
-/// Gateway event (payload 2.0) turned into a request by lambda_http, the function's router, the
-/// answer turned into the event API Gateway reads. For the contract suite, which runs every API
-/// call on the AWS backend through here (tests/src/gateway.rs).
-pub async fn invoke_route(function: &str, service: Arc<Service>, event: serde_json::Value) -> Result<serde_json::Value, Error> {
+/// One invocation of a route function's router, as its `main` makes it ([`answer`]): the API
+/// Gateway event (payload 2.0) turned into a request by lambda_http, the router, the answer
+/// turned into the event API Gateway reads. For the contract suite, which runs every API call
+/// on the AWS backend through here (tests/src/gateway.rs).
+pub async fn invoke_route(router: HttpRouter, event: serde_json::Value) -> Result<serde_json::Value, Error> {
     let request: LambdaRequest = serde_json::from_value(event)?;
-    let router = route_router(&Route::of_function(function), service);
     let response = answer(router, LambdaEvent::new(request, lambda_runtime::Context::default())).await?;
     Ok(serde_json::to_value(response)?)
 }
@@ -131,7 +123,7 @@ pub async fn serve_cleanup() -> Result<(), Error> {
     crate::telemetry::init();
     let bucket = std::env::var("BUCKET_NAME").map_err(|_| "BUCKET_NAME is not set")?;
     let clients = Clients::from_lambda_env()?;
-    let blobs = OnlyBlobs { inner: Arc::new(S3Blobs::new(clients, bucket)), uses: UsesConst::<{ CLEANUP_USES.bits() }> };
+    let blobs = OnlyBlobs { inner: Arc::new(S3Blobs::new(clients, bucket)), uses: CLEANUP_USES };
     let blobs = &blobs;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(cleanup_removed_shares(blobs, &event.payload.records).await)
@@ -146,7 +138,7 @@ pub async fn serve_sweep() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service::<{ SWEEP_USES.bits() }>(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), SWEEP_USES);
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
@@ -156,12 +148,12 @@ pub async fn serve_sweep() -> Result<(), Error> {
 }
 
 /// The service and the webhook queue, for the webhook functions.
-fn webhook_context<const USES: u8>() -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
+fn webhook_context(uses: Uses) -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
     let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
-    let service = crate::aws::build_service::<USES>(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), uses);
     Ok((service, WebhookQueue::new(clients, queue_url)))
 }
 
@@ -169,7 +161,7 @@ fn webhook_context<const USES: u8>() -> Result<(std::sync::Arc<Service>, Webhook
 /// practice. A failed record is reported, so the stream resumes from it (SQS drops duplicates
 /// of what was queued already, by deduplication id).
 pub async fn serve_webhook_fanout() -> Result<(), Error> {
-    let (service, queue) = webhook_context::<{ WEBHOOK_FANOUT_USES.bits() }>()?;
+    let (service, queue) = webhook_context(WEBHOOK_FANOUT_USES)?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, Error>(fan_out_records(service, queue, &event.payload.records).await)
@@ -202,7 +194,7 @@ pub async fn fan_out_event(service: &Service, queue: &WebhookQueue, event: &Even
 /// Fed by the FIFO queue (with `ReportBatchItemFailures`): one attempt per message; messages
 /// to retry stay in the queue, hidden until their time.
 pub async fn serve_webhook_sender() -> Result<(), Error> {
-    let (service, queue) = webhook_context::<{ WEBHOOK_SENDER_USES.bits() }>()?;
+    let (service, queue) = webhook_context(WEBHOOK_SENDER_USES)?;
     let (service, queue) = (&service, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let outcome = send_queued(service, queue, &queued_messages(event.payload)).await;
@@ -264,7 +256,7 @@ pub async fn serve_feedback() -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
     let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service::<{ FEEDBACK_USES.bits() }>(&config, &clients, Arc::new(SystemClock));
+    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), FEEDBACK_USES);
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;

@@ -310,10 +310,10 @@ impl Clock for ManualClock {
     }
 }
 
-/// The ports a binary uses besides its store and clock, known when it is built. Each Lambda
-/// function serves what its routes use (`crate::http::Route::uses`) and builds the AWS adapters
-/// of those alone, so an adapter it never calls, and the SDK behind it, is not even linked into
-/// it; the others are [`NotLinked`]. `sealpost serve` uses everything.
+/// The ports a service uses besides its store and clock. Each Lambda function is built with what
+/// its routes use (`crate::http::Route::uses`), which is what its role grants (template.yaml,
+/// held to this by `tests/api/pepper.rs`); the others are [`NotGranted`]. `sealpost serve` uses
+/// everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uses(u8);
 
@@ -347,110 +347,73 @@ impl Uses {
         self.0 & other.0 == other.0
     }
 
-    /// As a number, for a const generic parameter (`sealpost::lambda::serve_routes`).
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-
-    pub const fn from_bits(bits: u8) -> Uses {
-        Uses(bits & Uses::EVERYTHING.0)
-    }
-}
-
-/// The error of a call outside a set, made apart from the check (see [`OnlyBlobs`]).
-#[cold]
-#[inline(never)]
-fn refused(port: NotLinked) -> PortError {
-    port.error()
-}
-
-/// Where [`OnlyBlobs`] reads its set: a constant (a Lambda function's, [`UsesConst`]), so the
-/// calls it refuses are compiled out, or a [`Uses`] value (the contract suite's).
-pub trait UsesSource: Send + Sync {
-    fn uses(&self) -> Uses;
-}
-
-impl UsesSource for Uses {
-    fn uses(&self) -> Uses {
-        *self
-    }
-}
-
-/// A set of [`Uses`] known when the binary is built.
-pub struct UsesConst<const USES: u8>;
-
-impl<const USES: u8> UsesSource for UsesConst<USES> {
-    #[inline(always)]
-    fn uses(&self) -> Uses {
-        Uses::from_bits(USES)
+    /// Whether any of `other` is in this set.
+    pub const fn has_any(self, other: Uses) -> bool {
+        self.0 & other.0 != 0
     }
 }
 
 /// A [`BlobStore`] that makes only the calls its set allows ([`Uses::DOCUMENTS`],
-/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`]); the others fail as [`NotLinked`]'s.
-/// Over S3 with a constant set, a function that only signs download links does not link the
-/// code of S3's other calls. Each call branches on the set itself: a `Result` made by another
-/// function kept them all (the compiler cannot tell an `Err` from an `Ok` in a returned value
-/// whose error type holds the `Ok`'s niche).
-pub struct OnlyBlobs<B: ?Sized, U> {
+/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`]); the others fail as [`NotGranted`]'s,
+/// as they would on AWS for a function whose role does not grant them.
+pub struct OnlyBlobs<B: ?Sized> {
     pub inner: std::sync::Arc<B>,
-    pub uses: U,
+    pub uses: Uses,
 }
 
-impl<B: ?Sized, U: UsesSource> OnlyBlobs<B, U> {
-    #[inline(always)]
+impl<B: ?Sized> OnlyBlobs<B> {
     fn allows(&self, need: Uses) -> bool {
-        self.uses.uses().has(need)
+        self.uses.has(need)
     }
 }
 
 #[async_trait]
-impl<B: BlobStore + ?Sized, U: UsesSource> BlobStore for OnlyBlobs<B, U> {
+impl<B: BlobStore + ?Sized> BlobStore for OnlyBlobs<B> {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.put(key, bytes).await
     }
     async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.open(key).await
     }
     async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.create(key).await
     }
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.size(key).await
     }
     async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.rename(from, to).await
     }
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
         if !self.allows(Uses::DOCUMENT_DELETION) {
-            return Err(refused(NotLinked::DOCUMENT_DELETION));
+            return Err(NotGranted::DOCUMENT_DELETION.error());
         }
         self.inner.delete_prefix(prefix).await
     }
     async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String> {
         if !self.allows(Uses::DOCUMENT_LINKS) {
-            return Err(refused(NotLinked::DOCUMENT_LINKS));
+            return Err(NotGranted::DOCUMENT_LINKS.error());
         }
         self.inner.download_url(key, disposition, ttl_secs).await
     }
     async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
         if !self.allows(Uses::DOCUMENTS) {
-            return Err(refused(NotLinked::DOCUMENTS));
+            return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.upload_url(key, size, ttl_secs).await
     }
@@ -458,26 +421,26 @@ impl<B: BlobStore + ?Sized, U: UsesSource> BlobStore for OnlyBlobs<B, U> {
 
 /// What stands in, in a Lambda function, for a port its routes do not use (see [`Uses`]). Every
 /// call fails, as a call to a service the function's role may not use would: a route that
-/// starts to need the port fails the contract suite, which runs each route with its
-/// function's ports only.
+/// starts to need the port fails the contract suite, which runs each route as its function
+/// builds it.
 #[derive(Debug, Clone, Copy)]
-pub struct NotLinked(pub &'static str);
+pub struct NotGranted(pub &'static str);
 
-impl NotLinked {
-    pub const DOCUMENTS: NotLinked = NotLinked("the documents' store");
-    pub const DOCUMENT_LINKS: NotLinked = NotLinked("document download links");
-    pub const DOCUMENT_DELETION: NotLinked = NotLinked("document deletion");
-    pub const SMS: NotLinked = NotLinked("an SMS sender");
-    pub const EMAIL: NotLinked = NotLinked("an email sender");
-    pub const WEBHOOK_POSTS: NotLinked = NotLinked("a webhook client");
+impl NotGranted {
+    pub const DOCUMENTS: NotGranted = NotGranted("the documents' store");
+    pub const DOCUMENT_LINKS: NotGranted = NotGranted("document download links");
+    pub const DOCUMENT_DELETION: NotGranted = NotGranted("document deletion");
+    pub const SMS: NotGranted = NotGranted("an SMS sender");
+    pub const EMAIL: NotGranted = NotGranted("an email sender");
+    pub const WEBHOOK_POSTS: NotGranted = NotGranted("a webhook client");
 
-    fn error(self) -> PortError {
-        PortError::Other(format!("this function is built without {}", self.0))
+    pub fn error(self) -> PortError {
+        PortError::Other(format!("this function is not granted {}", self.0))
     }
 }
 
 #[async_trait]
-impl BlobStore for NotLinked {
+impl BlobStore for NotGranted {
     async fn put(&self, _: &str, _: &[u8]) -> PortResult<()> {
         Err(self.error())
     }
@@ -505,21 +468,21 @@ impl BlobStore for NotLinked {
 }
 
 #[async_trait]
-impl SmsSender for NotLinked {
+impl SmsSender for NotGranted {
     async fn send_sms(&self, _: &Sms) -> PortResult<Sent> {
         Err(self.error())
     }
 }
 
 #[async_trait]
-impl MailSender for NotLinked {
+impl MailSender for NotGranted {
     async fn send_mail(&self, _: &Mail) -> PortResult<Sent> {
         Err(self.error())
     }
 }
 
 #[async_trait]
-impl WebhookPoster for NotLinked {
+impl WebhookPoster for NotGranted {
     async fn post(&self, _: &WebhookRequest) -> PostOutcome {
         PostOutcome::Failed(self.error().to_string())
     }

@@ -25,11 +25,7 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
     })
     .expect("config");
     // A function's service over the same table, its pepper in a parameter that does not exist yet.
-    let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(
-        &config,
-        clients,
-        Arc::new(app.clock.clone()),
-    );
+    let service = sealpost::aws::build_service(&config, clients, Arc::new(app.clock.clone()), sealpost::ports::Uses::EVERYTHING);
     service.public_share(&id).await.expect("the page's public info needs no key");
     let wrong = br#"{"code":"000000"}"#;
     let failed = service.verify(&id, wrong).await.expect_err("no pepper yet");

@@ -19,8 +19,9 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, on};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use sealpost::aws::{AwsConfig, Clients};
 use sealpost::http::Route;
-use sealpost::service::Service;
+use sealpost::ports::Clock;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,28 +35,28 @@ const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_ROUTE_FUNCTION: &str = "public-share";
 
 /// `/v1/*` through the functions, the page (`page` router: CloudFront's page bucket) for the rest.
-/// Each function gets the service as it builds it: with only the ports its routes use
-/// ([`sealpost::lambda::function_uses`]), so a route that needed another would fail here.
-pub fn router(service: Arc<Service>, page: axum::Router) -> axum::Router {
-    let service_of = |function: &str| {
-        let uses = sealpost::lambda::function_uses(function).unwrap_or_else(|| panic!("no function {function}"));
-        Arc::new(service.with_only(uses))
+/// Each function's router is built as its `main` builds it ([`sealpost::lambda::function_router`]:
+/// its routes over the adapters of only what they use), so a route that needed another port
+/// fails here.
+pub fn router(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, page: axum::Router) -> axum::Router {
+    let router_of = |function: &str| {
+        sealpost::lambda::function_router(function, config, clients, clock.clone())
+            .unwrap_or_else(|| panic!("no function {function}"))
     };
     let mut api = axum::Router::new();
     for route in Route::ALL {
-        let service = service_of(route.function_name());
+        let function = router_of(route.function_name());
         let filter = MethodFilter::try_from(route.method()).expect("a method API Gateway routes");
         let key = format!("{} {}", route.method(), route.path());
         api = api.route(
             route.path(),
             on(filter, move |Path(params): Path<HashMap<String, String>>, request: Request| {
-                invoke(service, route.function_name(), key, params, request)
+                invoke(function, key, params, request)
             }),
         );
     }
-    let service = service_of(DEFAULT_ROUTE_FUNCTION);
-    let default =
-        move |request: Request| invoke(service.clone(), DEFAULT_ROUTE_FUNCTION, "$default".into(), HashMap::new(), request);
+    let function = router_of(DEFAULT_ROUTE_FUNCTION);
+    let default = move |request: Request| invoke(function.clone(), "$default".into(), HashMap::new(), request);
     let page = page.clone();
     api.method_not_allowed_fallback(default.clone()).fallback(move |request: Request| {
         let (default, page) = (default.clone(), page.clone());
@@ -297,8 +298,7 @@ fn is_text(content_type: Option<&str>) -> bool {
 }
 
 async fn invoke(
-    service: Arc<Service>,
-    function: &'static str,
+    function: sealpost::http::HttpRouter,
     route_key: String,
     params: HashMap<String, String>,
     request: Request,
@@ -380,7 +380,7 @@ async fn invoke(
         return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
 
-    let answer = match sealpost::lambda::invoke_route(function, service, event).await {
+    let answer = match sealpost::lambda::invoke_route(function, event).await {
         Ok(answer) => answer,
         // An unhandled function error: API Gateway answers 500 on the function's behalf.
         Err(_) => return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),

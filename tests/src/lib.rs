@@ -272,14 +272,11 @@ impl TestApp {
         clients: &Clients,
         clock: &ManualClock,
     ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
-        let service = sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(
-            config,
-            clients,
-            Arc::new(clock.clone()),
-        );
-        // Every API call through its Lambda function's handler, as API Gateway makes it; the
-        // page as CloudFront serves it from its bucket.
-        (service.clone(), gateway::router(service.clone(), sealpost::http::router(service)), None)
+        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let service = sealpost::aws::build_service(config, clients, clock.clone(), sealpost::ports::Uses::EVERYTHING);
+        // Every API call through its Lambda function's router, built as the function builds it,
+        // as API Gateway makes it; the page as CloudFront serves it from its bucket.
+        (service.clone(), gateway::router(config, clients, clock, sealpost::http::router(service)), None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -378,10 +375,12 @@ impl TestApp {
 
     /// The service as a Lambda function without routes builds it on AWS: with only the ports it
     /// uses (`sealpost::lambda::*_USES`). On the embedded backend, the one service.
-    fn function_service(&self, uses: sealpost::ports::Uses) -> Service {
-        match self.backend {
-            Backend::Aws { .. } => self.service.with_only(uses),
-            Backend::Embedded => self.service.with_only(sealpost::ports::Uses::EVERYTHING),
+    fn function_service(&self, uses: sealpost::ports::Uses) -> Arc<Service> {
+        match &self.backend {
+            Backend::Aws { config, clients, .. } => {
+                sealpost::aws::build_service(config, clients, Arc::new(self.clock.clone()), uses)
+            }
+            Backend::Embedded => self.service.clone(),
         }
     }
 

@@ -1,10 +1,7 @@
 //! Lambda function `request-code`: one route of the Sealpost API (see `sealpost::http::Route`).
 
-use sealpost::http::Route;
-
-/// The routes are written out, not looked up at run time: the build links only their handlers
-/// and the ports they use (`sealpost::serve_routes!`).
+/// Its routes are those `sealpost::http::Route` gives this binary's name.
 #[tokio::main]
 async fn main() -> Result<(), sealpost::lambda::Error> {
-    sealpost::serve_routes!(Route::RequestCode)
+    sealpost::lambda::serve_function(env!("CARGO_BIN_NAME")).await
 }

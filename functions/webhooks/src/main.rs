@@ -1,19 +1,7 @@
 //! Lambda function `webhooks`: a practice's webhook endpoints (`/v1/webhooks…`, every method).
-//! Rare calls, so one function serves them all (see `sealpost::http::Route::function_name`).
 
-use sealpost::http::Route;
-
-/// The routes are written out, not looked up at run time: the build links only their handlers
-/// and the ports they use (`sealpost::serve_routes!`).
+/// Its routes are those `sealpost::http::Route` gives this binary's name.
 #[tokio::main]
 async fn main() -> Result<(), sealpost::lambda::Error> {
-    sealpost::serve_routes!(
-        Route::CreateWebhook,
-        Route::ListWebhooks,
-        Route::GetWebhook,
-        Route::UpdateWebhook,
-        Route::DeleteWebhook,
-        Route::TestWebhook,
-        Route::WebhookFailures,
-    )
+    sealpost::lambda::serve_function(env!("CARGO_BIN_NAME")).await
 }

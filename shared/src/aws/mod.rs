@@ -29,7 +29,7 @@ pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
 pub use s3::S3Blobs;
 
 use crate::domain::UrlRule;
-use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, SmsSender, Uses, UsesConst, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, NotGranted, OnlyBlobs, SmsSender, Uses, WebhookPoster};
 use crate::poster::HttpPoster;
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
@@ -289,13 +289,11 @@ fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
 }
 
-/// The service over the AWS adapters of the ports `USES` names ([`Uses::bits`]), the others
-/// [`NotLinked`]. A constant: a Lambda function's binary leaves out the branches it does not
-/// take, and the adapters and SDK clients only they build (`crate::lambda::serve_routes`).
-/// `sealpost serve` uses everything. A pepper kept in SSM is read when a request first needs
-/// it ([`LazyKeys`]), not here.
-pub fn build_service<const USES: u8>(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>) -> Arc<Service> {
-    let uses = Uses::from_bits(USES);
+/// The service over the AWS adapters of the ports `uses` names, the others [`NotGranted`]: what
+/// a Lambda function builds for its routes (`crate::lambda::function_router`), whose role grants
+/// it no more. `sealpost serve` uses everything. A pepper kept in SSM is read when a request
+/// first needs it ([`LazyKeys`]), not here.
+pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, uses: Uses) -> Arc<Service> {
     let keys = match &config.pepper {
         _ if !uses.has(Uses::KEYS) => LazyKeys::none(),
         PepperSource::Inline(bytes) => LazyKeys::ready(Keys::from_pepper(bytes)),
@@ -308,24 +306,22 @@ pub fn build_service<const USES: u8>(config: &AwsConfig, clients: &Clients, cloc
         }
     };
     let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION);
-    let blobs: Arc<dyn BlobStore> = match uses.bits() & any_documents.bits() != 0 {
-        // Only the calls the function's set allows: S3's others are not linked.
-        true => {
-            Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses: UsesConst::<USES> })
-        }
-        false => Arc::new(NotLinked::DOCUMENTS),
+    let blobs: Arc<dyn BlobStore> = match uses.has_any(any_documents) {
+        // Only the calls the function's set allows (its role grants no others).
+        true => Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses }),
+        false => Arc::new(NotGranted::DOCUMENTS),
     };
     let sms: Arc<dyn SmsSender> = match uses.has(Uses::SMS) {
         true => Arc::new(SnsSms::new(clients.clone(), config.sms_sender_id.clone())),
-        false => Arc::new(NotLinked::SMS),
+        false => Arc::new(NotGranted::SMS),
     };
     let mail: Arc<dyn MailSender> = match uses.has(Uses::EMAIL) {
         true => Arc::new(SesMail::new(clients.clone(), config.ses_configuration_set.clone())),
-        false => Arc::new(NotLinked::EMAIL),
+        false => Arc::new(NotGranted::EMAIL),
     };
     let poster: Arc<dyn WebhookPoster> = match uses.has(Uses::WEBHOOK_POSTS) {
         true => Arc::new(HttpPoster::new(config.webhook_urls)),
-        false => Arc::new(NotLinked::WEBHOOK_POSTS),
+        false => Arc::new(NotGranted::WEBHOOK_POSTS),
     };
     Arc::new(Service {
         // Built now, not at the first request: every service reads its store.

@@ -50,7 +50,6 @@ macro_rules! routes {
             pub const ALL: [Route; { [$(stringify!($route)),+].len() }] = [$(Route::$route),+];
 
             /// The path pattern (axum syntax, as in the HTTP API's route keys).
-            #[inline(always)]
             pub fn path(self) -> &'static str {
                 match self { $(Route::$route => $path,)+ }
             }
@@ -72,11 +71,7 @@ macro_rules! routes {
                 match self { $(Route::$route => $uses,)+ }
             }
 
-            /// Always inlined: called with a constant route (`sealpost::serve_routes!`), it is
-            /// that route's handler alone, and the others are not linked.
-            #[doc(hidden)]
-            #[inline(always)]
-            pub fn handler(self) -> MethodRouter<AppState> {
+            fn handler(self) -> MethodRouter<AppState> {
                 match self { $(Route::$route => on(MethodFilter::$method, $handler),)+ }
             }
         }
@@ -148,9 +143,8 @@ fn mount(routes: &[Route]) -> Router<AppState> {
     routes.iter().fold(Router::new(), |router, r| router.route(r.path(), r.handler()))
 }
 
-/// The layers and fallbacks every router gets (for `sealpost::serve_routes!`).
-#[doc(hidden)]
-pub fn finish(routes: Router<AppState>, service: Arc<Service>) -> Router {
+/// The layers and fallbacks every router gets.
+fn finish(routes: Router<AppState>, service: Arc<Service>) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

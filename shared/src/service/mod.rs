@@ -22,7 +22,7 @@ pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookL
 use crate::domain::UrlRule;
 use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
-use crate::ports::{BlobStore, Clock, MailSender, NotLinked, OnlyBlobs, PortError, SmsSender, Store, Uses, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -96,23 +96,6 @@ impl<T> Step<T> {
 }
 
 impl Service {
-    /// This service with only the ports `uses` names; the others fail every call
-    /// ([`NotLinked`]). What a Lambda function has: the contract suite runs each route function
-    /// so, as `crate::aws::build_service` builds it for that function.
-    pub fn with_only(&self, uses: Uses) -> Service {
-        let only = |what| uses.has(what);
-        Service {
-            store: self.store.clone(),
-            blobs: Arc::new(OnlyBlobs { inner: self.blobs.clone(), uses }),
-            sms: if only(Uses::SMS) { self.sms.clone() } else { Arc::new(NotLinked::SMS) },
-            mail: if only(Uses::EMAIL) { self.mail.clone() } else { Arc::new(NotLinked::EMAIL) },
-            poster: if only(Uses::WEBHOOK_POSTS) { self.poster.clone() } else { Arc::new(NotLinked::WEBHOOK_POSTS) },
-            clock: self.clock.clone(),
-            keys: if only(Uses::KEYS) { self.keys.clone() } else { LazyKeys::none() },
-            settings: self.settings.clone(),
-        }
-    }
-
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

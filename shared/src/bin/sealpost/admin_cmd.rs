@@ -140,7 +140,7 @@ async fn aws_service(
 ) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await;
-    Ok(sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(&config, &clients, clock))
+    Ok(sealpost::aws::build_service(&config, &clients, clock, sealpost::ports::Uses::EVERYTHING))
 }
 
 #[cfg(not(feature = "aws"))]

@@ -156,8 +156,7 @@ async fn run_with_sweeper(
 async fn serve_aws(args: ServeArgs) -> anyhow::Result<()> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await;
-    let service =
-        sealpost::aws::build_service::<{ sealpost::ports::Uses::EVERYTHING.bits() }>(&config, &clients, Arc::new(SystemClock));
+    let service = sealpost::aws::build_service(&config, &clients, Arc::new(SystemClock), sealpost::ports::Uses::EVERYTHING);
     // A long-running server reads the pepper now: a wrong parameter stops it at start.
     service.keys.get().await?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;

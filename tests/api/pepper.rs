@@ -26,9 +26,10 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
     .expect("config");
     // A function's service over the same table, its pepper in a parameter that does not exist yet.
     let service = sealpost::aws::build_service(&config, clients, Arc::new(app.clock.clone()), sealpost::ports::Uses::EVERYTHING);
+    let id = sealpost::domain::ShareId::parse(&id).expect("a share id");
     service.public_share(&id).await.expect("the page's public info needs no key");
-    let wrong = br#"{"code":"000000"}"#;
-    let failed = service.verify(&id, wrong).await.expect_err("no pepper yet");
+    let wrong: sealpost::service::VerifyIn = serde_json::from_str(r#"{"code":"000000"}"#).expect("an answer");
+    let failed = service.verify(&id, &wrong).await.expect_err("no pepper yet");
     assert!(matches!(failed, Error::Internal(_)), "{failed:?}");
 
     let pepper = base64::engine::general_purpose::STANDARD.encode(sealpost::domain::random_bytes::<32>());
@@ -43,7 +44,7 @@ async fn the_pepper_is_read_from_ssm_when_a_request_first_needs_it() {
         .expect("put the pepper");
     // The next request reads it; the answer is judged (wrong: this pepper is not the one the
     // share's code was hashed with).
-    let judged = service.verify(&id, wrong).await.expect_err("a wrong code");
+    let judged = service.verify(&id, &wrong).await.expect_err("a wrong code");
     assert!(matches!(judged, Error::WrongCode { .. }), "{judged:?}");
 }
 

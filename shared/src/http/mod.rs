@@ -197,6 +197,12 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
     })
 }
 
+/// A share id from the path, parsed once here: one that cannot be a share's is one that does
+/// not exist.
+fn share_id(raw: &str) -> Result<crate::domain::ShareId, Error> {
+    crate::domain::ShareId::parse(raw).ok_or(Error::NotFound)
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

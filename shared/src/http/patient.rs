@@ -1,7 +1,8 @@
 //! The patient API: the share id from the link, then a short-lived access token.
 
-use super::{AppState, body_or_error, header_str, json_response};
+use super::{AppState, body_or_error, header_str, json_response, share_id};
 use crate::error::Error;
+use crate::service::{VerifyIn, parse_json};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -9,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 
 pub async fn info(State(svc): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
-    Ok(json_response(StatusCode::OK, svc.public_share(&id).await?))
+    Ok(json_response(StatusCode::OK, svc.public_share(&share_id(&id)?).await?))
 }
 
 pub async fn verify(
@@ -17,12 +18,12 @@ pub async fn verify(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let body = body_or_error(body)?;
-    Ok(json_response(StatusCode::OK, svc.verify(&id, &body).await?))
+    let answer: VerifyIn = parse_json(&body_or_error(body)?)?;
+    Ok(json_response(StatusCode::OK, svc.verify(&share_id(&id)?, &answer).await?))
 }
 
 pub async fn request_code(State(svc): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
-    Ok(json_response(StatusCode::ACCEPTED, svc.request_code(&id).await?))
+    Ok(json_response(StatusCode::ACCEPTED, svc.request_code(&share_id(&id)?).await?))
 }
 
 pub async fn document(
@@ -31,10 +32,10 @@ pub async fn document(
     Path((id, doc)): Path<(String, String)>,
 ) -> Result<Response, Error> {
     let token = header_str(&headers, header::AUTHORIZATION.as_str());
-    Ok(json_response(StatusCode::OK, svc.document_url(&id, &doc, token).await?))
+    Ok(json_response(StatusCode::OK, svc.document_url(&share_id(&id)?, &doc, token).await?))
 }
 
 pub async fn archive(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let token = header_str(&headers, header::AUTHORIZATION.as_str());
-    Ok(json_response(StatusCode::OK, svc.archive_url(&id, token).await?))
+    Ok(json_response(StatusCode::OK, svc.archive_url(&share_id(&id)?, token).await?))
 }

@@ -1,7 +1,8 @@
 //! The practice API: bearer API key, a practice sees only its own shares.
 
-use super::{AppState, MAX_BODY_BYTES, header_str, json_response};
+use super::{AppState, MAX_BODY_BYTES, header_str, json_response, share_id};
 use crate::error::Error;
+use crate::service::Created;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,8 +25,10 @@ pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body)
                 .map_err(|_| Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))?,
         ),
     };
-    let (status, value) = svc.create_share(&practice, &body, key).await?;
-    Ok(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), value))
+    Ok(match svc.create_share(&practice, &body, key).await? {
+        Created::New(view) => json_response(StatusCode::CREATED, view),
+        Created::Replayed { status, body } => json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), body),
+    })
 }
 
 #[derive(Deserialize)]
@@ -47,20 +50,20 @@ pub async fn list(
 
 pub async fn get(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    Ok(json_response(StatusCode::OK, svc.get_share(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.get_share(&practice, &share_id(&id)?).await?))
 }
 
 pub async fn resend(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    Ok(json_response(StatusCode::OK, svc.resend(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.resend(&practice, &share_id(&id)?).await?))
 }
 
 pub async fn send(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    Ok(json_response(StatusCode::OK, svc.send_share(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.send_share(&practice, &share_id(&id)?).await?))
 }
 
 pub async fn revoke(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    Ok(json_response(StatusCode::OK, svc.revoke(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.revoke(&practice, &share_id(&id)?).await?))
 }

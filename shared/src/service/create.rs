@@ -14,19 +14,22 @@ use ring::digest;
 /// An `Idempotency-Key` claim that was never completed (a crash) is taken over after this.
 const STALE_CLAIM_SECS: i64 = 120;
 
+/// What `create_share` did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new share (`201`).
+    New(Box<ShareView>),
+    /// A retry of a request with the same `Idempotency-Key`: the status and body it got then.
+    Replayed { status: u16, body: serde_json::Value },
+}
+
 impl Service {
-    /// `POST /v1/shares`. Returns the status and JSON body to answer, which a retry with the same
-    /// `Idempotency-Key` gets again verbatim.
-    pub async fn create_share(
-        &self,
-        practice: &Practice,
-        body: &[u8],
-        idempotency_key: Option<&str>,
-    ) -> Result<(u16, serde_json::Value)> {
+    /// `POST /v1/shares`: a new share, or, for a retry with the same `Idempotency-Key`, the
+    /// answer the first request got.
+    pub async fn create_share(&self, practice: &Practice, body: &[u8], idempotency_key: Option<&str>) -> Result<Created> {
         let new = parse_create_body(body, practice.default_language, &practice.policy, self.settings.max_inline_bytes)?;
         let Some(key) = idempotency_key else {
-            let view = self.create_validated(practice, new).await?;
-            return Ok((201, serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?));
+            return Ok(Created::New(Box::new(self.create_validated(practice, new).await?)));
         };
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters"));
@@ -40,8 +43,8 @@ impl Service {
                 Err(Error::invalid("Idempotency-Key", "this Idempotency-Key was used with a different request body"))
             }
             Claim::Completed { status, body, .. } => {
-                let value = serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
-                Ok((status, value))
+                let body = serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(Created::Replayed { status, body })
             }
             Claim::InProgress { .. } => Err(Error::RateLimited {
                 retry_after_secs: 1,
@@ -49,15 +52,14 @@ impl Service {
             }),
             Claim::Claimed => match self.create_validated(practice, new).await {
                 Ok(view) => {
-                    let value = serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?;
                     // A manual code is answered once and stored only as its HMAC: the replayed
                     // answer goes without it (the practice resends for a new one).
-                    let mut stored = value.clone();
+                    let mut stored = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
                     if let Some(fields) = stored.as_object_mut() {
                         fields.remove("code");
                     }
                     self.store.complete_idempotency(&practice.id, key, 201, &stored.to_string()).await?;
-                    Ok((201, value))
+                    Ok(Created::New(Box::new(view)))
                 }
                 Err(e) => {
                     // Nothing was sent: let a retry run again.
@@ -156,7 +158,7 @@ impl Service {
     }
 
     /// `POST /v1/shares/{id}/send`: checks the uploads, builds the archive, notifies.
-    pub async fn send_share(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+    pub async fn send_share(&self, practice: &Practice, id: &ShareId) -> Result<ShareView> {
         let share = self.practice_share(practice, id).await?;
         let now = self.now();
         match share.access(now) {
@@ -190,7 +192,7 @@ impl Service {
         };
         let share_id = share.id.clone();
         let activated = self
-            .mutate(Load::Practice(practice, share_id.as_str()), |share, now| {
+            .mutate(Load::Practice(practice, &share_id), |share, now| {
                 if share.lifecycle != Lifecycle::AwaitingUpload {
                     return Step::unchanged(vec![], Ok(None)); // a concurrent send won
                 }

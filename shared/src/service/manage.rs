@@ -16,7 +16,7 @@ pub const MAX_PAGE: usize = 100;
 
 impl Service {
     /// `GET /v1/shares/{id}`: status and the event history.
-    pub async fn get_share(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+    pub async fn get_share(&self, practice: &Practice, id: &ShareId) -> Result<ShareView> {
         let share = self.practice_share(practice, id).await?;
         let mut view = ShareView::new(&share, self.link(&share.id), self.now());
         view.events = Some(self.store.list_events(&share.id).await?);
@@ -44,7 +44,7 @@ impl Service {
 
     /// `POST /v1/shares/{id}/resend`: a new code (the old one dies at once), a new count of
     /// wrong answers, and the patient notified again.
-    pub async fn resend(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+    pub async fn resend(&self, practice: &Practice, id: &ShareId) -> Result<ShareView> {
         let keys = self.keys().await?;
         let (share, code) = self
             .mutate(Load::Practice(practice, id), |share, now| {
@@ -80,7 +80,7 @@ impl Service {
     }
 
     /// `DELETE /v1/shares/{id}`: documents deleted now; the record stays for audit.
-    pub async fn revoke(&self, practice: &Practice, id: &str) -> Result<ShareView> {
+    pub async fn revoke(&self, practice: &Practice, id: &ShareId) -> Result<ShareView> {
         let share = self
             .mutate(Load::Practice(practice, id), |share, now| {
                 if share.lifecycle == Lifecycle::Revoked {

@@ -11,6 +11,8 @@ mod sweep;
 mod views;
 mod webhooks;
 
+pub use create::Created;
+pub use input::VerifyIn;
 pub use input::{
     AWS_MAX_INLINE_BYTES, Content, CreateShareRequest, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES, MAX_MESSAGE_CHARS,
     MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
@@ -70,9 +72,9 @@ pub struct Service {
 #[derive(Clone, Copy)]
 enum Load<'a> {
     /// A practice's own share, in any state.
-    Practice(&'a Practice, &'a str),
+    Practice(&'a Practice, &'a ShareId),
     /// A share open to patients (not expired, revoked or awaiting upload).
-    Patient(&'a str),
+    Patient(&'a ShareId),
     /// Any share (the expiry sweep).
     AnyState(&'a ShareId),
 }
@@ -120,18 +122,16 @@ impl Service {
     }
 
     /// A practice's own share, whatever its state; another practice's share does not exist.
-    async fn practice_share(&self, practice: &Practice, id: &str) -> Result<Share> {
-        let id = ShareId::parse(id).ok_or(Error::NotFound)?;
-        match self.store.get_share(&id).await? {
+    async fn practice_share(&self, practice: &Practice, id: &ShareId) -> Result<Share> {
+        match self.store.get_share(id).await? {
             Some(share) if share.practice_id == practice.id => Ok(share),
             _ => Err(Error::NotFound),
         }
     }
 
     /// Loads a share for a patient, applying expiry and revocation (checked on every read).
-    async fn open_share(&self, id: &str) -> Result<Share> {
-        let id = ShareId::parse(id).ok_or(Error::NotFound)?;
-        self.patient_access(self.store.get_share(&id).await?.ok_or(Error::NotFound)?)
+    async fn open_share(&self, id: &ShareId) -> Result<Share> {
+        self.patient_access(self.store.get_share(id).await?.ok_or(Error::NotFound)?)
     }
 
     /// `share` if patients may use it now, else why not.

@@ -1,10 +1,10 @@
 //! What a patient does, with nothing but the link and a code.
 
 use super::archive::{archive_key, document_key};
-use super::input::{VerifyIn, parse_json};
+use super::input::VerifyIn;
 use super::views::{ArchiveView, CodeSentView, PatientDocumentView, PublicShareView, SelfServiceView, UrlView, VerifyView};
 use super::{ACCESS_TOKEN_SECS, DOWNLOAD_URL_SECS, Load, Service, Step};
-use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, VerifyOutcome};
+use crate::domain::{Code, Event, EventKind, SelfServiceDenied, Share, ShareId, VerifyOutcome};
 use crate::error::{Error, Result};
 use crate::ports::Disposition;
 use chrono::Duration;
@@ -12,7 +12,7 @@ use serde_json::json;
 
 impl Service {
     /// `GET /v1/public/shares/{id}`: what the page shows before the code. No document names.
-    pub async fn public_share(&self, id: &str) -> Result<PublicShareView> {
+    pub async fn public_share(&self, id: &ShareId) -> Result<PublicShareView> {
         let mut share = self.open_share(id).await?;
         if share.first_opened_at.is_none() {
             share = self
@@ -52,8 +52,7 @@ impl Service {
     /// `POST /v1/public/shares/{id}/verify`. An attempt is counted before the answer is
     /// compared, with a conditional write, and given back if the answer was right: however
     /// many answers arrive at once, no more are compared than there are attempts left.
-    pub async fn verify(&self, id: &str, body: &[u8]) -> Result<VerifyView> {
-        let answer: VerifyIn = parse_json(body)?;
+    pub async fn verify(&self, id: &ShareId, answer: &VerifyIn) -> Result<VerifyView> {
         let share = self.open_share(id).await?;
         let canonical = answer.canonical(share.auth)?;
         let keys = self.keys().await?;
@@ -112,7 +111,7 @@ impl Service {
 
     /// `POST /v1/public/shares/{id}/code`: a fresh code by SMS to the number the practice gave.
     /// It keeps the count of wrong answers; only the practice's resend starts a new count.
-    pub async fn request_code(&self, id: &str) -> Result<CodeSentView> {
+    pub async fn request_code(&self, id: &ShareId) -> Result<CodeSentView> {
         let share = self.open_share(id).await?;
         check_self_service(&share, self.now())?;
         let keys = self.keys().await?;
@@ -152,7 +151,7 @@ impl Service {
     }
 
     /// `GET /v1/public/shares/{id}/documents/{doc}`: a short-lived URL for one document.
-    pub async fn document_url(&self, id: &str, doc_id: &str, token: Option<&str>) -> Result<UrlView> {
+    pub async fn document_url(&self, id: &ShareId, doc_id: &str, token: Option<&str>) -> Result<UrlView> {
         let share = self.authorized_share(id, token).await?;
         let doc = share.documents.iter().find(|d| d.id.as_str() == doc_id).ok_or(Error::NotFound)?;
         let url = self
@@ -170,7 +169,7 @@ impl Service {
     }
 
     /// `GET /v1/public/shares/{id}/archive`: a short-lived URL for the ZIP of all documents.
-    pub async fn archive_url(&self, id: &str, token: Option<&str>) -> Result<UrlView> {
+    pub async fn archive_url(&self, id: &ShareId, token: Option<&str>) -> Result<UrlView> {
         let share = self.authorized_share(id, token).await?;
         let filename = format!("{}.zip", share.reference);
         let url = self
@@ -193,7 +192,7 @@ impl Service {
     }
 
     /// The share, if `token` is a live access token from its current code.
-    async fn authorized_share(&self, id: &str, token: Option<&str>) -> Result<Share> {
+    async fn authorized_share(&self, id: &ShareId, token: Option<&str>) -> Result<Share> {
         let share = self.open_share(id).await?;
         let token = token.and_then(super::bearer).ok_or(Error::Unauthorized)?;
         let generation = self.keys().await?.check_token(token, share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;
@@ -208,7 +207,7 @@ impl Service {
     /// `expired_unread`; each counts toward what the share keeps (`Share::patient_event`).
     async fn record_download(&self, share: Share, event: Event) -> Result<()> {
         let id = share.id.clone();
-        self.mutate_read(Some(share), Load::Patient(id.as_str()), |share, now| {
+        self.mutate_read(Some(share), Load::Patient(&id), |share, now| {
             let first = share.first_downloaded_at.is_none();
             share.first_downloaded_at.get_or_insert(now);
             let events = share.patient_event(event.clone());

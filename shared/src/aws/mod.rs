@@ -413,7 +413,7 @@ mod tests {
 
     /// What a Lambda function has in its environment, plus `extra`.
     fn lambda_vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let mut vars: std::collections::HashMap<String, String> =
+        let vars: std::collections::HashMap<String, String> =
             [("AWS_REGION", "eu-central-2"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "secret")]
                 .into_iter()
                 .chain(extra.iter().copied())

@@ -10,6 +10,7 @@
 //! | `SEALPOST_PEPPER` | the pepper itself (base64), instead of SSM: for tests only |
 //! | `SES_CONFIGURATION_SET` | optional: SES reports bounces and complaints through it |
 //! | `WEBHOOK_QUEUE_URL` | the webhook deliveries' SQS FIFO queue (`webhook-fanout` only) |
+//! | `SEALPOST_MESSAGING_REGION` | optional: the region of the SES and SNS clients, else `AWS_REGION` |
 //! | `AWS_ENDPOINT_URL` | the SDK's standard override; in tests, moto's server |
 
 mod dynamo;
@@ -65,6 +66,21 @@ impl std::fmt::Debug for PepperSource {
             Self::Inline(_) => f.write_str("Inline(<redacted>)"),
         }
     }
+}
+
+/// The region email and SMS go out from, when not the process's own
+/// (`SEALPOST_MESSAGING_REGION`): SES's identities and production access, and SNS's SMS
+/// sandbox status, sender IDs and spend limit, are all per region, and may have been set up
+/// in another one than the stack's.
+fn messaging_region(var: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(region) = var("SEALPOST_MESSAGING_REGION").filter(|v| !v.is_empty()) else { return Ok(None) };
+    // A region name goes into the endpoint's host name: letters, digits and inner hyphens only.
+    let well_formed = region.split('-').count() >= 3
+        && region.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if !well_formed {
+        bail!("SEALPOST_MESSAGING_REGION is not a region name (e.g. eu-central-1): {region:?}");
+    }
+    Ok(Some(region))
 }
 
 /// A variable that must be set, and not empty.
@@ -153,11 +169,14 @@ struct ClientCells {
 }
 
 impl Clients {
-    /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
-    pub async fn from_env() -> Self {
+    /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`), and
+    /// `SEALPOST_MESSAGING_REGION` for SES and SNS.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let messaging_region = messaging_region(&|name| std::env::var(name).ok())?;
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_http_client()).load().await;
         let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
-        Self::new(shared.clone(), shared, path_style)
+        let messaging = in_region(&shared, messaging_region);
+        Ok(Self::new(shared, messaging, path_style))
     }
 
     /// From what Lambda puts in every function's environment: `AWS_REGION` and the execution
@@ -195,7 +214,8 @@ impl Clients {
         let path_style = endpoint.is_some();
         config.set_endpoint_url(endpoint);
         let config = config.build();
-        Ok(Self::new(config.clone(), config, path_style))
+        let messaging = in_region(&config, messaging_region(&var)?);
+        Ok(Self::new(config, messaging, path_style))
     }
 
     /// Clients for local endpoints (moto's servers) with dummy credentials, leaving the process
@@ -212,6 +232,11 @@ impl Clients {
                 .load()
         };
         Self::new(config(storage).await, config(messaging).await, true)
+    }
+
+    /// The region SES and SNS are called in.
+    pub fn messaging_region(&self) -> Option<&str> {
+        self.0.messaging.region().map(|r| r.as_ref())
     }
 
     fn new(storage: aws_config::SdkConfig, messaging: aws_config::SdkConfig, path_style: bool) -> Self {
@@ -268,6 +293,14 @@ impl Clients {
         let mut cells = (*self.0).clone();
         cells.sns = OnceLock::from(client);
         Self(Arc::new(cells))
+    }
+}
+
+/// `config`, in `region` when one is given.
+fn in_region(config: &aws_config::SdkConfig, region: Option<String>) -> aws_config::SdkConfig {
+    match region {
+        Some(region) => config.to_builder().region(aws_config::Region::new(region)).build(),
+        None => config.clone(),
     }
 }
 
@@ -373,6 +406,33 @@ mod tests {
         }
     }
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+    /// What a Lambda function has in its environment, plus `extra`.
+    fn lambda_vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: std::collections::HashMap<String, String> =
+            [("AWS_REGION", "eu-central-2"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "secret")]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn the_messaging_region_is_the_functions_own_unless_one_is_given() {
+        let clients = super::Clients::from_lambda_vars(lambda_vars(&[])).unwrap();
+        assert_eq!(clients.messaging_region(), Some("eu-central-2"));
+        let clients = super::Clients::from_lambda_vars(lambda_vars(&[("SEALPOST_MESSAGING_REGION", "")])).unwrap();
+        assert_eq!(clients.messaging_region(), Some("eu-central-2"), "the template leaves it out when empty");
+
+        let clients = super::Clients::from_lambda_vars(lambda_vars(&[("SEALPOST_MESSAGING_REGION", "eu-central-1")])).unwrap();
+        assert_eq!(clients.messaging_region(), Some("eu-central-1"));
+        assert_eq!(clients.0.storage.region().map(|r| r.as_ref()), Some("eu-central-2"), "storage stays");
+
+        for bad in ["eu central 1", "EU-CENTRAL-1", "eu-central-", "eucentral1", "eu-central-1.evil.example", "-eu-1"] {
+            assert!(super::Clients::from_lambda_vars(lambda_vars(&[("SEALPOST_MESSAGING_REGION", bad)])).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_sdk_trusts_amazons_five_roots_and_they_parse() {

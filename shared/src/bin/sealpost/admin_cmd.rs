@@ -139,7 +139,7 @@ async fn aws_service(
     clock: std::sync::Arc<sealpost::ports::SystemClock>,
 ) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
     let config = sealpost::aws::AwsConfig::from_env()?;
-    let clients = sealpost::aws::Clients::from_env().await;
+    let clients = sealpost::aws::Clients::from_env().await?;
     Ok(sealpost::aws::build_service(&config, &clients, clock, sealpost::ports::Uses::EVERYTHING))
 }
 
@@ -190,7 +190,7 @@ async fn open(dir: &DataDir) -> anyhow::Result<Box<dyn Store>> {
 #[cfg(feature = "aws")]
 async fn aws_store() -> anyhow::Result<Box<dyn Store>> {
     let table = std::env::var("TABLE_NAME").map_err(|_| anyhow::anyhow!("TABLE_NAME is not set"))?;
-    let clients = sealpost::aws::Clients::from_env().await;
+    let clients = sealpost::aws::Clients::from_env().await?;
     Ok(Box::new(sealpost::aws::DynamoStore::new(clients.dynamodb().clone(), table)))
 }
 

@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Status(args) => client_cmd::status(args).await,
         #[cfg(feature = "aws")]
         Command::AwsBootstrap { table, bucket, sender, region } => {
-            let clients = sealpost::aws::Clients::from_env().await;
+            let clients = sealpost::aws::Clients::from_env().await?;
             sealpost::aws::provision::create_table(&clients, &table).await?;
             sealpost::aws::provision::create_bucket(&clients, &bucket, &region).await?;
             sealpost::aws::provision::create_sender_identity(&clients, &sender).await?;
@@ -155,7 +155,7 @@ async fn run_with_sweeper(
 #[cfg(feature = "aws")]
 async fn serve_aws(args: ServeArgs) -> anyhow::Result<()> {
     let config = sealpost::aws::AwsConfig::from_env()?;
-    let clients = sealpost::aws::Clients::from_env().await;
+    let clients = sealpost::aws::Clients::from_env().await?;
     let service = sealpost::aws::build_service(&config, &clients, Arc::new(SystemClock), sealpost::ports::Uses::EVERYTHING);
     // A long-running server reads the pepper now: a wrong parameter stops it at start.
     service.keys.get().await?;

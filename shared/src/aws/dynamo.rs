@@ -571,6 +571,22 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// An update of a practice's SMS counter for `day`, its count named `#c`.
+    fn sms_counter(
+        &self,
+        practice: &PracticeId,
+        day: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SMS#{practice}#{day}")))
+            .key("sk", s("SMS"))
+            .expression_attribute_names("#c", "count")
+    }
+}
+
 #[async_trait]
 impl SmsCounter for DynamoStore {
     async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool> {
@@ -578,14 +594,9 @@ impl SmsCounter for DynamoStore {
             return Ok(false);
         }
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SMS#{practice}#{day}")))
-            .key("sk", s("SMS"))
+            .sms_counter(practice, day)
             .update_expression("ADD #c :one SET #ttl = :ttl")
             .condition_expression("attribute_not_exists(#c) OR #c < :cap")
-            .expression_attribute_names("#c", "count")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cap", n(cap))
@@ -597,14 +608,9 @@ impl SmsCounter for DynamoStore {
 
     async fn give_back_sms(&self, practice: &PracticeId, day: &str) -> PortResult<()> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SMS#{practice}#{day}")))
-            .key("sk", s("SMS"))
+            .sms_counter(practice, day)
             .update_expression("ADD #c :minus_one")
             .condition_expression("#c > :zero")
-            .expression_attribute_names("#c", "count")
             .expression_attribute_values(":minus_one", n(-1))
             .expression_attribute_values(":zero", n(0))
             .send()

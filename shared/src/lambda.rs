@@ -74,8 +74,7 @@ pub async fn serve_function(name: &str) -> Result<(), Error> {
 /// One API Gateway invocation (HTTP API, payload format 2.0) through `router`: lambda_http turns
 /// the event into a request, and the answer becomes the event API Gateway reads. lambda_http's
 /// own `run` converts answers too, decoding each body by the character set its type names, with
-/// every character set's tables linked in (~170 KB of each function) and a panic should a body
-/// fail; Sealpost's answers are UTF-8 JSON or empty, so the body goes as it is (base64 only if
+/// every character set's tables linked in and a panic should a body fail; Sealpost's answers are UTF-8 JSON or empty, so the body goes as it is (base64 only if
 /// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them. The
 /// Lambda context and X-Ray header lambda_http would add to the request are left out: no
 /// handler reads them.

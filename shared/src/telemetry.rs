@@ -8,7 +8,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the JSON subscriber; `RUST_LOG` overrides the default level (`info`) with a level
 /// and `target=level` directives (`warn,sealpost=debug`). Not `EnvFilter`: its span and field
-/// filters bring a regex engine, 0.3 MB in every Lambda binary, for nothing we use.
+/// filters bring a regex engine for nothing we use.
 /// A value it cannot read (span or field filters are `EnvFilter`'s) leaves `info`, and says so.
 pub fn init() {
     install(std::env::var("RUST_LOG").ok(), std::io::stderr);

@@ -203,6 +203,11 @@ fn share_id(raw: &str) -> Result<crate::domain::ShareId, Error> {
     crate::domain::ShareId::parse(raw).ok_or(Error::NotFound)
 }
 
+/// A webhook endpoint's id from the path, likewise.
+fn webhook_id(raw: &str) -> Result<crate::domain::WebhookId, Error> {
+    crate::domain::WebhookId::parse(raw).ok_or(Error::NotFound)
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

@@ -1,7 +1,7 @@
 //! The practice's webhook endpoints: register, list, read, change, remove, test, and the
 //! deliveries that failed for good.
 
-use super::{AppState, body_or_error, header_str, json_response};
+use super::{AppState, body_or_error, header_str, json_response, webhook_id};
 use crate::domain::Practice;
 use crate::error::Error;
 use crate::service::Service;
@@ -32,7 +32,7 @@ pub async fn list(State(svc): State<AppState>, headers: HeaderMap) -> Result<Res
 
 pub async fn get(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = practice(&svc, &headers).await?;
-    Ok(json_response(StatusCode::OK, svc.get_webhook(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.get_webhook(&practice, &webhook_id(&id)?).await?))
 }
 
 pub async fn update(
@@ -43,21 +43,21 @@ pub async fn update(
 ) -> Result<Response, Error> {
     let practice = practice(&svc, &headers).await?;
     let body = body_or_error(body)?;
-    Ok(json_response(StatusCode::OK, svc.update_webhook(&practice, &id, &body).await?))
+    Ok(json_response(StatusCode::OK, svc.update_webhook(&practice, &webhook_id(&id)?, &body).await?))
 }
 
 pub async fn remove(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = practice(&svc, &headers).await?;
-    svc.delete_webhook(&practice, &id).await?;
+    svc.delete_webhook(&practice, &webhook_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn test(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = practice(&svc, &headers).await?;
-    Ok(json_response(StatusCode::OK, svc.test_webhook(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.test_webhook(&practice, &webhook_id(&id)?).await?))
 }
 
 pub async fn failures(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = practice(&svc, &headers).await?;
-    Ok(json_response(StatusCode::OK, svc.failed_deliveries(&practice, &id).await?))
+    Ok(json_response(StatusCode::OK, svc.failed_deliveries(&practice, &webhook_id(&id)?).await?))
 }

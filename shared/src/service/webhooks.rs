@@ -137,7 +137,7 @@ impl Service {
         Ok(WebhookList { webhooks })
     }
 
-    pub async fn get_webhook(&self, practice: &Practice, id: &str) -> Result<WebhookView> {
+    pub async fn get_webhook(&self, practice: &Practice, id: &WebhookId) -> Result<WebhookView> {
         let webhook = self.practice_webhook(practice, id).await?;
         let health = self.store.webhook_health(&practice.id, &webhook.id).await?;
         Ok(view(webhook, health, None))
@@ -145,7 +145,7 @@ impl Service {
 
     /// Changes the URL, description or enabled flag; `rotate_secret` makes a new secret (in the
     /// answer, once) and the old one stops signing at once.
-    pub async fn update_webhook(&self, practice: &Practice, id: &str, body: &[u8]) -> Result<WebhookView> {
+    pub async fn update_webhook(&self, practice: &Practice, id: &WebhookId, body: &[u8]) -> Result<WebhookView> {
         let mut webhook = self.practice_webhook(practice, id).await?;
         let patch: WebhookPatch = parse_json(body)?;
         if let Some(url) = patch.url {
@@ -171,7 +171,7 @@ impl Service {
     }
 
     /// Removes an endpoint; deliveries still queued for it are dropped when their turn comes.
-    pub async fn delete_webhook(&self, practice: &Practice, id: &str) -> Result<()> {
+    pub async fn delete_webhook(&self, practice: &Practice, id: &WebhookId) -> Result<()> {
         let webhook = self.practice_webhook(practice, id).await?;
         if !self.store.delete_webhook(&practice.id, &webhook.id).await? {
             return Err(Error::NotFound);
@@ -183,7 +183,7 @@ impl Service {
     /// Posts a signed `test` event now and says what the endpoint answered (not retried), at
     /// most [`WEBHOOK_TESTS_PER_MINUTE`] times a minute per endpoint, counted in the store so
     /// that every process (every Lambda instance) shares the count.
-    pub async fn test_webhook(&self, practice: &Practice, id: &str) -> Result<TestDelivery> {
+    pub async fn test_webhook(&self, practice: &Practice, id: &WebhookId) -> Result<TestDelivery> {
         let webhook = self.practice_webhook(practice, id).await?;
         let now = self.now();
         let minute = now.timestamp().div_euclid(60);
@@ -199,15 +199,14 @@ impl Service {
         Ok(TestDelivery { event_id: payload.id, delivered: attempt.ok, status: attempt.status, error: attempt.error })
     }
 
-    pub async fn failed_deliveries(&self, practice: &Practice, id: &str) -> Result<FailedDeliveries> {
+    pub async fn failed_deliveries(&self, practice: &Practice, id: &WebhookId) -> Result<FailedDeliveries> {
         let webhook = self.practice_webhook(practice, id).await?;
         let deliveries = self.store.list_failed_deliveries(&practice.id, &webhook.id, MAX_FAILURES_LISTED).await?;
         Ok(FailedDeliveries { deliveries })
     }
 
-    async fn practice_webhook(&self, practice: &Practice, id: &str) -> Result<Webhook> {
-        let id = WebhookId::parse(id).ok_or(Error::NotFound)?;
-        self.store.get_webhook(&practice.id, &id).await?.ok_or(Error::NotFound)
+    async fn practice_webhook(&self, practice: &Practice, id: &WebhookId) -> Result<Webhook> {
+        self.store.get_webhook(&practice.id, id).await?.ok_or(Error::NotFound)
     }
 
     /// The deliveries an event makes: one per enabled endpoint of the share's practice that

@@ -163,6 +163,7 @@ async fn webhook(cmd: WebhookCommand) -> anyhow::Result<()> {
     let practice = practice.ok_or_else(|| anyhow::anyhow!("no practice {}", at.tenant))?;
     // The API's own errors (a refused URL names its field) read well as they are.
     let api = |e: sealpost::Error| anyhow::anyhow!("{e}");
+    let webhook_id = |id: &str| sealpost::domain::WebhookId::parse(id).ok_or(sealpost::Error::NotFound).map_err(api);
     let shown = match &cmd {
         WebhookCommand::Add { url, description, .. } => {
             let body = serde_json::json!({ "url": url, "description": description });
@@ -170,11 +171,15 @@ async fn webhook(cmd: WebhookCommand) -> anyhow::Result<()> {
         }
         WebhookCommand::List(_) => serde_json::to_value(svc.list_webhooks(&practice).await.map_err(api)?)?,
         WebhookCommand::Remove { id, .. } => {
-            svc.delete_webhook(&practice, id).await.map_err(api)?;
+            svc.delete_webhook(&practice, &webhook_id(id)?).await.map_err(api)?;
             serde_json::json!({ "removed": id })
         }
-        WebhookCommand::Test { id, .. } => serde_json::to_value(svc.test_webhook(&practice, id).await.map_err(api)?)?,
-        WebhookCommand::Failures { id, .. } => serde_json::to_value(svc.failed_deliveries(&practice, id).await.map_err(api)?)?,
+        WebhookCommand::Test { id, .. } => {
+            serde_json::to_value(svc.test_webhook(&practice, &webhook_id(id)?).await.map_err(api)?)?
+        }
+        WebhookCommand::Failures { id, .. } => {
+            serde_json::to_value(svc.failed_deliveries(&practice, &webhook_id(id)?).await.map_err(api)?)?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(())

@@ -14,6 +14,7 @@
 //! | `AWS_ENDPOINT_URL` | the SDK's standard override; in tests, moto's server |
 
 mod dynamo;
+mod dynamo_practices;
 mod dynamo_webhooks;
 mod notify;
 mod presign;

@@ -18,6 +18,7 @@ mod blobs;
 mod outbox;
 mod routes;
 mod sqlite;
+mod sqlite_practices;
 mod sqlite_webhooks;
 mod webhooks;
 

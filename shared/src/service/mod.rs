@@ -148,22 +148,22 @@ impl Service {
     /// retrying from a fresh read when a concurrent writer won. This is what keeps attempt
     /// counts and self-service limits exact under concurrency.
     async fn mutate<T>(&self, load: Load<'_>, f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>) -> Result<T> {
-        self.mutate_read(None, load, f).await
+        self.mutate_from(None, load, f).await
     }
 
     /// [`Self::mutate`] starting from a share the caller has just read, so the common case
     /// (no concurrent writer) costs one read, not two; a conflict reads afresh through `load`.
-    async fn mutate_read<T>(
+    async fn mutate_from<T>(
         &self,
         read: Option<Share>,
         load: Load<'_>,
         f: impl Fn(&mut Share, DateTime<Utc>) -> Step<T>,
     ) -> Result<T> {
-        self.mutate_kept(read, load, f).await.map(|(outcome, _)| outcome)
+        self.mutate_from_kept(read, load, f).await.map(|(outcome, _)| outcome)
     }
 
-    /// [`Self::mutate_read`], with the share as the step left it (and stored it, if it wrote).
-    async fn mutate_kept<T>(
+    /// [`Self::mutate_from`], with the share as the step left it (and stored it, if it wrote).
+    async fn mutate_from_kept<T>(
         &self,
         mut read: Option<Share>,
         load: Load<'_>,

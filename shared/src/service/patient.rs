@@ -16,7 +16,7 @@ impl Service {
         let mut share = self.open_share(id).await?;
         if share.first_opened_at.is_none() {
             share = self
-                .mutate_read(Some(share), Load::Patient(id), |share, now| {
+                .mutate_from(Some(share), Load::Patient(id), |share, now| {
                     if share.first_opened_at.is_some() {
                         return Step::unchanged(vec![], Ok(share.clone()));
                     }
@@ -57,14 +57,14 @@ impl Service {
         let canonical = answer.canonical(share.auth)?;
         let keys = self.keys().await?;
         let (attempt, share) = self
-            .mutate_kept(Some(share), Load::Patient(id), |share, _| match share.take_attempt() {
+            .mutate_from_kept(Some(share), Load::Patient(id), |share, _| match share.take_attempt() {
                 Some(attempt) => Step::changed(vec![], Ok(attempt)),
                 None => Step::unchanged(vec![], Err(Error::Locked)),
             })
             .await?;
         let correct = share.secret.as_ref().is_some_and(|s| keys.secret_matches(share.id.as_str(), &canonical, &s.hash));
         let share = self
-            .mutate_read(Some(share), Load::Patient(id), |share, now| {
+            .mutate_from(Some(share), Load::Patient(id), |share, now| {
                 let before = share.clone();
                 let outcome = share.settle_attempt(attempt, now, correct);
                 let share_id = share.id.clone();
@@ -123,7 +123,7 @@ impl Service {
             return Err(Error::RateLimited { retry_after_secs: secs, message: "the practice's daily SMS limit is reached" });
         };
         let requested = self
-            .mutate_read(Some(share), Load::Patient(id), |share, now| {
+            .mutate_from(Some(share), Load::Patient(id), |share, now| {
                 if let Err(e) = check_self_service(share, now) {
                     return Step::unchanged(vec![], Err(e));
                 }
@@ -207,7 +207,7 @@ impl Service {
     /// `expired_unread`; each counts toward what the share keeps (`Share::patient_event`).
     async fn record_download(&self, share: Share, event: Event) -> Result<()> {
         let id = share.id.clone();
-        self.mutate_read(Some(share), Load::Patient(&id), |share, now| {
+        self.mutate_from(Some(share), Load::Patient(&id), |share, now| {
             let first = share.first_downloaded_at.is_none();
             share.first_downloaded_at.get_or_insert(now);
             let events = share.patient_event(event.clone());

@@ -20,6 +20,8 @@ mod routes;
 mod sqlite;
 mod sqlite_practices;
 mod sqlite_webhooks;
+#[cfg(test)]
+mod sweep_tests;
 mod webhooks;
 
 pub use blobs::FolderBlobs;

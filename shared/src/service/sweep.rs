@@ -4,48 +4,35 @@
 
 use super::archive::share_prefix;
 use super::{Load, Service, Step};
-use crate::domain::{Event, EventKind, Lifecycle};
+use crate::domain::{Event, EventKind, Lifecycle, Share, ShareId};
 use crate::error::{Error, Result};
 
 const BATCH: usize = 100;
 
 impl Service {
-    /// Processes every share whose link ran out; returns how many. Run periodically.
+    /// Processes every share whose link ran out; returns how many. Run periodically. A share
+    /// that cannot be processed now is logged and left for the next run, and the others go on:
+    /// the run then fails, after all of them, so that the failure is seen.
     pub async fn sweep_expired(&self) -> Result<usize> {
         let mut done = 0;
+        let mut failed: Vec<ShareId> = Vec::new();
         loop {
             let due = self.store.shares_due_for_expiry(self.now(), BATCH).await?;
+            let due: Vec<_> = due.into_iter().filter(|share| !failed.contains(&share.id)).collect();
             if due.is_empty() {
                 break;
             }
             for share in due {
-                // Documents first: deleting is idempotent, so if anything below fails the next
-                // sweep finds the share again and finishes; the other order could lose a delete.
-                self.blobs.delete_prefix(&share_prefix(&share)).await?;
-                let id = share.id.clone();
-                let processed = self
-                    .mutate(Load::AnyState(&id), |share, now| {
-                        if share.expiry_processed {
-                            return Step::unchanged(vec![], Ok(false));
-                        }
-                        share.expiry_processed = true;
-                        let mut events = Vec::new();
-                        if share.lifecycle != Lifecycle::Revoked {
-                            events.push(Event::new(&share.id, EventKind::Expired, now));
-                            if share.first_downloaded_at.is_none() {
-                                events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
-                            }
-                        }
-                        Step::changed(events, Ok(true))
-                    })
-                    .await;
-                match processed {
+                match self.expire(&share).await {
                     Ok(true) => {
                         tracing::info!(share_id = %share.id, reference = %share.reference, "share expired");
                         done += 1;
                     }
                     Ok(false) | Err(Error::NotFound) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        tracing::error!(share_id = %share.id, error = %e, "could not process an expired share");
+                        failed.push(share.id);
+                    }
                 }
             }
         }
@@ -53,6 +40,34 @@ impl Service {
         if purged > 0 {
             tracing::info!(purged, "expired share records purged");
         }
+        if !failed.is_empty() {
+            return Err(Error::Internal(format!(
+                "{} expired shares could not be processed; the next run tries again",
+                failed.len()
+            )));
+        }
         Ok(done)
+    }
+
+    /// Deletes an expired share's documents and records its expiry; `false` if it was done.
+    async fn expire(&self, share: &Share) -> Result<bool> {
+        // Documents first: deleting is idempotent, so if anything below fails the next
+        // sweep finds the share again and finishes; the other order could lose a delete.
+        self.blobs.delete_prefix(&share_prefix(share)).await?;
+        self.mutate(Load::AnyState(&share.id), |share, now| {
+            if share.expiry_processed {
+                return Step::unchanged(vec![], Ok(false));
+            }
+            share.expiry_processed = true;
+            let mut events = Vec::new();
+            if share.lifecycle != Lifecycle::Revoked {
+                events.push(Event::new(&share.id, EventKind::Expired, now));
+                if share.first_downloaded_at.is_none() {
+                    events.push(Event::new(&share.id, EventKind::ExpiredUnread, now));
+                }
+            }
+            Step::changed(events, Ok(true))
+        })
+        .await
     }
 }

@@ -74,14 +74,11 @@ pub async fn serve_function(name: &str) -> Result<(), Error> {
 /// One API Gateway invocation (HTTP API, payload format 2.0) through `router`: lambda_http turns
 /// the event into a request, and the answer becomes the event API Gateway reads. lambda_http's
 /// own `run` converts answers too, decoding each body by the character set its type names, with
-/// every character set's tables linked in and a panic should a body fail; Sealpost's answers are UTF-8 JSON or empty, so the body goes as it is (base64 only if
-/// it were not UTF-8). Set-Cookie headers go to `cookies`, as payload 2.0 wants them. The
-/// Lambda context and X-Ray header lambda_http would add to the request are left out: no
-/// handler reads them.
-async fn answer(
-    mut router: crate::http::HttpRouter,
-    event: LambdaEvent<LambdaRequest>,
-) -> Result<ApiGatewayV2httpResponse, Error> {
+/// every character set's tables linked in and a panic should a body fail; Sealpost's answers
+/// are UTF-8 JSON or empty, so the body goes as it is (base64 only if it were not UTF-8).
+/// Set-Cookie headers go to `cookies`, as payload 2.0 wants them. The Lambda context and X-Ray
+/// header lambda_http would add to the request are left out: no handler reads them.
+async fn answer(mut router: HttpRouter, event: LambdaEvent<LambdaRequest>) -> Result<ApiGatewayV2httpResponse, Error> {
     use http_body_util::BodyExt;
     use tower::Service as _;
     let Ok(response) = router.call(lambda_http::Request::from(event.payload)).await;
@@ -116,6 +113,15 @@ pub async fn invoke_route(router: HttpRouter, event: serde_json::Value) -> Resul
     Ok(serde_json::to_value(response)?)
 }
 
+/// The start of a function that serves no route: telemetry, and the service over the AWS
+/// adapters of `uses`, built once per cold start from Lambda's environment (with its clients).
+fn function_service(uses: Uses) -> Result<(Arc<Service>, Clients), Error> {
+    crate::telemetry::init();
+    let config = AwsConfig::from_env()?;
+    let clients = Clients::from_lambda_env()?;
+    Ok((crate::aws::build_service(&config, &clients, Arc::new(SystemClock), uses), clients))
+}
+
 /// Deletes the documents of shares that DynamoDB's TTL removed (stream `REMOVE` records by
 /// `dynamodb.amazonaws.com`). Reports failed records so only they are retried.
 pub async fn serve_cleanup() -> Result<(), Error> {
@@ -134,10 +140,7 @@ pub async fn serve_cleanup() -> Result<(), Error> {
 /// out, `expired` and `expired_unread` recorded. TTL removes the records later; this is what
 /// makes expiry prompt, since TTL may lag by days.
 pub async fn serve_sweep() -> Result<(), Error> {
-    crate::telemetry::init();
-    let config = AwsConfig::from_env()?;
-    let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), SWEEP_USES);
+    let (service, _) = function_service(SWEEP_USES)?;
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let processed = service.sweep_expired().await.map_err(|e| Error::from(e.to_string()))?;
@@ -148,11 +151,8 @@ pub async fn serve_sweep() -> Result<(), Error> {
 
 /// The service and the webhook queue, for the webhook functions.
 fn webhook_context(uses: Uses) -> Result<(std::sync::Arc<Service>, WebhookQueue), Error> {
-    crate::telemetry::init();
-    let config = AwsConfig::from_env()?;
-    let clients = Clients::from_lambda_env()?;
+    let (service, clients) = function_service(uses)?;
     let queue_url = std::env::var("WEBHOOK_QUEUE_URL").map_err(|_| "WEBHOOK_QUEUE_URL is not set")?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), uses);
     Ok((service, WebhookQueue::new(clients, queue_url)))
 }
 
@@ -252,10 +252,7 @@ pub fn queued_messages(event: SqsEvent) -> Vec<QueuedMessage> {
 /// SES bounce and complaint notifications (SNS) and SNS SMS delivery failures (CloudWatch
 /// Logs) become `email_bounced` and `sms_delivery_failed` events (see `crate::feedback`).
 pub async fn serve_feedback() -> Result<(), Error> {
-    crate::telemetry::init();
-    let config = AwsConfig::from_env()?;
-    let clients = Clients::from_lambda_env()?;
-    let service = crate::aws::build_service(&config, &clients, Arc::new(SystemClock), FEEDBACK_USES);
+    let (service, _) = function_service(FEEDBACK_USES)?;
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let recorded = crate::feedback::handle(service, &event.payload).await.map_err(|e| Error::from(e.to_string()))?;

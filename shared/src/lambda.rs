@@ -1,5 +1,6 @@
-//! Entry points of the Lambda functions in `functions/`: each `main` is one call to
-//! [`serve_function`] (or [`serve_cleanup`] and its siblings). Adapters are built once per cold start, from the
+//! The Lambda functions. One binary (`lambda/`) is every function: template.yaml deploys it
+//! once per function and names the function in its `Handler`, which Lambda passes to the
+//! process as `_HANDLER` ([`serve_handler`]). Adapters are built once per cold start, from the
 //! environment (`crate::aws`), then every invocation reuses them.
 
 use crate::aws::stream::{new_event, removed_share_id};
@@ -29,7 +30,45 @@ pub const WEBHOOK_SENDER_USES: Uses = Uses::KEYS.and(Uses::WEBHOOK_POSTS);
 /// The TTL cleanup deletes documents (and builds no service).
 pub const CLEANUP_USES: Uses = Uses::DOCUMENT_DELETION;
 
-/// What the function built from `functions/{name}` uses: a route function, what its routes use
+/// The functions that serve no API route, by handler name (the route functions are
+/// [`Route::function_name`]'s).
+pub const EVENT_FUNCTIONS: [&str; 5] = ["sweep", "cleanup", "webhook-fanout", "webhook-sender", "feedback"];
+
+/// Every function's handler name, as template.yaml must name them: the route functions, then
+/// [`EVENT_FUNCTIONS`].
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.function_name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.extend(EVENT_FUNCTIONS);
+    names
+}
+
+/// The binary's `main`: serves the function Lambda's `_HANDLER` names (its `Handler` in
+/// template.yaml). One binary for every function means one link per `sam build`, not one per
+/// function (BENCHMARKS.md, section 3); a name that is no function fails the cold start, so a
+/// deploy with a wrong `Handler` fails at its first invocation, loudly.
+pub async fn serve_handler() -> Result<(), Error> {
+    let name = std::env::var("_HANDLER").map_err(|_| "_HANDLER is not set (Lambda sets it to the function's Handler)")?;
+    serve_named(&name).await
+}
+
+/// [`serve_handler`] for the function `name`.
+async fn serve_named(name: &str) -> Result<(), Error> {
+    match name {
+        "sweep" => serve_sweep().await,
+        "cleanup" => serve_cleanup().await,
+        "webhook-fanout" => serve_webhook_fanout().await,
+        "webhook-sender" => serve_webhook_sender().await,
+        "feedback" => serve_feedback().await,
+        route if !Route::of_function(route).is_empty() => serve_function(route).await,
+        other => {
+            Err(format!("no Sealpost function is named {other:?}; the handlers are: {}", function_names().join(", ")).into())
+        }
+    }
+}
+
+/// What the function `name` uses: a route function, what its routes use
 /// ([`Route::uses`]); the others, what their entry points below give their service. `None` for
 /// a name that is no function.
 pub fn function_uses(name: &str) -> Option<Uses> {
@@ -59,7 +98,7 @@ pub fn function_router(name: &str, config: &AwsConfig, clients: &Clients, clock:
     Some(route_router(&routes, service))
 }
 
-/// The `main` of a route function, `name` (its binary's name, `functions/<name>`): serves its
+/// A route function, `name` (its `Handler` in template.yaml): serves its
 /// routes behind API Gateway's HTTP API (payload format 2.0), with the adapters built once per
 /// cold start from Lambda's environment.
 pub async fn serve_function(name: &str) -> Result<(), Error> {
@@ -276,4 +315,28 @@ pub async fn cleanup_removed_shares(blobs: &dyn BlobStore, records: &[EventRecor
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_name_is_served_with_what_it_uses() {
+        let names = function_names();
+        assert_eq!(names.len(), 17, "{names:?}");
+        for name in names {
+            assert!(function_uses(name).is_some(), "{name}");
+            assert!(
+                EVENT_FUNCTIONS.contains(&name) != !Route::of_function(name).is_empty(),
+                "{name}: routes or events, not both"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_is_no_function_fails_the_cold_start() {
+        let error = serve_named("verify").await.expect_err("no such function").to_string();
+        assert!(error.contains("no Sealpost function is named \"verify\"") && error.contains("verify-code"), "{error}");
+    }
 }

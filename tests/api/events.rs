@@ -40,31 +40,26 @@ async fn every_file_in_events_belongs_to_a_function() {
         .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
         .collect();
     names.sort();
-    let mut expected: Vec<String> = Route::ALL.iter().map(|r| r.function_name().to_owned()).collect();
-    expected.extend(["cleanup", "sweep", "webhook-fanout", "webhook-sender", "feedback"].map(String::from));
+    let mut expected: Vec<&str> = sealpost::lambda::function_names();
     expected.sort();
-    expected.dedup();
     assert_eq!(names, expected, "one event per function, named after it");
-    for name in &names {
-        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}/src/main.rs")).exists(), "{name}");
-    }
 }
 
-/// Each route function's `main` serves the routes `Route::function_name` gives its binary's
-/// name, which is its folder's: the name template.yaml and API Gateway's events route to it.
+/// template.yaml deploys the one binary once per function, each named by its `Handler`: the
+/// handlers must be exactly those the binary serves (`sealpost::lambda::serve_handler`), all
+/// built from the same code (one build for all in `sam build`).
 #[test]
-fn each_route_function_serves_the_routes_of_its_own_name() {
-    let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.function_name()).collect();
-    names.dedup();
-    for name in names {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../functions/{name}"));
-        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
-        assert!(main.contains(r#"sealpost::lambda::serve_function(env!("CARGO_BIN_NAME"))"#), "functions/{name}/src/main.rs");
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        assert!(
-            manifest.contains(&format!("[[bin]]\nname = \"{name}\"")),
-            "functions/{name}/Cargo.toml: [[bin]] name = \"{name}\""
-        );
+fn the_template_deploys_each_function_the_binary_serves() {
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let mut deployed = sealpost_tests::gateway::template_functions(&template);
+    deployed.sort();
+    let mut served: Vec<String> = sealpost::lambda::function_names().into_iter().map(String::from).collect();
+    served.sort();
+    let handlers: Vec<String> = deployed.iter().map(|f| f.handler.clone()).collect();
+    assert_eq!(handlers, served);
+    for function in &deployed {
+        assert_eq!(function.binary, "sealpost-lambda", "{}: BuildProperties.Binary", function.handler);
+        assert_eq!(function.code_uri, "lambda", "{}: CodeUri", function.handler);
     }
 }
 

@@ -71,13 +71,13 @@ pub fn router(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, page
 }
 
 /// Whether the template attaches the managed policy `policy` (`PepperReadPolicy`) to the
-/// function built from `functions/{name}`.
+/// function `name` (its `Handler`).
 pub fn has_policy(template: &str, name: &str, policy: &str) -> bool {
     let reference = format!("- !Ref {policy}");
     function_lines(template, name).iter().any(|line| line.split('#').next().map(str::trim) == Some(reference.as_str()))
 }
 
-/// The actions of `service` (`s3`) the function built from `functions/{name}` is granted in
+/// The actions of `service` (`s3`) the function `name` (its `Handler`) is granted in
 /// its own statements (`Action: 's3:GetObject'`, or one per line under `Action:`), sorted.
 pub fn granted_actions(template: &str, name: &str, service: &str) -> Vec<String> {
     let prefix = format!("'{service}:");
@@ -107,12 +107,12 @@ pub struct Statement {
     pub unmodelled: Vec<String>,
 }
 
-/// The IAM statements that apply to the function built from `functions/{name}`: its own
+/// The IAM statements that apply to the function `name` (its `Handler`): its own
 /// (`Policies:` inline documents) and those of the managed policies it references.
 pub fn function_statements(template: &str, name: &str) -> Vec<Statement> {
-    let code_uri = format!("CodeUri: functions/{name}");
-    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == code_uri));
-    assert!(!lines.is_empty(), "no function with {code_uri} in template.yaml");
+    let handler = format!("Handler: {name}");
+    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == handler));
+    assert!(!lines.is_empty(), "no function with {handler} in template.yaml");
     let mut statements = statements(&lines);
     for line in &lines {
         let Some(policy) = line.split('#').next().and_then(|l| l.trim().strip_prefix("- !Ref ")) else { continue };
@@ -206,7 +206,7 @@ fn statement(body: &[String]) -> Statement {
 }
 
 /// What the template's HTTP API routes where: each route key (`POST /v1/shares`, `$default`)
-/// with the function its integration invokes (the `functions/` folder it is built from).
+/// with the function its integration invokes (its `Handler`).
 pub fn template_routes(template: &str) -> Vec<(String, String)> {
     let resources = named_resources(template);
     let resource = |name: &str| resources.iter().find(|(n, _)| *n == name).map(|(_, lines)| lines.as_slice());
@@ -225,10 +225,40 @@ pub fn template_routes(template: &str) -> Vec<(String, String)> {
         let uri =
             resource(integration).and_then(|l| value(l, "IntegrationUri")).unwrap_or_else(|| panic!("{name}: no integration"));
         let function = uri.trim_start_matches("!GetAtt ").trim_end_matches(".Arn");
-        let code = resource(function).and_then(|l| value(l, "CodeUri")).unwrap_or_else(|| panic!("{name}: no function"));
-        routes.push((key, code.trim_start_matches("functions/").to_owned()));
+        let handler = resource(function).and_then(|l| value(l, "Handler")).unwrap_or_else(|| panic!("{name}: no function"));
+        routes.push((key, handler));
     }
     routes
+}
+
+/// A function as template.yaml deploys it: its `Handler` (the function's name), what SAM
+/// builds it from (`CodeUri`, from `Globals` unless its own) and the binary it copies.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeployedFunction {
+    pub handler: String,
+    pub code_uri: String,
+    pub binary: String,
+}
+
+/// Every `AWS::Serverless::Function` of the template.
+pub fn template_functions(template: &str) -> Vec<DeployedFunction> {
+    let value = |lines: &[&str], key: &str| {
+        let key = format!("{key}: ");
+        lines.iter().find_map(|l| l.trim().strip_prefix(key.as_str())).map(str::to_owned)
+    };
+    let globals: Vec<&str> =
+        template.lines().skip_while(|l| *l != "Globals:").skip(1).take_while(|l| l.starts_with(' ')).collect();
+    named_resources(template)
+        .into_iter()
+        .filter(|(_, lines)| value(lines, "Type").as_deref() == Some("AWS::Serverless::Function"))
+        .map(|(name, lines)| DeployedFunction {
+            handler: value(&lines, "Handler").unwrap_or_else(|| panic!("{name}: no Handler")),
+            code_uri: value(&lines, "CodeUri")
+                .or_else(|| value(&globals, "CodeUri"))
+                .unwrap_or_else(|| panic!("{name}: no CodeUri")),
+            binary: value(&lines, "Binary").unwrap_or_else(|| panic!("{name}: no BuildProperties.Binary")),
+        })
+        .collect()
 }
 
 /// Every resource's name and its untrimmed lines (its key's line first).
@@ -274,11 +304,11 @@ fn raw_resource_lines(template: &str, is_it: impl Fn(&[&str]) -> bool) -> Vec<&s
     resources.into_iter().find(|r| is_it(r)).unwrap_or_default()
 }
 
-/// The lines of the function resource built from `functions/{name}`, trimmed.
+/// The lines of the function resource whose `Handler` is `name`, trimmed.
 fn function_lines<'a>(template: &'a str, name: &str) -> Vec<&'a str> {
-    let code_uri = format!("CodeUri: functions/{name}");
-    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == code_uri));
-    assert!(!lines.is_empty(), "no function with {code_uri} in template.yaml");
+    let handler = format!("Handler: {name}");
+    let lines = raw_resource_lines(template, |r| r.iter().any(|l| l.trim() == handler));
+    assert!(!lines.is_empty(), "no function with {handler} in template.yaml");
     lines.into_iter().map(str::trim).collect()
 }
 

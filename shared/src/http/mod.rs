@@ -34,7 +34,7 @@ pub use axum::Router as HttpRouter;
 pub use axum::body::Body;
 
 /// Declares every route once, a line each: its name, method and path (as in the HTTP API's route
-/// keys, template.yaml), the Lambda function that serves it (`functions/<name>`), what it uses
+/// keys, template.yaml), the Lambda function that serves it (its `Handler` in template.yaml), what it uses
 /// besides the store ([`Uses`]: a function is built with what its routes use and no more), and
 /// its handler. Everything [`Route`] says is derived from the line.
 macro_rules! routes {
@@ -59,7 +59,7 @@ macro_rules! routes {
                 match self { $(Route::$route => Method::$method,)+ }
             }
 
-            /// The function's name in `functions/` and `template.yaml`.
+            /// The function's name: its `Handler` in `template.yaml`.
             pub fn function_name(self) -> &'static str {
                 match self { $(Route::$route => $function,)+ }
             }

@@ -3,12 +3,18 @@
 
     python3 bench/coldstart.py --target-dir /work/bench-target [--runs 20] [--functions a,b]
         [--against OTHER_TARGET_DIR]
+    python3 bench/coldstart.py --arm64 [--runs 10]     # the arm64 build, under qemu
 
-Assumes the release binaries are built (it says which are missing), from functions/ as
-`sam build` does, so that functions/.cargo/config.toml (the Lambda builds' settings) applies:
+Assumes the release binaries are built (it says which are missing), from lambda/ as
+`sam build` does, so that lambda/.cargo/config.toml (the Lambda builds' settings) applies:
 
-    cd functions && CARGO_TARGET_DIR=/work/bench-target nice -n 10 cargo build --release \\
-        --locked -p sealpost-fn-<each function> -p hello
+    cd lambda && CARGO_TARGET_DIR=/work/bench-target nice -n 10 cargo build --release \\
+        --locked -p sealpost-lambda -p hello
+
+One binary, `sealpost-lambda`, is every function: each start gets the function's name as
+`_HANDLER`, as Lambda passes a function's Handler. With --arm64 the binaries are the aarch64
+ones `cargo lambda build --release --arm64` makes (target/lambda/<bin>/bootstrap, what
+`sam build` copies; bench/run builds them), run under qemu-aarch64: compare ratios only.
 
 --against measures a second build's binaries in the same rounds (e.g. another profile, or the
 commit before a change) and adds a table comparing the two: separate runs on a shared machine
@@ -76,6 +82,7 @@ REGION = "eu-central-2"
 ACCOUNT = "123456789012"  # moto's default account
 RUNTIME = "/2018-06-01/runtime"
 HELLO = "hello"
+LAMBDA_BIN = "sealpost-lambda"  # every function (lambda/)
 SIZE_LIMIT_MB = 8.0
 RATIO_LIMIT = 1.5
 
@@ -361,7 +368,7 @@ def lambda_env(name: str, moto_url: str, queue_url: str, pepper_b64: str, ssm: b
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
-        "_HANDLER": "bootstrap",
+        "_HANDLER": name,
         "AWS_LAMBDA_FUNCTION_NAME": f"sealpost-{name}",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB.get(name, 256)),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -402,6 +409,9 @@ def answer_of(job: Job, inv: Invocation) -> tuple[str, bool]:
     return str(status), status < 500
 
 
+RUNNER: list[str] = []  # qemu-aarch64 for --arm64 on another machine
+
+
 def cold_start(job: Job, timeout_s: float) -> None:
     """Execs the binary, lets it answer one event, kills it; records the sample or the failure."""
     inv = Invocation(job.event, f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sealpost-{job.name}", timeout_s)
@@ -409,7 +419,7 @@ def cold_start(job: Job, timeout_s: float) -> None:
     env = {**job.env, "AWS_LAMBDA_RUNTIME_API": api.address}
     with tempfile.TemporaryFile() as output:
         t0 = time.perf_counter_ns()
-        process = subprocess.Popen([str(job.binary)], env=env, cwd=job.binary.parent,
+        process = subprocess.Popen([*RUNNER, str(job.binary)], env=env, cwd=job.binary.parent,
                                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while not inv.answered.wait(0.02):
@@ -459,7 +469,7 @@ def report(jobs: dict[tuple[str, str], Job], names: list[str], args: argparse.Na
     hello = jobs[(HELLO, "inline")]
     hello_init = statistics.median(hello.init_ms)
     print(f"Cold starts through a local Lambda Runtime API (`bench/coldstart.py`): {args.runs} starts per "
-          f"binary after one warm-up, round-robin; x86_64 ({os.cpu_count()} CPUs, load average "
+          f"binary after one warm-up, round-robin; {'aarch64 under ' + ' '.join(RUNNER[:1]) if RUNNER else os.uname().machine} ({os.cpu_count()} CPUs, load average "
           f"{load[0]} before, {load[1]} after), moto on loopback. Times in ms from exec: *init* to the "
           f"first poll for an event, *first* to the first answer. Pepper inline (`SEALPOST_PEPPER`) "
           f"unless marked SSM (as deployed: read when a request first needs a key, so it shows in "
@@ -504,7 +514,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-dir", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")),
-                        help="cargo's target dir holding release/<function> (default: $CARGO_TARGET_DIR or ./target)")
+                        help="cargo's target dir holding release/sealpost-lambda and release/hello "
+                             "(default: $CARGO_TARGET_DIR or ./target)")
     parser.add_argument("--runs", type=int, default=20, help="measured starts per binary and mode (default 20)")
     parser.add_argument("--functions", help="comma-separated functions (default: every events/<function>.json)")
     parser.add_argument("--no-ssm", action="store_true", help="skip the starts that read the pepper from SSM")
@@ -512,9 +523,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a start may take (default 10)")
     parser.add_argument("--seed", type=int, default=6, help="of the shuffled order per round")
     parser.add_argument("--against", type=Path, metavar="TARGET_DIR",
-                        help="another build's target dir: its release/<function> binaries start in the same "
+                        help="another build's target dir: its binaries start in the same "
                              "rounds (pepper inline), and a second table compares the two builds without "
                              "the drift between separate runs")
+    parser.add_argument("--arm64", action="store_true",
+                        help="the aarch64 builds in <target-dir>/lambda/<bin>/bootstrap, under qemu-aarch64")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="one more variable for every binary, to try a variation (repeatable)")
     args = parser.parse_args()
@@ -529,20 +542,28 @@ def main() -> int:
     unknown = [n for n in names if n not in available]
     if unknown:
         parser.error(f"no events/<name>.json for {', '.join(unknown)}")
-    release = args.target_dir / "release"
-    against = args.against / "release" if args.against else None
-    missing = [n for n in [HELLO, *names] if not (release / n).is_file()]
-    if against is not None and (absent := [n for n in [HELLO, *names] if not (against / n).is_file()]):
+    global RUNNER
+    if args.arm64:
+        RUNNER = [] if os.uname().machine == "aarch64" else ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]
+
+    def binary_in(target: Path, name: str) -> Path:
+        bin_name = HELLO if name == HELLO else LAMBDA_BIN
+        return target / "lambda" / bin_name / "bootstrap" if args.arm64 else target / "release" / bin_name
+
+    release = args.target_dir
+    against = args.against
+    missing = sorted({str(binary_in(release, n)) for n in [HELLO, *names] if not binary_in(release, n).is_file()})
+    if against is not None and (absent := [n for n in [HELLO, *names] if not binary_in(against, n).is_file()]):
         log(f"coldstart: not built in {against}: {', '.join(absent)}")
         return 2
     if missing:
-        packages = " ".join(f"-p {n}" if n == HELLO else f"-p sealpost-fn-{n}" for n in missing)
-        log(f"coldstart: not built in {release}: {', '.join(missing)}. Build them first:\n"
-            f"  CARGO_TARGET_DIR={args.target_dir} nice -n 10 cargo build --release --locked {packages}")
+        build = "cargo lambda build --release --arm64" if args.arm64 else "cargo build --release"
+        log(f"coldstart: missing {', '.join(missing)}. Build them first:\n"
+            f"  cd lambda && CARGO_TARGET_DIR={args.target_dir} nice -n 10 {build} --locked -p {LAMBDA_BIN} -p {HELLO}")
         return 2
     for n in [HELLO, *names]:
-        if size_mb(release / n)[1]:
-            log(f"coldstart: warning: {release / n} has a symbol table (not stripped): its size is not what ships")
+        if size_mb(binary_in(release, n))[1]:
+            log(f"coldstart: warning: {binary_in(release, n)} has a symbol table (not stripped): its size is not what ships")
 
     pepper = base64.b64encode(secrets.token_bytes(32)).decode()
     moto = Moto(find_moto_python(args.moto_python))
@@ -551,10 +572,11 @@ def main() -> int:
     staging = Path(tempfile.mkdtemp(prefix="coldstart-bin-"))
 
     def staged(binaries: Path, name: str) -> Path:
-        copy = staging / ("against" if binaries == against else "this") / name
+        source = binary_in(binaries, name)
+        copy = staging / ("against" if binaries == against else "this") / (HELLO if name == HELLO else LAMBDA_BIN)
         if not copy.exists():
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(binaries / name, copy)
+            shutil.copyfile(source, copy)
             copy.chmod(0o755)
         return copy
 

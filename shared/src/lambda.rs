@@ -53,19 +53,24 @@ pub async fn serve_handler() -> Result<(), Error> {
     serve_named(&name).await
 }
 
-/// [`serve_handler`] for the function `name`.
+/// [`serve_handler`] for the function `name`. Each entry point's future is boxed: inline, the
+/// six of them would make one state machine deeper than the compiler lays out.
 async fn serve_named(name: &str) -> Result<(), Error> {
-    match name {
-        "sweep" => serve_sweep().await,
-        "cleanup" => serve_cleanup().await,
-        "webhook-fanout" => serve_webhook_fanout().await,
-        "webhook-sender" => serve_webhook_sender().await,
-        "feedback" => serve_feedback().await,
-        route if !Route::of_function(route).is_empty() => serve_function(route).await,
+    type Serving<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>>;
+    let serving: Serving = match name {
+        "sweep" => Box::pin(serve_sweep()),
+        "cleanup" => Box::pin(serve_cleanup()),
+        "webhook-fanout" => Box::pin(serve_webhook_fanout()),
+        "webhook-sender" => Box::pin(serve_webhook_sender()),
+        "feedback" => Box::pin(serve_feedback()),
+        route if !Route::of_function(route).is_empty() => Box::pin(serve_function(route)),
         other => {
-            Err(format!("no Sealpost function is named {other:?}; the handlers are: {}", function_names().join(", ")).into())
+            return Err(
+                format!("no Sealpost function is named {other:?}; the handlers are: {}", function_names().join(", ")).into()
+            );
         }
-    }
+    };
+    serving.await
 }
 
 /// What the function `name` uses: a route function, what its routes use

@@ -24,7 +24,7 @@ TTL = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 
 
 def stream_filters() -> dict[str, list[EventPattern]]:
-    """function name (its CodeUri folder) -> the patterns of its DynamoDB event sources."""
+    """function name (its Handler) -> the patterns of its DynamoDB event sources."""
     template = cfn_yaml.load(str(REPO / "template.yaml"))
     out: dict[str, list[EventPattern]] = {}
     for resource in template["Resources"].values():
@@ -34,7 +34,7 @@ def stream_filters() -> dict[str, list[EventPattern]]:
         for source in props.get("Events", {}).values():
             if source.get("Type") != "DynamoDB":
                 continue
-            name = Path(str(props["CodeUri"])).name
+            name = str(props["Handler"])
             filters = source["Properties"].get("FilterCriteria", {}).get("Filters", [])
             out.setdefault(name, []).extend(EventPattern.load(str(f["Pattern"])) for f in filters)
     return out

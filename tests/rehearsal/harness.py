@@ -308,9 +308,12 @@ class Stack:
         the pepper in SSM, the sender identity in SES)."""
         dynamodb, s3, sqs = (aws_client(s, moto_url) for s in ("dynamodb", "s3", "sqs"))
         sesv2, ssm = aws_client("sesv2", moto_url), aws_client("ssm", moto_url)
+        made = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SES::ConfigurationSet")
         for logical, resource in self.resources.items():
-            kind, props = resource["Type"], self.resolve(resource.get("Properties") or {})
-            name = self.physical[logical]
+            kind = resource["Type"]
+            if kind not in made:
+                continue
+            props, name = self.resolve(resource.get("Properties") or {}), self.physical[logical]
             if kind == "AWS::DynamoDB::Table":
                 dynamodb.create_table(
                     TableName=name, BillingMode=props.get("BillingMode", "PROVISIONED"),
@@ -659,16 +662,65 @@ def http_event(route_key: str, method: str, raw_path: str, raw_query: str, heade
     return event
 
 
+NODE_RUNNER = r"""
+const vm = require('vm');
+const readline = require('readline');
+const context = vm.createContext({});
+vm.runInContext(process.argv[1], context);
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const event = JSON.parse(line);
+  process.stdout.write(JSON.stringify(vm.runInContext('handler', context)(event)) + '\n');
+});
+"""
+
+
+class PageRouter:
+    """CloudFront's default behaviour: the template's viewer-request function (its
+    FunctionCode, run by Node.js in a context of its own), then the page bucket, which holds
+    page/ as it is in the repository (infra/README.md, step 5)."""
+
+    TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+             ".css": "text/css; charset=utf-8", ".json": "application/json"}
+
+    def __init__(self, stack: Stack) -> None:
+        logical = stack.resource_of_type("AWS::CloudFront::Function")
+        code = stack.resources[logical]["Properties"]["FunctionCode"]
+        self.node = subprocess.Popen(["node", "-e", NODE_RUNNER, str(code)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.lock = threading.Lock()
+
+    def answer(self, method: str, uri: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        event = {"version": "1.0", "context": {"eventType": "viewer-request"}, "viewer": {"ip": "127.0.0.1"},
+                 "request": {"method": method, "uri": uri, "querystring": {}, "headers": {}, "cookies": {}}}
+        with self.lock:
+            self.node.stdin.write(json.dumps(event) + "\n")
+            self.node.stdin.flush()
+            out = json.loads(self.node.stdout.readline())
+        if "statusCode" in out:
+            headers = [(k, v["value"]) for k, v in (out.get("headers") or {}).items()]
+            return int(out["statusCode"]), headers, b""
+        path = (REPO / "page" / out["uri"].lstrip("/")).resolve()
+        if not path.is_relative_to(REPO / "page") or not path.is_file():
+            return 403, [], b""  # S3 behind an origin access control: a missing key is 403
+        return 200, [("Content-Type", self.TYPES.get(path.suffix, "application/octet-stream"))], path.read_bytes()
+
+    def stop(self) -> None:
+        self.node.kill()
+        self.node.wait()
+
+
 class Gateway(ThreadingHTTPServer):
-    """The HTTP API on a loopback port: each request to its route's function as an event, the
-    function's answer back as HTTP. Only the template's route keys reach their functions;
-    anything else goes to the `$default` route's."""
+    """CloudFront in front of the HTTP API, on a loopback port: /v1/* to the API, each request to
+    its route's function as an event and the function's answer back as HTTP (only the
+    template's route keys reach their functions; anything else under /v1/ goes to the
+    `$default` route's); everything else to the page (PageRouter)."""
 
     daemon_threads = True
 
     def __init__(self, functions: Lambda, host: str = "127.0.0.1") -> None:
         super().__init__((host, 0), GatewayHandler)
         self.functions = functions
+        self.page = PageRouter(functions.stack)
         self.routes = []
         self.default: str | None = None
         for key, handler in functions.stack.routes():
@@ -718,6 +770,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         path, _, query = self.path.partition("?")
+        if not path.startswith("/v1/"):  # CloudFront's default behaviour: the page
+            self._answer(*self.server.page.answer(self.command, path))
+            return
         found = self.server.route(self.command, path)
         if found is None:
             self._gateway_error(404, "Not Found")

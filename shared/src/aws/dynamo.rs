@@ -113,7 +113,7 @@ fn listing_sk(created_at: DateTime<Utc>, id: &str) -> String {
 fn share_item(share: &Share) -> PortResult<Item> {
     let mut item = Item::from([
         ("pk".into(), s(share_pk(share.id.as_str()))),
-        ("sk".into(), s("SHARE")),
+        ("sk".into(), s(SHARE_SK)),
         ("body".into(), json(share)?),
         ("version".into(), n(share.version)),
         ("practice_id".into(), s(share.practice_id.as_str())),
@@ -174,7 +174,7 @@ fn event_items(events: &[Event], ttl: i64) -> PortResult<Vec<Item>> {
         .map(|(i, e)| {
             Ok(Item::from([
                 ("pk".into(), s(share_pk(e.share_id.as_str()))),
-                ("sk".into(), s(format!("EVENT#{written}#{i:03}#{}", e.id))),
+                ("sk".into(), s(format!("{EVENT_SK_PREFIX}{written}#{i:03}#{}", e.id))),
                 ("body".into(), json(e)?),
                 ("ttl".into(), n(ttl)),
             ]))
@@ -323,7 +323,7 @@ impl ShareStore for DynamoStore {
     }
 
     async fn get_share(&self, id: &ShareId) -> PortResult<Option<Share>> {
-        self.get(share_pk(id.as_str()), "SHARE").await?.as_ref().map(body).transpose()
+        self.get(share_pk(id.as_str()), SHARE_SK).await?.as_ref().map(body).transpose()
     }
 
     async fn update_share(&self, share: &Share, events: &[Event]) -> PortResult<()> {
@@ -350,7 +350,7 @@ impl ShareStore for DynamoStore {
             .query_all(
                 None,
                 "pk = :pk AND begins_with(sk, :event)",
-                vec![(":pk", s(share_pk(id.as_str()))), (":event", s("EVENT#"))],
+                vec![(":pk", s(share_pk(id.as_str()))), (":event", s(EVENT_SK_PREFIX))],
                 true,
                 None,
             )
@@ -395,7 +395,7 @@ impl ShareStore for DynamoStore {
         for item in items {
             // The index is eventually consistent: read the share itself.
             if let Some(pk) = get_s(&item, "pk")
-                && let Some(share) = self.get(pk.to_owned(), "SHARE").await?
+                && let Some(share) = self.get(pk.to_owned(), SHARE_SK).await?
             {
                 let share: Share = body(&share)?;
                 if !share.expiry_processed {

@@ -31,7 +31,8 @@ def deployed(stack_name: str, region: str) -> Stack:
     described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     parameters = {p["ParameterKey"]: p.get("ResolvedValue", p["ParameterValue"]) for p in described.get("Parameters", [])}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    stack = Stack(REPO / "template.yaml", parameters, name=stack_name)
+    account = described["StackId"].split(":")[4]
+    stack = Stack(REPO / "template.yaml", parameters, name=stack_name, region=region, account=account)
     pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
     for page in pages:
         for resource in page["StackResourceSummaries"]:

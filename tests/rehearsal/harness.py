@@ -12,7 +12,7 @@ credentials, AWS_LAMBDA_*), then the template's Globals and the function's Envir
 every !Ref, !GetAtt, !Sub and !If resolved against the parameters and the resources made here.
 A reference the template makes that this stand-in cannot resolve is an error, and so is a
 variable the code needs that the template does not give (the function fails its cold start).
-Two variables are added for the stand-in, and only these (TEST_ENV): AWS_ENDPOINT_URL, which
+Two variables are added for the stand-in, and only these (STAND_IN_ENV): AWS_ENDPOINT_URL, which
 points the SDK at moto's server, and SSL_CERT_FILE, the test CA a webhook receiver's
 certificate is signed with (Lambda trusts the public CAs; here the receiver is on this machine).
 """
@@ -53,6 +53,14 @@ GATEWAY_BODY_LIMIT = 10 * 1024 * 1024
 LAMBDA_EVENT_LIMIT = 6 * 1024 * 1024
 # The role's session, as Lambda hands it over; moto checks no signature.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIAREHEARSAL", "AWS_SECRET_ACCESS_KEY": "rehearsal", "AWS_SESSION_TOKEN": "rehearsal"}
+# What the stand-in adds to a function's environment, and nothing else (the docstring says why).
+STAND_IN_ENV = ("AWS_ENDPOINT_URL", "SSL_CERT_FILE")
+# Lambda's reserved variables: a template may not set them (Lambda refuses such a deploy).
+RESERVED_ENV = ("_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+                "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+                "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+                "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR")
 
 
 class Unresolvable(Exception):
@@ -94,9 +102,10 @@ class Function:
 class Stack:
     """template.yaml with its parameters, and the physical names of its resources."""
 
-    def __init__(self, template: Path, parameters: dict[str, str], name: str = "sealpost") -> None:
+    def __init__(self, template: Path, parameters: dict[str, str], name: str = "sealpost", region: str = REGION,
+                 account: str = ACCOUNT) -> None:
         self.doc = cfn_yaml.load(str(template))
-        self.name = name
+        self.name, self.region, self.account = name, region, account
         self.parameters: dict[str, str] = {}
         for key, spec in self.doc.get("Parameters", {}).items():
             if key in parameters:
@@ -108,10 +117,15 @@ class Stack:
         unknown = set(parameters) - set(self.parameters)
         if unknown:
             raise Unresolvable(f"no such parameters in the template: {', '.join(sorted(unknown))}")
-        self.resources: dict = self.doc["Resources"]
+        # Only the resources whose Condition holds, as CloudFormation makes them.
+        self.all_resources: dict = self.doc["Resources"]
+        self.resources: dict = {}
         self.globals: dict = self.doc.get("Globals", {}).get("Function", {})
         self.physical: dict[str, str] = {}
         self.attributes: dict[tuple[str, str], str] = {}  # (logical id, attribute) -> value
+        for logical, resource in self.all_resources.items():
+            if "Condition" not in resource or self.condition(resource["Condition"]):
+                self.resources[logical] = resource
         suffix = secrets.token_hex(6).upper()
         for logical, resource in self.resources.items():
             self.physical[logical] = self._physical_name(logical, resource, suffix)
@@ -157,9 +171,9 @@ class Stack:
         raise Unresolvable(f"a condition this stand-in cannot evaluate: {node!r}")
 
     def pseudo(self, name: str) -> str | object:
-        values = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": self.name,
+        values = {"AWS::Region": self.region, "AWS::AccountId": self.account, "AWS::StackName": self.name,
                   "AWS::Partition": PARTITION, "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE,
-                  "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.name}/rehearsal"}
+                  "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account}:stack/{self.name}/rehearsal"}
         if name not in values:
             raise Unresolvable(f"pseudo parameter {name}")
         return values[name]
@@ -170,14 +184,17 @@ class Stack:
         if name in self.parameters:
             return self.parameters[name]
         if name not in self.resources:
-            raise Unresolvable(f"!Ref {name}: no such parameter or resource")
+            why = "its Condition is false here" if name in self.all_resources else "no such parameter or resource"
+            raise Unresolvable(f"!Ref {name}: {why}")
         kind, physical = self.resources[name]["Type"], self.physical[name]
         if kind == "AWS::SQS::Queue":
-            return self.attributes.get((name, "QueueUrl")) or f"http://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{physical}"
+            return self.attributes.get((name, "QueueUrl")) or f"https://sqs.{self.region}.amazonaws.com/{self.account}/{physical}"
+        if physical.startswith("arn:"):  # a deployed stack's (infra/env-vars --stack)
+            return physical
         if kind == "AWS::SNS::Topic":
-            return f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+            return f"arn:aws:sns:{self.region}:{self.account}:{physical}"
         if kind == "AWS::IAM::ManagedPolicy":
-            return f"arn:aws:iam::{ACCOUNT}:policy/{physical}"
+            return f"arn:aws:iam::{self.account}:policy/{physical}"
         if kind in ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SES::ConfigurationSet", "AWS::Logs::LogGroup",
                     "AWS::Serverless::Function", "AWS::IAM::Role"):
             return physical
@@ -187,15 +204,18 @@ class Stack:
         if (name, attribute) in self.attributes:
             return self.attributes[(name, attribute)]
         if name not in self.resources:
-            raise Unresolvable(f"!GetAtt {name}.{attribute}: no such resource")
+            why = "its Condition is false here" if name in self.all_resources else "no such resource"
+            raise Unresolvable(f"!GetAtt {name}.{attribute}: {why}")
         kind, physical = self.resources[name]["Type"], self.physical[name]
-        arns = {"AWS::DynamoDB::Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{physical}",
+        r, a = self.region, self.account
+        arns = {"AWS::DynamoDB::Table": f"arn:aws:dynamodb:{r}:{a}:table/{physical}",
                 "AWS::S3::Bucket": f"arn:aws:s3:::{physical}",
-                "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{physical}",
-                "AWS::Serverless::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{physical}",
-                "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"}
+                "AWS::SQS::Queue": f"arn:aws:sqs:{r}:{a}:{physical}",
+                "AWS::Serverless::Function": f"arn:aws:lambda:{r}:{a}:function:{physical}"}
         if attribute == "Arn" and kind in arns:
             return arns[kind]
+        if (kind, attribute) == ("AWS::SNS::Topic", "TopicArn"):
+            return self.ref(name)
         if (kind, attribute) == ("AWS::SQS::Queue", "QueueName"):
             return physical
         if (kind, attribute) == ("AWS::CloudFront::Distribution", "DomainName"):
@@ -219,7 +239,10 @@ class Stack:
                     return self._sub(arg)
                 if fn == "Fn::Join":
                     separator, items = arg
-                    return separator.join(str(self.resolve(i)) for i in items)
+                    items = self.resolve(items)
+                    if not isinstance(items, list):
+                        raise Unresolvable(f"Fn::Join over {items!r}, not a list")
+                    return separator.join(str(i) for i in items)
                 if fn == "Fn::Select":
                     index, items = arg
                     return self.resolve(self.resolve(items)[int(index)])
@@ -259,6 +282,8 @@ class Stack:
             props = resource.get("Properties") or {}
             handler = props.get("Handler", self.globals.get("Handler"))
             code_uri = props.get("CodeUri", self.globals.get("CodeUri"))
+            if handler in out:
+                raise Unresolvable(f"{logical} and {out[handler].logical_id} have the same Handler {handler!r}")
             out[handler] = Function(logical, handler, props, int(props.get("Timeout", self.globals.get("Timeout", 3))),
                                     int(props.get("MemorySize", self.globals.get("MemorySize", 128))), str(code_uri))
         return out
@@ -274,6 +299,8 @@ class Stack:
                 continue
             if isinstance(value, (dict, list)):
                 raise Unresolvable(f"{function.handler}: {key} is not a string: {value!r}")
+            if key in RESERVED_ENV:
+                raise Unresolvable(f"{function.handler}: {key} is Lambda's own; a template may not set it")
             out[key] = str(value).lower() if isinstance(value, bool) else str(value)
         return out
 
@@ -336,8 +363,11 @@ class Stack:
                 self.attributes[(logical, "QueueUrl")] = url
             elif kind == "AWS::SES::ConfigurationSet":
                 sesv2.create_configuration_set(ConfigurationSetName=name)
-        sesv2.create_email_identity(EmailIdentity=self.parameters["SenderEmail"])
-        ssm.put_parameter(Name=self.parameters["PepperParameterName"], Type="SecureString", Value=pepper_b64)
+        try:
+            sesv2.create_email_identity(EmailIdentity=self.parameters["SenderEmail"])
+        except sesv2.exceptions.AlreadyExistsException:
+            pass
+        ssm.put_parameter(Name=self.parameters["PepperParameterName"], Type="SecureString", Value=pepper_b64, Overwrite=True)
 
     def resource_of_type(self, kind: str, logical: str | None = None) -> str:
         found = [k for k, r in self.resources.items() if r["Type"] == kind and (logical is None or k == logical)]
@@ -538,6 +568,9 @@ class Lambda:
         self.stack, self.artifacts, self.runner, self.moto_url = stack, artifacts, runner, moto_url
         self.log_dir = log_dir
         self.extra_env = extra_env or {}
+        unexpected = set(self.extra_env) - set(STAND_IN_ENV)
+        if unexpected:
+            raise Unresolvable(f"the stand-in adds only {', '.join(STAND_IN_ENV)}, not {', '.join(sorted(unexpected))}")
         self.functions = stack.functions()
         self.instances: dict[str, Instance] = {}
         self.lock = threading.Lock()
@@ -555,15 +588,20 @@ class Lambda:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{physical}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": self.log_group(function),
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             **CREDENTIALS,
         }
 
+    def log_group(self, function: Function) -> str:
+        """The function's log group: its LoggingConfig's, else Lambda's default."""
+        group = (function.properties.get("LoggingConfig") or {}).get("LogGroup")
+        return str(self.stack.resolve(group)) if group else f"/aws/lambda/{self.stack.physical[function.logical_id]}"
+
     def environment(self, function: Function) -> dict[str, str]:
-        """Lambda's own variables, the template's, then the stand-in's (TEST_ENV)."""
+        """Lambda's own variables, the template's, then the stand-in's (STAND_IN_ENV)."""
         return {**self.lambda_own(function), **self.stack.environment(function), "AWS_ENDPOINT_URL": self.moto_url,
                 **self.extra_env}
 

@@ -46,12 +46,21 @@ class FileEnvironment(Lambda):
         missing = [k for k in self.stack.environment(function) if k not in own]
         if missing:
             raise Unresolvable(f"{function.logical_id} in the env-vars file lacks {', '.join(missing)}")
-        if "AWS_ACCESS_KEY_ID" not in os.environ:
-            raise Unresolvable("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN): "
-                               "Lambda hands a function its role's credentials; here they are yours")
-        shell = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                            "AWS_ENDPOINT_URL") if k in os.environ}
-        region = os.environ.get("AWS_REGION", REGION)
+        # Lambda hands a function its role's credentials; here they are this shell's, found as
+        # the AWS CLI finds them (variables, AWS_PROFILE, SSO, ...).
+        import boto3
+
+        found = boto3.Session().get_credentials()
+        if found is None:
+            raise Unresolvable("no AWS credentials in this shell (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+                               "AWS_SECRET_ACCESS_KEY)")
+        frozen = found.get_frozen_credentials()
+        shell = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+        if frozen.token:
+            shell["AWS_SESSION_TOKEN"] = frozen.token
+        if "AWS_ENDPOINT_URL" in os.environ:
+            shell["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+        region = os.environ.get("AWS_REGION") or boto3.Session().region_name or REGION
         base = {k: v for k, v in self.lambda_own(function).items() if k != "AWS_SESSION_TOKEN"}
         return {**base, "AWS_REGION": region, "AWS_DEFAULT_REGION": region, **shell, **own}
 

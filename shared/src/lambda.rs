@@ -29,10 +29,13 @@ pub const WEBHOOK_FANOUT_USES: Uses = Uses::NOTHING;
 pub const WEBHOOK_SENDER_USES: Uses = Uses::KEYS.and(Uses::WEBHOOK_POSTS);
 /// The TTL cleanup deletes documents (and builds no service).
 pub const CLEANUP_USES: Uses = Uses::DOCUMENT_DELETION;
+/// The send worker moves uploads into place and archives them (deleting what fails), makes
+/// an `sms` share's code and notifies the patient.
+pub const SEND_WORKER_USES: Uses = Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
 
 /// The functions that serve no API route, by handler name (the route functions are
 /// [`Route::function_name`]'s).
-pub const EVENT_FUNCTIONS: [&str; 5] = ["sweep", "cleanup", "webhook-fanout", "webhook-sender", "feedback"];
+pub const EVENT_FUNCTIONS: [&str; 6] = ["sweep", "cleanup", "webhook-fanout", "webhook-sender", "feedback", "send-worker"];
 
 /// Every function's handler name, as template.yaml must name them: the route functions, then
 /// [`EVENT_FUNCTIONS`].
@@ -63,6 +66,7 @@ async fn serve_named(name: &str) -> Result<(), Error> {
         "webhook-fanout" => Box::pin(serve_webhook_fanout()),
         "webhook-sender" => Box::pin(serve_webhook_sender()),
         "feedback" => Box::pin(serve_feedback()),
+        "send-worker" => Box::pin(serve_send_worker()),
         route if !Route::of_function(route).is_empty() => Box::pin(serve_function(route)),
         other => {
             return Err(
@@ -83,6 +87,7 @@ pub fn function_uses(name: &str) -> Option<Uses> {
         "webhook-fanout" => Some(WEBHOOK_FANOUT_USES),
         "webhook-sender" => Some(WEBHOOK_SENDER_USES),
         "cleanup" => Some(CLEANUP_USES),
+        "send-worker" => Some(SEND_WORKER_USES),
         _ => {
             let routes = Route::of_function(name);
             (!routes.is_empty()).then(|| Route::uses_of(&routes))
@@ -109,6 +114,9 @@ pub fn function_router(name: &str, config: &AwsConfig, clients: &Clients, clock:
 pub async fn serve_function(name: &str) -> Result<(), Error> {
     crate::telemetry::init();
     let config = AwsConfig::from_env()?;
+    if Route::uses_of(&Route::of_function(name)).has(Uses::SENDS) && config.send_queue_url.is_none() {
+        return Err("SEND_QUEUE_URL is not set".into());
+    }
     let clients = Clients::from_lambda_env()?;
     let router =
         function_router(name, &config, &clients, Arc::new(SystemClock)).ok_or_else(|| format!("no route is served by {name}"))?;
@@ -293,6 +301,37 @@ pub fn queued_messages(event: SqsEvent) -> Vec<QueuedMessage> {
         .collect()
 }
 
+/// Fed by the send queue (FIFO, one message at a time, `ReportBatchItemFailures`): the work
+/// each `send` queued ([`Service::finish_send`]).
+pub async fn serve_send_worker() -> Result<(), Error> {
+    let (service, _) = function_service(SEND_WORKER_USES)?;
+    let service = &service;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let failed = work_sends(service, &queued_messages(event.payload)).await;
+        let failures = failed.into_iter().map(|item_identifier| ItemFailure { item_identifier }).collect();
+        Ok::<_, Error>(SqsBatchResponse { batch_item_failures: failures })
+    }))
+    .await
+}
+
+/// Works the share each message names (its body is the share's id); answers the ids of the
+/// messages that failed, which SQS offers again (and, after five, leaves in the dead-letter
+/// queue). A message that names no share is done.
+pub async fn work_sends(service: &Service, messages: &[QueuedMessage]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for m in messages {
+        let Some(id) = crate::domain::ShareId::parse(m.body.trim()) else {
+            tracing::warn!(message_id = %m.message_id, "a send message that names no share: dropped");
+            continue;
+        };
+        if let Err(e) = service.finish_send(&id).await {
+            tracing::error!(share_id = %id, error = %e, attempt = m.receive_count, "sending a share failed; SQS retries it");
+            failed.push(m.message_id.clone());
+        }
+    }
+    failed
+}
+
 /// SES bounce and complaint notifications (SNS) and SNS SMS delivery failures (CloudWatch
 /// Logs) become `email_bounced` and `sms_delivery_failed` events (see `crate::feedback`).
 pub async fn serve_feedback() -> Result<(), Error> {
@@ -329,7 +368,7 @@ mod tests {
     #[test]
     fn every_function_name_is_served_with_what_it_uses() {
         let names = function_names();
-        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names.len(), 18, "{names:?}");
         for name in names {
             assert!(function_uses(name).is_some(), "{name}");
             assert!(EVENT_FUNCTIONS.contains(&name) == Route::of_function(name).is_empty(), "{name}: routes or events, not both");

@@ -249,6 +249,16 @@ pub trait MailSender: Send + Sync {
     async fn send_mail(&self, mail: &Mail) -> PortResult<Sent>;
 }
 
+/// Where `send` leaves the work of a share sent after upload (`Service::finish_send`): the
+/// embedded backend's background task, SQS and its worker function on AWS. At least once: the
+/// work is done once however often a share is queued (it acts only on a `sending` share).
+#[async_trait]
+pub trait SendQueue: Send + Sync {
+    /// Queues the work of `share`, `sending` since its write of `version`: the same send
+    /// queued twice may be kept once.
+    async fn enqueue(&self, share: &ShareId, version: u64) -> PortResult<()>;
+}
+
 /// A webhook POST as it goes out: the exact body and the headers (signature included).
 #[derive(Debug, Clone)]
 pub struct WebhookRequest {
@@ -315,7 +325,7 @@ impl Clock for ManualClock {
 /// held to this by `tests/api/pepper.rs`); the others are [`NotGranted`]. `sealpost serve` uses
 /// everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Uses(u8);
+pub struct Uses(u16);
 
 impl Uses {
     pub const NOTHING: Uses = Uses(0);
@@ -335,7 +345,11 @@ impl Uses {
     pub const DOCUMENT_LINKS: Uses = Uses(1 << 5);
     /// A share's documents deleted ([`BlobStore::delete_prefix`]).
     pub const DOCUMENT_DELETION: Uses = Uses(1 << 6);
-    pub const EVERYTHING: Uses = Uses((1 << 7) - 1);
+    /// [`SendQueue`] (SQS): the work of a `send` left to the worker.
+    pub const SENDS: Uses = Uses(1 << 7);
+    /// The size of a stored or uploaded document, nothing else ([`BlobStore::size`]: a HEAD).
+    pub const DOCUMENT_SIZES: Uses = Uses(1 << 8);
+    pub const EVERYTHING: Uses = Uses((1 << 9) - 1);
 
     /// Both sets.
     pub const fn and(self, other: Uses) -> Uses {
@@ -388,7 +402,7 @@ impl<B: BlobStore + ?Sized> BlobStore for OnlyBlobs<B> {
         self.inner.create(key).await
     }
     async fn size(&self, key: &str) -> PortResult<Option<u64>> {
-        if !self.allows(Uses::DOCUMENTS) {
+        if !self.allows(Uses::DOCUMENTS) && !self.allows(Uses::DOCUMENT_SIZES) {
             return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.size(key).await
@@ -433,6 +447,7 @@ impl NotGranted {
     pub const SMS: NotGranted = NotGranted("an SMS sender");
     pub const EMAIL: NotGranted = NotGranted("an email sender");
     pub const WEBHOOK_POSTS: NotGranted = NotGranted("a webhook client");
+    pub const SENDS: NotGranted = NotGranted("the send queue");
 
     pub fn error(self) -> PortError {
         PortError::Other(format!("this function is not granted {}", self.0))
@@ -477,6 +492,13 @@ impl SmsSender for NotGranted {
 #[async_trait]
 impl MailSender for NotGranted {
     async fn send_mail(&self, _: &Mail) -> PortResult<Sent> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl SendQueue for NotGranted {
+    async fn enqueue(&self, _: &ShareId, _: u64) -> PortResult<()> {
         Err(self.error())
     }
 }

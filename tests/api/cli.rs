@@ -90,6 +90,8 @@ fn local(v: &Value) -> String {
 #[tokio::test]
 async fn send_puts_small_files_inline_uploads_large_ones_and_status_shows_the_timeline() {
     let app = TestApp::spawn().await;
+    // The CLI waits for the archive: the worker runs as it would beside a server.
+    app.start_send_task();
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("Befund.pdf");
     let large = dir.path().join("Scan.jpg");
@@ -217,6 +219,7 @@ async fn manual_auth_prints_the_code_that_opens_the_share() {
 #[tokio::test]
 async fn a_retry_with_the_same_idempotency_key_sends_nothing_twice() {
     let app = TestApp::spawn().await;
+    app.start_send_task();
     let dir = tempfile::tempdir().unwrap();
     let (small, large) = (dir.path().join("Rechnung.pdf"), dir.path().join("Scan.pdf"));
     std::fs::write(&small, PDF).unwrap();
@@ -298,4 +301,23 @@ async fn an_unreachable_api_is_named_and_a_missing_file_is_refused_before_any_ca
     let out = sealpost(args(&["status", "abc", "--api", &app.base_url, "--key", "sp_live_wrong"])).await;
     let err = assert_failed_cleanly(&out);
     assert!(err.contains("unauthorized"), "{err}");
+}
+
+#[tokio::test]
+async fn send_no_wait_returns_once_the_share_is_queued() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("Scan.pdf");
+    std::fs::write(&large, scan_bytes(20_000)).unwrap();
+    let mut cmd = args(&["send", "--no-wait", "--inline-limit", "10000"]);
+    cmd.extend(api_args(&app));
+    cmd.extend(args(&["--to-email", EMAIL, "--to-phone", PHONE]));
+    cmd.push(large.display().to_string());
+    let out = sealpost(cmd).await;
+    assert_success(&out);
+    assert_eq!(line_value(&stdout(&out), "status"), "sending");
+    assert!(app.sent_sms().await.is_empty(), "nobody notified yet");
+    app.process_sends().await;
+    assert_eq!(get_share(&app, &line_value(&stdout(&out), "id")).await["status"], "active");
+    assert_eq!(app.sent_sms().await.len(), 1);
 }

@@ -1,5 +1,5 @@
 //! Every file in `events/` runs through its function's handler, so the sample events (for
-//! `cargo lambda invoke --data-file`, or `sam local invoke` where Docker exists) never rot: an
+//! `infra/invoke`, or `sam local invoke` where Docker exists) never rot: an
 //! API Gateway HTTP API (payload 2.0) event must reach its route's handler, not the fallback,
 //! and the stream and schedule events must do their work.
 
@@ -171,6 +171,18 @@ async fn the_sender_event_carries_a_delivery() {
     // Its endpoint does not exist here: the delivery is dropped, not retried.
     let app = TestApp::spawn().await;
     assert_eq!(app.service.deliver(&delivery, 0).await, sealpost::service::Delivered::Dropped);
+}
+
+#[tokio::test]
+async fn the_send_worker_event_names_a_share() {
+    let event: sealpost::lambda::SqsEvent = serde_json::from_str(&read_event("send-worker")).unwrap();
+    let messages = sealpost::lambda::queued_messages(event);
+    let message = &messages[0];
+    assert!(sealpost::domain::ShareId::parse(&message.body).is_some(), "the body is a share id: {}", message.body);
+    assert_eq!(message.group_id, message.body, "one group per share");
+    // No such share here: the message is done, not retried.
+    let app = TestApp::spawn().await;
+    assert_eq!(sealpost::lambda::work_sends(&app.service, &messages).await, Vec::<String>::new());
 }
 
 #[tokio::test]

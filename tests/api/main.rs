@@ -20,5 +20,6 @@ mod pepper;
 mod restart;
 mod revoke;
 mod self_service;
+mod sending;
 mod upload;
 mod webhooks;

@@ -72,6 +72,7 @@ fn only_the_functions_that_need_the_pepper_may_read_it() {
             "request-code",
             "resend-share",
             "send-share",
+            "send-worker",
             "verify-code",
             "webhook-sender",
             "webhooks"
@@ -97,7 +98,7 @@ fn only_the_functions_that_notify_may_send_sms_and_email() {
 /// S3 (moto does not check IAM, so only this catches a missing grant before a deployment does):
 /// storing documents needs put, get (reading back, HEAD), abort (multipart) and delete (an
 /// upload is moved into place by copy + delete); deleting a share's documents needs list and
-/// delete; signing download links, get. Listing is also what turns a GET of a missing key into
+/// delete; signing download links, get; a size, get (a HEAD is a GET) and list. Listing is also what turns a GET of a missing key into
 /// a 404 rather than a 403.
 #[test]
 fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
@@ -113,6 +114,9 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
         }
         if uses.has(Uses::DOCUMENT_LINKS) {
             needed.push("s3:GetObject");
+        }
+        if uses.has(Uses::DOCUMENT_SIZES) {
+            needed.extend(["s3:GetObject", "s3:ListBucket"]);
         }
         needed.sort_unstable();
         needed.dedup();
@@ -145,7 +149,8 @@ const TABLE_WRITES: &[(&str, Writes)] = &[
     // The share changed, and notified: message ids, the SMS day counter (taken, given back).
     ("request-code", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     ("resend-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
-    ("send-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
+    ("send-share", &[("UpdateItem", &["SHARE#*"])]),
+    ("send-worker", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     // A provider's report becomes an event of its share.
     ("feedback", &[("PutItem", &["SHARE#*"])]),
     // Endpoints and their health items sit in the practice's partition.
@@ -233,4 +238,23 @@ fn template_and_functions() -> (String, Vec<String>) {
     let mut functions: Vec<String> = sealpost::lambda::function_names().into_iter().map(String::from).collect();
     functions.sort();
     (template, functions)
+}
+
+/// Only the functions built with the send queue may queue sends, and only there: the queue's
+/// messages start the worker's work on a share, which nothing else may trigger.
+#[test]
+fn only_the_functions_that_queue_sends_may_send_to_the_send_queue() {
+    let (template, functions) = template_and_functions();
+    for name in &functions {
+        let to_queue: Vec<Vec<String>> = sealpost_tests::gateway::function_statements(&template, name)
+            .into_iter()
+            .filter(|s| s.effect == "Allow" && s.resources.iter().any(|r| r.contains("SendQueue")))
+            .map(|s| s.actions)
+            .collect();
+        if uses(name).has(Uses::SENDS) {
+            assert_eq!(to_queue, [["sqs:SendMessage"]], "{name}");
+        } else {
+            assert!(to_queue.is_empty(), "{name} may use the send queue: {to_queue:?}");
+        }
+    }
 }

@@ -56,13 +56,27 @@ async fn upload_then_send_notifies_and_serves_the_bytes() {
         }
     }
 
-    let sent = send(&app, &id).await.ok(200);
+    // `send` answers before the archive is built: the share is `sending`, nobody is notified,
+    // no archive exists and the patient still sees nothing.
+    let sent = send(&app, &id).await.ok(202);
     assert_eq!(sent["id"], id.as_str());
-    assert_eq!(sent["status"], "active");
-    assert_eq!(sent["notifications"]["email"]["status"], "sent");
-    assert_eq!(sent["notifications"]["sms"]["status"], "sent");
+    assert_eq!(sent["status"], "sending");
+    assert!(sent.get("notifications").is_none_or(Value::is_null), "{sent}");
+    assert!(app.sent_sms().await.is_empty());
+    assert!(app.sent_emails().await.is_empty());
+    assert_eq!(get_share(&app, &id).await["status"], "sending");
+    assert!(!stored_keys(&app, &id).await.contains(&"archive.zip".to_owned()), "no archive yet");
+    public_get(&app, &id).await.err(404, "not_found");
+    // Sent again meanwhile: 202 again, nothing started twice.
+    assert_eq!(send(&app, &id).await.ok(202)["status"], "sending");
+
+    assert!(app.process_sends().await >= 1);
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "active");
+    assert_eq!(count_events(&view, "archive_ready"), 1);
     assert_eq!(app.sent_sms().await.len(), 1);
     assert_eq!(app.sent_emails().await.len(), 1);
+    assert_eq!(app.process_sends().await, 0, "nothing left to do");
 
     let code = last_code(&app).await;
     let verified = verify_ok(&app, &id, &code).await;
@@ -96,12 +110,17 @@ async fn wrong_bytes_keep_the_share_waiting() {
 
     // Nothing uploaded yet.
     send(&app, &id).await.invalid("documents[0]");
-    // Same size, other bytes.
+    // Same size, other bytes: only the worker reads them, and sends the share back.
     let mut wrong = bytes.clone();
     wrong[100] ^= 0xff;
     let put = put_url(&app, &upload_url, &wrong).await;
     assert!((200..300).contains(&put.status), "{} {}", put.status, put.text());
-    send(&app, &id).await.invalid("documents[0]");
+    send(&app, &id).await.ok(202);
+    app.process_sends().await;
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "awaiting_upload");
+    let rejected = view["events"].as_array().unwrap().iter().find(|e| e["type"] == "upload_rejected").expect("upload_rejected");
+    assert_eq!(rejected["data"], json!({"document_id": share["documents"][0]["id"], "reason": "sha256_mismatch"}));
     // Other size.
     let put = put_url(&app, &upload_url, &bytes[..1000]).await;
     if (200..300).contains(&put.status) {
@@ -115,14 +134,16 @@ async fn wrong_bytes_keep_the_share_waiting() {
     // The right bytes fix it.
     let put = put_url(&app, &upload_url, &bytes).await;
     assert!((200..300).contains(&put.status));
-    send(&app, &id).await.ok(200);
+    send_and_work(&app, &id).await;
+    assert_eq!(get_share(&app, &id).await["status"], "active");
     assert_eq!(app.sent_sms().await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
-    // `send` hashes the uploads as it writes the archive: the second document's bytes are
-    // wrong, so no archive may be left, the wrong bytes are removed, the right ones kept.
+    // The worker hashes the uploads as it writes the archive: the second document's bytes are
+    // wrong, so no archive may be left (nor, on S3, an open multipart upload), the wrong bytes
+    // are removed, the right ones kept, and the share waits for the upload again.
     let app = TestApp::spawn().await;
     let first = big_bytes();
     let mut second = big_bytes();
@@ -137,9 +158,18 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     wrong[5000] ^= 0x01;
     put_url(&app, &url(1), &wrong).await;
 
-    let refused = send(&app, &id).await;
-    assert!(refused.invalid("documents[1]")["error"]["message"].as_str().unwrap().contains("sha256"), "{}", refused.text());
+    send(&app, &id).await.ok(202);
+    app.process_sends().await;
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "awaiting_upload");
+    assert_eq!(count_events(&view, "upload_rejected"), 1);
+    let rejected = view["events"].as_array().unwrap().iter().find(|e| e["type"] == "upload_rejected").unwrap();
+    assert_eq!(rejected["data"], json!({"document_id": share["documents"][1]["id"], "reason": "sha256_mismatch"}));
     assert_eq!(stored_names(&app, &id).await, [share["documents"][0]["id"].as_str().unwrap()], "only the right document stays");
+    if let Some((clients, config)) = app.aws_parts() {
+        let uploads = clients.s3().list_multipart_uploads().bucket(&config.bucket).send().await.expect("list uploads");
+        assert!(uploads.uploads().iter().all(|u| !u.key().unwrap_or_default().contains(&id)), "no open multipart upload");
+    }
     // Removed: it has to come again.
     let again = send(&app, &id).await;
     assert!(
@@ -150,8 +180,8 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     assert!(app.sent_sms().await.is_empty());
 
     put_url(&app, &url(1), &second).await;
-    let sent = send(&app, &id).await.ok(200);
-    assert_eq!(sent["status"], "active");
+    send_and_work(&app, &id).await;
+    assert_eq!(get_share(&app, &id).await["status"], "active");
     let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
     let entries = downloaded_archive(&app, &id, &token).await;
     assert_eq!(entries.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["eins.pdf", "zwei.txt"]);
@@ -184,7 +214,7 @@ async fn an_archive_of_many_parts_holds_every_byte_in_order() {
         let put = put_url(&app, share["documents"][i]["upload_url"].as_str().unwrap(), bytes).await;
         assert!((200..300).contains(&put.status), "upload {i}: {} {}", put.status, put.text());
     }
-    send(&app, &id).await.ok(200);
+    send_and_work(&app, &id).await;
     let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
     let archive = archive_link(&app, &id, Some(&token)).await.ok(200);
     let zip = fetch_url(&app, archive["url"].as_str().unwrap()).await;
@@ -207,7 +237,7 @@ async fn a_mix_of_inline_and_large_names_the_missing_one() {
     let url = share["documents"][1]["upload_url"].as_str().expect("upload_url for the large one").to_owned();
     send(&app, &id).await.invalid("documents[1]");
     put_url(&app, &url, &bytes).await;
-    send(&app, &id).await.ok(200);
+    send_and_work(&app, &id).await;
     let verified = verify_ok(&app, &id, &last_code(&app).await).await;
     assert_eq!(verified["documents"].as_array().unwrap().len(), 2);
 }
@@ -278,10 +308,11 @@ async fn a_manual_share_with_a_large_document_answers_its_code_on_send() {
     assert_eq!(share["status"], "awaiting_upload");
     let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
     put_url(&app, &url, &bytes).await;
-    let sent = send(&app, &id_of(&share)).await.ok(200);
-    assert_eq!(sent["status"], "active");
+    let sent = send(&app, &id_of(&share)).await.ok(202);
+    assert_eq!(sent["status"], "sending");
     let code = sent["code"].as_str().or(share["code"].as_str()).expect("the manual code, on create or on send").to_owned();
-    assert!(sent["notifications"].get("sms").is_none(), "{sent}");
+    app.process_sends().await;
+    assert_eq!(get_share(&app, &id_of(&share)).await["status"], "active");
     assert!(app.sent_sms().await.is_empty());
     assert_eq!(app.sent_emails().await.len(), 1);
     verify_ok(&app, &id_of(&share), &code).await;
@@ -298,7 +329,7 @@ async fn a_late_upload_cannot_change_a_sent_document() {
     let id = id_of(&share);
     let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
     put_url(&app, &url, &bytes).await;
-    send(&app, &id).await.ok(200);
+    send_and_work(&app, &id).await;
 
     let mut other = bytes.clone();
     other[0] ^= 0xff;
@@ -309,6 +340,12 @@ async fn a_late_upload_cannot_change_a_sent_document() {
     let doc_id = share["documents"][0]["id"].as_str().unwrap().to_owned();
     let link = document_link(&app, &id, &doc_id, Some(&token)).await.ok(200);
     assert!(fetch_url(&app, link["url"].as_str().unwrap()).await.bytes == bytes, "the checked bytes are served");
+}
+
+/// `send`, answered `202`, then the worker's run.
+async fn send_and_work(app: &TestApp, id: &str) {
+    assert_eq!(send(app, id).await.ok(202)["status"], "sending");
+    assert!(app.process_sends().await >= 1);
 }
 
 /// The keys of a share's blobs below its prefix (`doc_…`, `archive.zip`, `uploads/doc_…`),

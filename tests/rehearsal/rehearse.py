@@ -8,7 +8,8 @@ network of its own); any failure exits 1 and says which step, with the function'
 The steps: a practice made with the operator's CLI (infra/README.md, step 6); a share created
 inline (SMS and email in moto's record), opened, a wrong and a right code, a document and the
 archive downloaded from moto's S3 through their signed URLs, a resend, the practice's view of
-it, a revoke; a share created with an upload URL, uploaded and sent; a webhook endpoint, the
+it, a revoke; a share created with an upload URL, uploaded, sent (202) and worked by
+`send-worker` from the send queue; a webhook endpoint, the
 table's stream through `webhook-fanout` (the template's filter applied) and the queue through
 `webhook-sender` to an HTTPS receiver (signature checked); an SES bounce through `feedback`;
 a scheduled `sweep`; a TTL removal through `cleanup` (its objects gone); the operator's smoke
@@ -218,6 +219,8 @@ class Rehearsal:
     # -- the steps -----------------------------------------------------------------------------
 
     def run(self) -> None:
+        with self.step("the artifacts need no newer glibc than provided.al2023's (2.34)"):
+            self.check_glibc()
         with self.step("a practice and its key, with the operator's CLI"):
             self.make_practice()
         pdf = b"%PDF-1.4 rehearsal " + secrets.token_bytes(2048)
@@ -283,7 +286,7 @@ class Rehearsal:
             check(len(self.sms_to(PHONE)) == 2, "no SMS sent")
 
         big = secrets.token_bytes(300_000)
-        with self.step("create-share with an upload URL, the PUT to S3, then send-share"):
+        with self.step("create-share with an upload URL, the PUT to S3, send-share, the queue through send-worker"):
             made = self.expect(self.practice("POST", "/v1/shares", json={
                 "recipient": {"email": PATIENT, "phone": PHONE, "language": "fr"},
                 "documents": [{"filename": "Befund.pdf", "content_type": "application/pdf", "size": len(big),
@@ -294,8 +297,12 @@ class Rehearsal:
             put = self.http.put(upload, data=big, headers={"Content-Type": "application/pdf"}, timeout=60)
             check(put.status_code == 200, f"upload PUT: {put.status_code} {put.text[:200]}")
             sms_before = len(self.sms_to(PHONE))
-            sent = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/send"), 200, "send")
-            check(sent["status"] == "active", f"sent: {sent['status']}")
+            sent = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/send"), 202, "send")
+            check(sent["status"] == "sending", f"sending: {sent['status']}")
+            check(len(self.sms_to(PHONE)) == sms_before, "no SMS before the archive is built")
+            check(self.pump_sends() == 1, "one share worked by send-worker")
+            view = self.expect(self.practice("GET", f"/v1/shares/{made['id']}"), 200, "the sent share")
+            check(view["status"] == "active" and "archive_ready" in [e["type"] for e in view["events"]], f"sent: {view['status']}")
             upload_code = self.code_from_latest_sms(sms_before)
             upload_id = made["id"]
             token = self.expect(self.api("POST", f"/v1/public/shares/{upload_id}/verify", json={"code": upload_code}), 200,
@@ -339,10 +346,21 @@ class Rehearsal:
             gone = self.api("GET", f"/v1/public/shares/{share_id}")
             check(gone.status_code == 410, f"public info after revoke: {gone.status_code}")
 
-        with self.step("sweep: the scheduled event"):
+        with self.step("sweep: the scheduled event expires a share whose link ran out"):
+            doomed = self.expect(self.practice("POST", "/v1/shares", json={
+                "recipient": {"email": PATIENT, "phone": PHONE},
+                "documents": [{"filename": "Rezept.pdf", "content_type": "application/pdf",
+                               "content_base64": base64.b64encode(pdf).decode()}],
+            }), 201, "create a share to expire")["id"]
+            check(self.objects(f"shares/{doomed}/"), "its documents are stored")
+            self.run_out(doomed)
             sweep = self.functions.functions["sweep"]
             answer = self.functions.invoke("sweep", schedule_event(self.stack, sweep))
-            check(isinstance(answer, dict) and isinstance(answer.get("expired"), int), f"sweep answered {answer}")
+            check(answer == {"expired": 1}, f"sweep answered {answer}")
+            check(not self.objects(f"shares/{doomed}/"), "the expired share's documents are deleted")
+            view = self.expect(self.practice("GET", f"/v1/shares/{doomed}"), 200, "the expired share")
+            check(view["status"] == "expired" and "expired_unread" in [e["type"] for e in view["events"]],
+                  f"expired: {view['status']}")
 
         with self.step("cleanup: a TTL removal deletes the share's objects"):
             check(self.objects(f"shares/{upload_id}/"), "the upload share has objects before")
@@ -387,6 +405,15 @@ class Rehearsal:
             finally:
                 wrong.stop()
 
+    def check_glibc(self) -> None:
+        """The artifact runs here against Debian's arm64 glibc; on Lambda, provided.al2023's
+        is 2.34. No symbol may need a newer one."""
+        bootstrap = next(self.args.artifacts.glob("*/bootstrap"))
+        versions = {tuple(map(int, v.split(b"."))) for v in re.findall(rb"GLIBC_(\d+\.\d+(?:\.\d+)?)", bootstrap.read_bytes())}
+        check(bool(versions), "the binary names the glibc versions it needs")
+        newest = max(versions)
+        check(newest <= (2, 34), f"the binary needs glibc {'.'.join(map(str, newest))}, provided.al2023 has 2.34")
+
     def make_practice(self) -> None:
         function = self.functions.functions["create-share"]
         env = self.functions.environment(function)
@@ -402,30 +429,59 @@ class Rehearsal:
         self.api_key = keys[0]
         self.secrets_seen.add(self.api_key)
 
+    def run_out(self, share_id: str) -> None:
+        """Makes a share's link have run out a minute ago, as its record would read then: the
+        stored share's expiry, and its place in the sweep's index (`gsi2sk`, shared/src/aws/dynamo.rs).
+        The functions run on the real clock; this is the one way to let time pass for them."""
+        key = {"pk": {"S": f"SHARE#{share_id}"}, "sk": {"S": "SHARE"}}
+        item = self.dynamodb.get_item(TableName=self.table, Key=key)["Item"]
+        body = json.loads(item["body"]["S"])
+        past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+        body["expires_at"] = past.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        item["body"] = {"S": json.dumps(body)}
+        item["gsi2sk"] = {"S": f"{int(past.timestamp() * 1_000_000):020}#{share_id}"}
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+
+    def drain(self, queue_logical: str, handler: str) -> int:
+        """A queue through the function its SQS event source feeds, in batches of the source's
+        BatchSize, until the queue is empty, as Lambda's poller does; answers how many messages."""
+        function = self.functions.functions[handler]
+        source = next(e for e in function.events.values() if e["Type"] == "SQS")
+        batch = int(source["Properties"].get("BatchSize", 10))
+        sqs = aws_client("sqs", self.moto.url)
+        queue = self.stack.ref(queue_logical)
+        worked = 0
+        for _ in range(50):
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=batch, AttributeNames=["All"]).get("Messages", [])
+            if not messages:
+                break
+            answer = self.functions.invoke(handler, sqs_event(self.stack, queue_logical, messages))
+            check(not answer.get("batchItemFailures"), f"{handler} asked for retries: {answer}")
+            for m in messages:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                worked += 1
+        return worked
+
+    def pump_sends(self) -> int:
+        """The send queue through send-worker."""
+        return self.drain("SendQueue", "send-worker")
+
     def pump_webhooks(self) -> int:
         """The stream through webhook-fanout (filtered as its event source filters), then the
         queue through webhook-sender, until the queue is empty: what Lambda's pollers do."""
         stream = TableStream(self.stack, self.moto.url)
         fanout = self.functions.functions["webhook-fanout"]
-        records = stream.filtered(fanout, stream.read())
+        every = stream.read()
+        records = stream.filtered(fanout, every)
         check(records, "the stream has records the fan-out takes")
+        # The template's filter passes new events only: not the shares' own changes.
+        check(len(records) < len(every), "the filter leaves out what the fan-out does not take")
+        check(all(r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["sk"]["S"].startswith("EVENT#") for r in records),
+              "only new events pass the filter")
         for start in range(0, len(records), 100):
             answer = self.functions.invoke("webhook-fanout", stream_event(records[start:start + 100]))
             check(not answer.get("batchItemFailures"), f"fan-out answered {answer}")
-        sqs = aws_client("sqs", self.moto.url)
-        queue = self.stack.ref("WebhookQueue")
-        sent = 0
-        for _ in range(50):
-            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-            if not messages:
-                break
-            answer = self.functions.invoke("webhook-sender", sqs_event(self.stack, "WebhookQueue", messages))
-            retry = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
-            check(not retry, f"the sender asked for retries: {answer}")
-            for m in messages:
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-                sent += 1
-        return sent
+        return self.drain("WebhookQueue", "webhook-sender")
 
     def cold_starts(self) -> None:
         rows = sorted((h, i.cold_start) for h, i in self.functions.instances.items() if i.cold_start)

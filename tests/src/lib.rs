@@ -57,6 +57,8 @@ enum Backend {
         practices: Arc<Mutex<Vec<PracticeId>>>,
         /// The webhook FIFO queue, and where each shard of the table's stream was read to.
         webhook_queue: String,
+        /// The send queue (FIFO), which `send` fills and `process_sends` works.
+        send_queue: String,
         stream_iterators: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Option<String>>>>,
         /// Every request the app's DynamoDB client sent.
         dynamodb_calls: DynamoDbCalls,
@@ -161,9 +163,17 @@ pub struct TestApp {
     backend: Backend,
     /// The embedded backend's webhook sender (`None` on AWS, where Lambda functions send).
     webhook_worker: Option<sealpost::embedded::WebhookWorker>,
+    /// The embedded backend's send worker (`None` on AWS: the `send-worker` function).
+    send_worker: Option<sealpost::embedded::SendWorker>,
     _tmp: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The embedded backend's background tasks, which tests run when they choose.
+struct Workers {
+    webhooks: sealpost::embedded::WebhookWorker,
+    sends: sealpost::embedded::SendWorker,
 }
 
 /// A fixed start so that tests read the same on any day.
@@ -215,9 +225,11 @@ impl TestApp {
             // Shared by every test's practices; creating it twice is refused, which is fine.
             let _ = sealpost::aws::provision::create_sender_identity(&clients, admin::DEFAULT_SENDER).await;
             let pepper = sealpost::domain::random_bytes::<32>().to_vec();
+            let send_queue = sealpost::aws::provision::create_send_queue(&clients, name).await.expect("send queue");
             let mut config = AwsConfig::new(name.to_owned(), name.to_owned(), base_url.clone(), pepper);
             // The tests' webhook receiver is plain HTTP on loopback, which AWS refuses otherwise.
             config.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
+            config.send_queue_url = Some(send_queue.clone());
             let (service, router, worker) = Self::aws_app(&config, &clients, &clock).await;
             let mut new = admin::NewPractice::named("Sealpost Demo").expect("name");
             new.policy = policy;
@@ -233,6 +245,7 @@ impl TestApp {
                 config,
                 practices: Arc::new(Mutex::new(vec![practice.id])),
                 webhook_queue,
+                send_queue,
                 stream_iterators: Arc::default(),
                 dynamodb_calls,
             };
@@ -255,7 +268,7 @@ impl TestApp {
         base_url: &str,
         api_key: &str,
         clock: &ManualClock,
-    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
+    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<Workers>) {
         let options = sealpost::embedded::Options {
             data_dir: tmp.path().to_path_buf(),
             public_url: base_url.to_owned(),
@@ -264,14 +277,14 @@ impl TestApp {
             outbox_route: true,
         };
         let app = sealpost::embedded::build(options, Arc::new(clock.clone())).await.expect("embedded app");
-        (app.service, app.router, Some(app.webhooks))
+        (app.service, app.router, Some(Workers { webhooks: app.webhooks, sends: app.sends }))
     }
 
     async fn aws_app(
         config: &AwsConfig,
         clients: &Clients,
         clock: &ManualClock,
-    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<sealpost::embedded::WebhookWorker>) {
+    ) -> (Arc<Service>, sealpost::http::HttpRouter, Option<Workers>) {
         let clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let service = sealpost::aws::build_service(config, clients, clock.clone(), sealpost::ports::Uses::EVERYTHING);
         // Every API call through its Lambda function's router, built as the function builds it,
@@ -289,8 +302,9 @@ impl TestApp {
         tmp: Arc<tempfile::TempDir>,
         service: Arc<Service>,
         backend: Backend,
-        webhook_worker: Option<sealpost::embedded::WebhookWorker>,
+        workers: Option<Workers>,
     ) -> Self {
+        let (webhook_worker, send_worker) = workers.map(|w| (w.webhooks, w.sends)).unzip();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             sealpost::server::serve(listener, router, async {
@@ -308,6 +322,7 @@ impl TestApp {
             service,
             backend,
             webhook_worker,
+            send_worker,
             _tmp: tmp,
             shutdown: Some(tx),
             server: Some(server),
@@ -342,12 +357,16 @@ impl TestApp {
                 let (s, r, w) = Self::embedded_app(&self._tmp, &base_url, &self.api_key, &self.clock).await;
                 (s, r, Backend::Embedded, w)
             }
-            Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators, dynamodb_calls } => {
-                let mut config =
+            mut aws @ Backend::Aws { .. } => {
+                let Backend::Aws { config, clients, send_queue, .. } = &mut aws else { unreachable!("matched") };
+                // The same table, bucket, queue and pepper; the new address for links.
+                let mut fresh =
                     AwsConfig::new(config.table.clone(), config.bucket.clone(), base_url.clone(), config.pepper_for_tests());
-                config.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
-                let (s, r, w) = Self::aws_app(&config, &clients, &self.clock).await;
-                (s, r, Backend::Aws { moto_url, clients, config, practices, webhook_queue, stream_iterators, dynamodb_calls }, w)
+                fresh.webhook_urls = sealpost::domain::UrlRule::AllowLoopbackHttp;
+                fresh.send_queue_url = Some(send_queue.clone());
+                *config = fresh;
+                let (s, r, w) = Self::aws_app(config, clients, &self.clock).await;
+                (s, r, aws, w)
             }
         };
         let (api_key, clock, tmp) = (self.api_key.clone(), self.clock.clone(), self._tmp.clone());
@@ -392,6 +411,35 @@ impl TestApp {
         match &self.webhook_worker {
             Some(worker) => worker.run_once().await.expect("webhook run"),
             None => self.pump_aws_webhooks().await,
+        }
+    }
+
+    /// Does the work `send` queued, as the backend's worker does: on the embedded backend, one
+    /// run of the background task; on AWS, the send queue's messages through the `send-worker`
+    /// handler, as Lambda's event source mapping would (failures stay queued). Returns how many
+    /// messages (shares) were worked.
+    pub async fn process_sends(&self) -> usize {
+        let Backend::Aws { clients, send_queue, .. } = &self.backend else {
+            return self.send_worker.as_ref().expect("embedded").run_once().await.expect("send run");
+        };
+        pump_sends(clients, send_queue, &self.function_service(sealpost::lambda::SEND_WORKER_USES)).await
+    }
+
+    /// Keeps doing the work `send` queues, in the background, as `sealpost serve`'s task or
+    /// the `send-worker` function would (for tests of a client that waits for it).
+    pub fn start_send_task(&self) {
+        match &self.backend {
+            Backend::Embedded => drop(self.send_worker.clone().expect("embedded").spawn(std::time::Duration::from_millis(100))),
+            Backend::Aws { clients, send_queue, .. } => {
+                let (clients, queue) = (clients.clone(), send_queue.clone());
+                let worker = self.function_service(sealpost::lambda::SEND_WORKER_USES);
+                drop(tokio::spawn(async move {
+                    loop {
+                        pump_sends(&clients, &queue, &worker).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }));
+            }
         }
     }
 
@@ -782,6 +830,35 @@ pub fn code_in(sms_body: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The send queue's messages through the `send-worker` handler until the queue is empty, as
+/// Lambda's event source mapping would hand them over; answers how many were worked.
+async fn pump_sends(clients: &Clients, queue: &str, worker: &Service) -> usize {
+    let mut worked = 0;
+    loop {
+        let received = clients.sqs().receive_message().queue_url(queue).max_number_of_messages(10).send().await.expect("receive");
+        let messages: Vec<sealpost::aws::QueuedMessage> = received
+            .messages()
+            .iter()
+            .map(|m| sealpost::aws::QueuedMessage {
+                message_id: m.message_id().expect("id").to_owned(),
+                receipt_handle: m.receipt_handle().expect("receipt").to_owned(),
+                body: m.body().expect("body").to_owned(),
+                receive_count: 1,
+                group_id: String::new(),
+            })
+            .collect();
+        if messages.is_empty() {
+            return worked;
+        }
+        let failed = sealpost::lambda::work_sends(worker, &messages).await;
+        assert!(failed.is_empty(), "the send worker failed on {failed:?}");
+        for m in &messages {
+            clients.sqs().delete_message().queue_url(queue).receipt_handle(&m.receipt_handle).send().await.expect("delete");
+            worked += 1;
+        }
+    }
 }
 
 /// A DynamoDB Streams record (the API's) as the Lambda event record the fan-out function reads.

@@ -21,6 +21,7 @@ mod presign;
 pub mod provision;
 mod queue;
 mod s3;
+mod sends;
 /// Stream records, for the Lambda functions the stream feeds.
 #[cfg(feature = "lambda")]
 pub mod stream;
@@ -29,9 +30,10 @@ pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
 pub use notify::{SesMail, SnsSms, mailbox};
 pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
 pub use s3::S3Blobs;
+pub use sends::{InProcessSends, SqsSendQueue};
 
 use crate::domain::UrlRule;
-use crate::ports::{BlobStore, Clock, MailSender, NotGranted, OnlyBlobs, SmsSender, Uses, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, NotGranted, OnlyBlobs, SendQueue, SmsSender, Uses, WebhookPoster};
 use crate::poster::HttpPoster;
 use crate::secrets::{Keys, LazyKeys, MIN_PEPPER_BYTES};
 use crate::service::{Service, Settings};
@@ -51,6 +53,10 @@ pub struct AwsConfig {
     /// HTTPS to public hosts only, always, from the environment; tests with a loopback
     /// receiver relax it explicitly.
     pub webhook_urls: UrlRule,
+    /// The send queue's URL (`SEND_QUEUE_URL`): required where `send` queues work
+    /// (send-share); `None` elsewhere, and for `sealpost serve --backend aws`, which works its
+    /// sends in-process.
+    pub send_queue_url: Option<String>,
     pepper: PepperSource,
 }
 
@@ -112,6 +118,7 @@ impl AwsConfig {
                 None => None,
             },
             webhook_urls: UrlRule::HttpsOnly,
+            send_queue_url: var("SEND_QUEUE_URL").filter(|s| !s.is_empty()),
             pepper,
         })
     }
@@ -133,6 +140,7 @@ impl AwsConfig {
             ses_configuration_set: None,
             sms_sender_id: None,
             webhook_urls: UrlRule::HttpsOnly,
+            send_queue_url: None,
             pepper: PepperSource::Inline(pepper),
         }
     }
@@ -328,6 +336,22 @@ fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 /// it no more. `sealpost serve` uses everything. A pepper kept in SSM is read when a request
 /// first needs it ([`LazyKeys`]), not here.
 pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock>, uses: Uses) -> Arc<Service> {
+    let sends: Arc<dyn SendQueue> = match (&config.send_queue_url, uses.has(Uses::SENDS)) {
+        (Some(url), true) => Arc::new(SqsSendQueue::new(clients.clone(), url.clone())),
+        _ => Arc::new(NotGranted::SENDS),
+    };
+    build_service_with(config, clients, clock, uses, sends)
+}
+
+/// [`build_service`] with the send queue given (`sealpost serve --backend aws` works its sends
+/// in-process: [`InProcessSends`]).
+pub fn build_service_with(
+    config: &AwsConfig,
+    clients: &Clients,
+    clock: Arc<dyn Clock>,
+    uses: Uses,
+    sends: Arc<dyn SendQueue>,
+) -> Arc<Service> {
     let keys = match &config.pepper {
         _ if !uses.has(Uses::KEYS) => LazyKeys::none(),
         PepperSource::Inline(bytes) => LazyKeys::ready(Keys::from_pepper(bytes)),
@@ -339,7 +363,7 @@ pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock
             }))
         }
     };
-    let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION);
+    let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::DOCUMENT_SIZES);
     let blobs: Arc<dyn BlobStore> = match uses.has_any(any_documents) {
         // Only the calls the function's set allows (its role grants no others).
         true => Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses }),
@@ -364,6 +388,7 @@ pub fn build_service(config: &AwsConfig, clients: &Clients, clock: Arc<dyn Clock
         sms,
         mail,
         poster,
+        sends,
         clock,
         keys,
         settings: Settings {

@@ -136,3 +136,18 @@ pub async fn create_webhook_queue(clients: &Clients, name: &str) -> anyhow::Resu
         .await?;
     Ok(queue.queue_url().context("no queue URL")?.to_owned())
 }
+
+/// The send queue as template.yaml makes it (FIFO; here without its dead-letter queue), for
+/// moto: returns its URL.
+pub async fn create_send_queue(clients: &Clients, name: &str) -> anyhow::Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let queue = clients
+        .sqs()
+        .create_queue()
+        .queue_name(format!("{name}-sends.fifo"))
+        .attributes(A::FifoQueue, "true")
+        .attributes(A::VisibilityTimeout, "60")
+        .send()
+        .await?;
+    Ok(queue.queue_url().context("no queue URL")?.to_owned())
+}

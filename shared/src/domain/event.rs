@@ -29,10 +29,15 @@ pub enum EventKind {
     /// The share holds as many events of the patient's own doing as it keeps
     /// (`Share::MAX_PATIENT_EVENTS`): later right answers and downloads are not recorded.
     EventsCapped,
+    /// The archive of a share sent after upload is built: the patient is notified next.
+    ArchiveReady,
+    /// A document of a share being sent was not what its share declares (or was gone): the
+    /// share waits for its upload again. `{"document_id", "reason"}`.
+    UploadRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Created,
         EventKind::EmailSent,
         EventKind::SmsSent,
@@ -51,6 +56,8 @@ impl EventKind {
         EventKind::EmailBounced,
         EventKind::SmsDeliveryFailed,
         EventKind::EventsCapped,
+        EventKind::ArchiveReady,
+        EventKind::UploadRejected,
     ];
 
     /// The name in the API, in webhooks and in the store (serde's spelling, tested below).
@@ -74,6 +81,8 @@ impl EventKind {
             EventKind::EmailBounced => "email_bounced",
             EventKind::SmsDeliveryFailed => "sms_delivery_failed",
             EventKind::EventsCapped => "events_capped",
+            EventKind::ArchiveReady => "archive_ready",
+            EventKind::UploadRejected => "upload_rejected",
         }
     }
 }

@@ -40,6 +40,10 @@ impl AuthMethod {
 pub enum Lifecycle {
     /// Created with large documents; waits for their upload and `POST …/send`.
     AwaitingUpload,
+    /// `send` was asked: the uploads are checked and the archive built in the background
+    /// (`Service::finish_send`), then the patient is notified and the share is `Active`, or a
+    /// document is rejected and the share waits for its upload again.
+    Sending,
     /// Sent to the patient.
     Active,
     /// Revoked by the practice; documents deleted, record kept for audit until purge.
@@ -233,7 +237,7 @@ impl Share {
         match self.lifecycle {
             Lifecycle::Revoked => Access::Revoked,
             _ if now >= self.effective_expires_at() => Access::Expired,
-            Lifecycle::AwaitingUpload => Access::AwaitingUpload,
+            Lifecycle::AwaitingUpload | Lifecycle::Sending => Access::AwaitingUpload,
             Lifecycle::Active => Access::Open,
         }
     }
@@ -251,6 +255,7 @@ impl Share {
         match self.access(now) {
             Access::Revoked => "revoked",
             Access::Expired => "expired",
+            Access::AwaitingUpload if self.lifecycle == Lifecycle::Sending => "sending",
             Access::AwaitingUpload => "awaiting_upload",
             Access::Open if self.is_locked() => "locked",
             Access::Open => "active",
@@ -591,5 +596,16 @@ mod tests {
         s.lifecycle = Lifecycle::Revoked;
         assert_eq!(s.access(t0()), Access::Revoked);
         assert_eq!(s.status(t0()), "revoked");
+    }
+
+    #[test]
+    fn a_share_being_sent_is_hidden_from_patients_and_shown_as_sending() {
+        let now = Utc::now();
+        let mut share = Share::fixture(&Policy::default(), now);
+        share.lifecycle = Lifecycle::Sending;
+        assert_eq!(share.access(now), Access::AwaitingUpload);
+        assert_eq!(share.status(now), "sending");
+        assert_eq!(share.status(share.expires_at), "expired");
+        assert_eq!(serde_json::to_value(Lifecycle::Sending).unwrap(), "sending");
     }
 }

@@ -17,6 +17,7 @@ mod archive_tests;
 mod blobs;
 mod outbox;
 mod routes;
+mod sends;
 mod sqlite;
 mod sqlite_practices;
 mod sqlite_webhooks;
@@ -26,6 +27,7 @@ mod webhooks;
 
 pub use blobs::FolderBlobs;
 pub use outbox::{Outbox, OutboxMessage};
+pub use sends::{EmbeddedSends, SendWorker};
 pub use sqlite::SqliteStore;
 pub use webhooks::WebhookWorker;
 
@@ -60,6 +62,8 @@ pub struct App {
     pub api_key: String,
     /// Delivers webhooks; `serve` spawns it.
     pub webhooks: WebhookWorker,
+    /// Builds the archives of shares sent after upload; `serve` spawns it.
+    pub sends: SendWorker,
 }
 
 /// Whether `serve` may offer `GET /_outbox`: only on a developer's machine, listening on a
@@ -72,7 +76,8 @@ pub fn outbox_route_allowed(listen: std::net::IpAddr, public_url: &str) -> bool 
 /// Opens (or creates) the data dir and builds the router over the embedded adapters.
 pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let public_url = options.public_url.trim_end_matches('/').to_owned();
-    let Adapters { store, blobs, outbox, keys, service } = open(&options.data_dir, public_url, !options.quiet, clock.clone())?;
+    let Adapters { store, blobs, outbox, keys, service, wake } =
+        open(&options.data_dir, public_url, !options.quiet, clock.clone())?;
     let api_key = match options.api_key {
         Some(key) => key,
         None => String::from_utf8(load_or_create_secret(&options.data_dir.join("api-key"), || {
@@ -85,8 +90,9 @@ pub async fn build(options: Options, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
         routes::routes(routes::EmbeddedState { blobs, outbox, keys, clock }, options.outbox_route)
             .layer(axum::middleware::map_response(crate::http::security_headers)),
     );
-    let webhooks = WebhookWorker::new(store, service.clone());
-    Ok(App { router, service, api_key, webhooks })
+    let webhooks = WebhookWorker::new(store.clone(), service.clone());
+    let sends = SendWorker::new(store, service.clone(), wake);
+    Ok(App { router, service, api_key, webhooks, sends })
 }
 
 /// The service over a data dir, for the operator's commands (`sealpost tenant webhook …`):
@@ -102,6 +108,8 @@ struct Adapters {
     outbox: Arc<Outbox>,
     keys: Keys,
     service: Arc<Service>,
+    /// Wakes the send worker when a share is queued.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn open(data_dir: &Path, public_url: String, print_outbox: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Adapters> {
@@ -111,12 +119,14 @@ fn open(data_dir: &Path, public_url: String, print_outbox: bool, clock: Arc<dyn 
     let store = Arc::new(SqliteStore::open(&data_dir.join("sealpost.db")).context("opening the SQLite database")?);
     let blobs = Arc::new(FolderBlobs::new(data_dir.join("blobs"), public_url.clone(), keys.clone(), clock.clone()));
     let outbox = Arc::new(Outbox::new(data_dir.join("outbox.jsonl"), print_outbox, clock.clone()));
+    let wake = Arc::new(tokio::sync::Notify::new());
     let service = Arc::new(Service {
         store: store.clone(),
         blobs: blobs.clone(),
         sms: outbox.clone(),
         mail: outbox.clone(),
         poster: Arc::new(HttpPoster::new(UrlRule::AllowLoopbackHttp)),
+        sends: Arc::new(EmbeddedSends::new(store.clone(), wake.clone(), clock.clone())),
         clock,
         keys: LazyKeys::ready(keys.clone()),
         settings: Settings {
@@ -125,7 +135,7 @@ fn open(data_dir: &Path, public_url: String, print_outbox: bool, clock: Arc<dyn 
             max_inline_bytes: crate::service::MAX_INLINE_BYTES,
         },
     });
-    Ok(Adapters { store, blobs, outbox, keys, service })
+    Ok(Adapters { store, blobs, outbox, keys, service, wake })
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {

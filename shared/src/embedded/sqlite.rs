@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS webhook_queue (
     UNIQUE (webhook_id, event_id));
 CREATE INDEX IF NOT EXISTS webhook_queue_groups ON webhook_queue (webhook_id, share_id, seq);
 CREATE TABLE IF NOT EXISTS webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS send_queue (
+    share_id TEXT PRIMARY KEY, queued_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_tests (
     webhook_id TEXT PRIMARY KEY, minute INTEGER NOT NULL, count INTEGER NOT NULL);
 ";

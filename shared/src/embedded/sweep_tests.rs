@@ -63,6 +63,7 @@ async fn a_share_that_cannot_be_expired_does_not_hold_up_the_others() {
         sms: outbox.clone(),
         mail: outbox,
         poster: Arc::new(NotGranted::WEBHOOK_POSTS),
+        sends: Arc::new(NotGranted::SENDS),
         clock: Arc::new(clock),
         keys: LazyKeys::none(),
         settings: Settings {

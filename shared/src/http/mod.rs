@@ -91,9 +91,10 @@ routes! {
     RevokeShare: DELETE "/v1/shares/{id}" => "revoke-share", practice::revoke, Uses::DOCUMENT_DELETION;
     /// A new code, the patient notified again.
     ResendShare: POST "/v1/shares/{id}/resend" => "resend-share", practice::resend, Uses::KEYS.and(Uses::SMS).and(Uses::EMAIL);
-    /// As create, for uploaded documents.
+    /// Each upload's size checked, a manual share's code hashed, the rest queued for the
+    /// worker (`send-worker`).
     SendShare: POST "/v1/shares/{id}/send" => "send-share", practice::send,
-        Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
+        Uses::DOCUMENT_SIZES.and(Uses::KEYS).and(Uses::SENDS);
     PublicShare: GET "/v1/public/shares/{id}" => "public-share", patient::info, Uses::NOTHING;
     /// The answer hashed, an access token issued.
     VerifyCode: POST "/v1/public/shares/{id}/verify" => "verify-code", patient::verify, Uses::KEYS;

@@ -2,7 +2,7 @@
 
 use super::{AppState, MAX_BODY_BYTES, header_str, json_response, share_id};
 use crate::error::Error;
-use crate::service::Created;
+use crate::service::{Created, Sent};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -60,7 +60,10 @@ pub async fn resend(State(svc): State<AppState>, headers: HeaderMap, Path(id): P
 
 pub async fn send(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    Ok(json_response(StatusCode::OK, svc.send_share(&practice, &share_id(&id)?).await?))
+    Ok(match svc.send_share(&practice, &share_id(&id)?).await? {
+        Sent::Accepted(view) => json_response(StatusCode::ACCEPTED, view),
+        Sent::Done(view) => json_response(StatusCode::OK, view),
+    })
 }
 
 pub async fn revoke(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {

@@ -1,9 +1,9 @@
-//! Creating a share, and sending one whose large documents were uploaded.
+//! Creating a share (sending one whose large documents were uploaded: `send.rs`).
 
-use super::archive::{ArchiveError, build_archive, build_checked_archive, document_key, share_prefix, upload_key};
+use super::archive::{build_archive, document_key, share_prefix, upload_key};
 use super::input::{Content, KnownSecret, NewShare, parse_create_body};
 use super::views::{DocumentView, ShareView};
-use super::{Load, Service, Step, UPLOAD_URL_SECS};
+use super::{Service, UPLOAD_URL_SECS};
 use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::ports::Claim;
@@ -155,80 +155,6 @@ impl Service {
         });
         view.code = manual_code(&share, code.as_ref());
         Ok(view)
-    }
-
-    /// `POST /v1/shares/{id}/send`: checks the uploads, builds the archive, notifies.
-    pub async fn send_share(&self, practice: &Practice, id: &ShareId) -> Result<ShareView> {
-        let share = self.practice_share(practice, id).await?;
-        let now = self.now();
-        match share.access(now) {
-            crate::domain::Access::AwaitingUpload => {}
-            crate::domain::Access::Expired => return Err(Error::Expired),
-            crate::domain::Access::Revoked => return Err(Error::Revoked),
-            crate::domain::Access::Open => return Ok(ShareView::new(&share, self.link(&share.id), now)),
-        }
-        for (i, doc) in share.documents.iter().enumerate() {
-            self.place_upload(&share, doc).await.map_err(|e| match e {
-                Error::InvalidRequest { message, .. } => Error::invalid(format!("documents[{i}]"), message),
-                other => other,
-            })?;
-        }
-        let keys = self.keys().await?;
-        // The bytes are hashed on their way into the archive: one read of each document.
-        let archive_size = match build_checked_archive(self.blobs.clone(), &share).await {
-            Ok(size) => size,
-            Err(ArchiveError::Port(e)) => return Err(e.into()),
-            Err(ArchiveError::Mismatch { index, size }) => {
-                let doc = &share.documents[index];
-                // What failed is removed: the practice uploads it again.
-                self.blobs.delete_prefix(&document_key(&share, doc)).await?;
-                let message = if size == doc.size {
-                    format!("{}: the uploaded bytes do not match sha256", doc.id)
-                } else {
-                    format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)
-                };
-                return Err(Error::invalid(format!("documents[{index}]"), message));
-            }
-        };
-        let share_id = share.id.clone();
-        let activated = self
-            .mutate(Load::Practice(practice, &share_id), |share, now| {
-                if share.lifecycle != Lifecycle::AwaitingUpload {
-                    return Step::unchanged(vec![], Ok(None)); // a concurrent send won
-                }
-                share.archive_size = Some(archive_size);
-                let code = activate(keys, share, now);
-                Step::changed(vec![], Ok(Some((share.clone(), code))))
-            })
-            .await?;
-        let Some((share, code)) = activated else {
-            let share = self.practice_share(practice, id).await?;
-            return Ok(ShareView::new(&share, self.link(&share.id), self.now()));
-        };
-        tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
-        let mut view = ShareView::new(&share, self.link(&share.id), self.now());
-        view.notifications = Some(self.notify(practice, &share, code.as_ref()).await);
-        view.code = manual_code(&share, code.as_ref());
-        Ok(view)
-    }
-
-    /// Moves an uploaded document into place and checks its size (its SHA-256 is checked as the
-    /// archive is written). What is checked is what will be served: a late PUT to the upload
-    /// key changes nothing in place. A document of the wrong size is removed: the practice
-    /// uploads it again.
-    async fn place_upload(&self, share: &Share, doc: &Document) -> Result<()> {
-        let key = document_key(share, doc);
-        // Absent at the upload key: moved by an earlier `send` that failed on another document
-        // (or an inline document, stored in place at create).
-        self.blobs.rename(&upload_key(share, doc), &key).await?;
-        match self.blobs.size(&key).await? {
-            None => Err(Error::invalid("", format!("{} has not been uploaded", doc.id))),
-            Some(size) if size != doc.size => {
-                self.blobs.delete_prefix(&key).await?;
-                Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)))
-            }
-            Some(_) => Ok(()),
-        }
     }
 }
 

@@ -7,6 +7,7 @@ mod input;
 mod manage;
 mod notify;
 mod patient;
+mod send;
 mod sweep;
 mod views;
 mod webhooks;
@@ -18,13 +19,14 @@ pub use input::{
     MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
 };
 pub use notify::{ChannelResult, Notifications, ProviderReport};
+pub use send::Sent;
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};
 
 use crate::domain::UrlRule;
 use crate::domain::{Access, ApiKey, Event, Practice, Share, ShareId};
 use crate::error::{Error, Result};
-use crate::ports::{BlobStore, Clock, MailSender, PortError, SmsSender, Store, WebhookPoster};
+use crate::ports::{BlobStore, Clock, MailSender, PortError, SendQueue, SmsSender, Store, WebhookPoster};
 use crate::secrets::{Keys, LazyKeys};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct Service {
     pub sms: Arc<dyn SmsSender>,
     pub mail: Arc<dyn MailSender>,
     pub poster: Arc<dyn WebhookPoster>,
+    /// Where `send` leaves a share's archive and notification ([`Service::finish_send`]).
+    pub sends: Arc<dyn SendQueue>,
     pub clock: Arc<dyn Clock>,
     pub keys: LazyKeys,
     pub settings: Settings,

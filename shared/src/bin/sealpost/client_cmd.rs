@@ -101,6 +101,10 @@ pub struct SendArgs {
     /// Files up to this many bytes go inline in the request; larger ones are uploaded.
     #[arg(long, default_value_t = INLINE_EACH, value_name = "BYTES")]
     inline_limit: u64,
+    /// Return once the share is queued for sending (large files), without waiting for its
+    /// archive and the patient's notification (`sealpost status` shows them later).
+    #[arg(long)]
+    pub no_wait: bool,
     /// The documents to send (up to 50).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -194,9 +198,53 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
         }
     }
     let send = api.post(&format!("/v1/shares/{id}/send")).timeout(SEND_TIMEOUT);
-    let share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
+    let mut share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
+    if share["status"] == "sending" && !args.no_wait {
+        share = wait_until_sent(&api, id, share).await?;
+    }
     print_sent(&share, &files);
     Ok(())
+}
+
+/// Polls the share until its archive is built and the patient notified (`active`), and
+/// answers it with `notifications` as the events tell them; an upload the worker rejected is
+/// an error naming the document and why.
+async fn wait_until_sent(api: &Api, id: &str, answered: Value) -> anyhow::Result<Value> {
+    let started = std::time::Instant::now();
+    eprintln!("sending: the archive is being built, the patient is notified when it is ready");
+    let mut view = answered.clone();
+    while view["status"] == "sending" {
+        if started.elapsed() > SEND_TIMEOUT {
+            bail!("still sending after {} minutes: `sealpost status {id}` shows when it is done", SEND_TIMEOUT.as_secs() / 60);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
+    }
+    let events = view["events"].as_array().cloned().unwrap_or_default();
+    if view["status"] == "awaiting_upload" {
+        let why = events
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "upload_rejected")
+            .map(|e| {
+                format!("{} ({})", e["data"]["document_id"].as_str().unwrap_or("?"), e["data"]["reason"].as_str().unwrap_or("?"))
+            })
+            .unwrap_or_else(|| "a document".into());
+        bail!("the upload of {why} was refused when the archive was built: nothing was sent; send again");
+    }
+    let mut notifications = serde_json::Map::new();
+    for channel in ["email", "sms"] {
+        let sent = events.iter().any(|e| e["type"] == format!("{channel}_sent").as_str());
+        let failed = events.iter().find(|e| e["type"] == "notification_failed" && e["data"]["channel"] == channel);
+        if sent {
+            notifications.insert(channel.into(), json!({"status": "sent"}));
+        } else if let Some(f) = failed {
+            notifications.insert(channel.into(), json!({"status": "failed", "error": f["data"]["error"]}));
+        }
+    }
+    view["notifications"] = Value::Object(notifications);
+    view["code"] = answered["code"].clone();
+    Ok(view)
 }
 
 fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {

@@ -124,8 +124,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Webhooks: new events are picked up within a second; retries follow their schedule.
     let webhooks = app.webhooks.spawn(Duration::from_secs(1));
+    // Sends: at once, then what was queued before a restart; failures again every 30 s.
+    let sends = app.sends.spawn(Duration::from_secs(30));
     let served = run_with_sweeper(listener, app.router, app.service).await;
     webhooks.abort();
+    sends.abort();
     served
 }
 
@@ -156,9 +159,18 @@ async fn run_with_sweeper(
 async fn serve_aws(args: ServeArgs) -> anyhow::Result<()> {
     let config = sealpost::aws::AwsConfig::from_env()?;
     let clients = sealpost::aws::Clients::from_env().await?;
-    let service = sealpost::aws::build_service(&config, &clients, Arc::new(SystemClock), sealpost::ports::Uses::EVERYTHING);
+    // The send worker runs here, as the sweep does (on AWS: SQS and the send-worker function).
+    let (sends, queued) = sealpost::aws::InProcessSends::new();
+    let service = sealpost::aws::build_service_with(
+        &config,
+        &clients,
+        Arc::new(SystemClock),
+        sealpost::ports::Uses::EVERYTHING,
+        Arc::new(sends),
+    );
     // A long-running server reads the pepper now: a wrong parameter stops it at start.
     service.keys.get().await?;
+    tokio::spawn(sealpost::aws::InProcessSends::work(service.clone(), queued));
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     println!("Sealpost (AWS adapters: table {}, bucket {}) on http://{}", config.table, config.bucket, listener.local_addr()?);
     let router = sealpost::http::router(service.clone());

@@ -1,0 +1,211 @@
+//! Sending a share whose large documents were uploaded. `POST …/send` checks what is cheap to
+//! check (each upload is there, of its declared size), marks the share `sending` and leaves the
+//! rest to the send queue: an upload of 2 GiB cannot be read, hashed and archived within API
+//! Gateway's 30 s. The worker ([`Service::finish_send`]) moves each upload into place, hashes it
+//! on its way into the archive, then activates the share and notifies the patient; a document
+//! that is not what its share declares sends the share back to `awaiting_upload`.
+
+use super::archive::{ArchiveError, build_checked_archive, document_key, share_prefix, upload_key};
+use super::create::manual_code;
+use super::views::ShareView;
+use super::{Load, Service, Step};
+use crate::domain::{Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, Practice, Share, ShareId};
+use crate::error::{Error, Result};
+use crate::secrets::Keys;
+use serde_json::json;
+
+/// What `send_share` did.
+#[derive(Debug)]
+pub enum Sent {
+    /// The share is being sent (`202`): the archive is built in the background.
+    Accepted(Box<ShareView>),
+    /// The share was sent already (`200`): nothing happens again.
+    Done(Box<ShareView>),
+}
+
+/// Why the worker sends a share back to `awaiting_upload` (`upload_rejected`'s `reason`).
+#[derive(Debug, Clone, Copy)]
+enum Rejected {
+    /// Nothing was uploaded (or it is gone).
+    Missing,
+    /// Not the declared number of bytes.
+    SizeMismatch,
+    /// The declared number of bytes, not the declared SHA-256.
+    Sha256Mismatch,
+}
+
+impl Rejected {
+    fn as_str(self) -> &'static str {
+        match self {
+            Rejected::Missing => "missing",
+            Rejected::SizeMismatch => "size_mismatch",
+            Rejected::Sha256Mismatch => "sha256_mismatch",
+        }
+    }
+}
+
+impl Service {
+    /// `POST /v1/shares/{id}/send`: each upload there and of its declared size, the share
+    /// `sending`, its work queued. Sent again while sending, it queues the work again (a queue
+    /// message lost with a crash is made good) and the work is still done once.
+    pub async fn send_share(&self, practice: &Practice, id: &ShareId) -> Result<Sent> {
+        let share = self.practice_share(practice, id).await?;
+        match share.access(self.now()) {
+            Access::AwaitingUpload => {}
+            Access::Expired => return Err(Error::Expired),
+            Access::Revoked => return Err(Error::Revoked),
+            Access::Open => return Ok(Sent::Done(Box::new(ShareView::new(&share, self.link(&share.id), self.now())))),
+        }
+        if share.lifecycle == Lifecycle::AwaitingUpload {
+            for (i, doc) in share.documents.iter().enumerate() {
+                self.check_upload(&share, doc).await.map_err(|e| match e {
+                    Error::InvalidRequest { message, .. } => Error::invalid(format!("documents[{i}]"), message),
+                    other => other,
+                })?;
+            }
+        }
+        // A `manual` share's code goes back in this answer, so it is made now; an `sms` share's
+        // is made when the archive is ready, and goes out by SMS then.
+        let keys = match share.auth {
+            AuthMethod::Manual => Some(self.keys().await?),
+            _ => None,
+        };
+        let (code, share) = self
+            .mutate_from_kept(Some(share), Load::Practice(practice, id), |share, now| {
+                if share.lifecycle != Lifecycle::AwaitingUpload {
+                    return Step::unchanged(vec![], Ok(None)); // sending already
+                }
+                share.lifecycle = Lifecycle::Sending;
+                let code = keys.map(|keys| new_code(keys, share, now));
+                Step::changed(vec![], Ok(code))
+            })
+            .await?;
+        if share.lifecycle != Lifecycle::Sending {
+            // Sent, revoked or expired meanwhile: answered as a send of that share would be.
+            return Box::pin(self.send_share(practice, id)).await;
+        }
+        self.sends.enqueue(&share.id, share.version).await?;
+        tracing::info!(share_id = %share.id, reference = %share.reference, "share queued for sending");
+        let mut view = ShareView::new(&share, self.link(&share.id), self.now());
+        view.code = manual_code(&share, code.as_ref());
+        Ok(Sent::Accepted(Box::new(view)))
+    }
+
+    /// The work a `send` queued: every upload moved into place and hashed into the archive,
+    /// then the share active and the patient notified; or, for the first document that is not
+    /// what its share declares, that document deleted, `upload_rejected` recorded and the share
+    /// back to `awaiting_upload`. Safe to run any number of times, also at once: it acts only
+    /// on a `sending` share, and only the run that activates it notifies. An error (storage,
+    /// the network) leaves the share `sending` for the queue to try again.
+    pub async fn finish_send(&self, id: &ShareId) -> Result<()> {
+        let Some(share) = self.store.get_share(id).await? else { return Ok(()) };
+        if share.lifecycle != Lifecycle::Sending || share.access(self.now()) != Access::AwaitingUpload {
+            return Ok(()); // sent by an earlier run, rejected, revoked or expired
+        }
+        for (i, doc) in share.documents.iter().enumerate() {
+            if let Some(why) = self.place_upload(&share, doc).await? {
+                return self.reject_upload(&share, i, why).await;
+            }
+        }
+        // The bytes are hashed on their way into the archive: one read of each document. A
+        // mismatch ends the archive unwritten (its multipart upload aborted).
+        let archive_size = match build_checked_archive(self.blobs.clone(), &share).await {
+            Ok(size) => size,
+            Err(ArchiveError::Port(e)) => return Err(e.into()),
+            Err(ArchiveError::Mismatch { index, size }) => {
+                let why = if size == share.documents[index].size { Rejected::Sha256Mismatch } else { Rejected::SizeMismatch };
+                return self.reject_upload(&share, index, why).await;
+            }
+        };
+        let keys = match share.auth {
+            AuthMethod::Sms => Some(self.keys().await?),
+            _ => None,
+        };
+        let activated = self
+            .mutate(Load::AnyState(id), |share, now| {
+                if share.lifecycle != Lifecycle::Sending || share.access(now) != Access::AwaitingUpload {
+                    return Step::unchanged(vec![], Ok(None));
+                }
+                share.lifecycle = Lifecycle::Active;
+                share.archive_size = Some(archive_size);
+                let code = keys.map(|keys| new_code(keys, share, now));
+                Step::changed(vec![Event::new(&share.id, EventKind::ArchiveReady, now)], Ok(Some((share.clone(), code))))
+            })
+            .await?;
+        let Some((share, code)) = activated else {
+            // Revoked or expired while the archive was built: nothing this run wrote may stay.
+            // (Sent by another run: that run's archive is this one's, byte for byte.)
+            let now = self.now();
+            let current = self.store.get_share(id).await?;
+            if current.is_none_or(|s| matches!(s.access(now), Access::Revoked | Access::Expired)) {
+                self.blobs.delete_prefix(&share_prefix(&share)).await?;
+            }
+            return Ok(());
+        };
+        tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
+        let practice = self
+            .store
+            .get_practice(&share.practice_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
+        self.notify(&practice, &share, code.as_ref()).await;
+        Ok(())
+    }
+
+    /// What `send` checks before it answers: the document is uploaded (or was moved into place
+    /// by an earlier attempt), with the declared number of bytes. HEAD requests, no reading.
+    async fn check_upload(&self, share: &Share, doc: &Document) -> Result<()> {
+        let size = match self.blobs.size(&upload_key(share, doc)).await? {
+            Some(size) => Some(size),
+            None => self.blobs.size(&document_key(share, doc)).await?,
+        };
+        match size {
+            None => Err(Error::invalid("", format!("{} has not been uploaded", doc.id))),
+            Some(size) if size != doc.size => {
+                Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Moves an uploaded document into place, where no upload URL points (a late PUT cannot
+    /// change checked bytes), and checks its size; why not, if it cannot be sent.
+    async fn place_upload(&self, share: &Share, doc: &Document) -> Result<Option<Rejected>> {
+        let key = document_key(share, doc);
+        // Absent at the upload key: moved by an earlier attempt.
+        self.blobs.rename(&upload_key(share, doc), &key).await?;
+        Ok(match self.blobs.size(&key).await? {
+            None => Some(Rejected::Missing),
+            Some(size) if size != doc.size => Some(Rejected::SizeMismatch),
+            Some(_) => None,
+        })
+    }
+
+    /// Deletes what failed (the practice uploads it again) and sends the share back to
+    /// `awaiting_upload` with `upload_rejected`.
+    async fn reject_upload(&self, share: &Share, index: usize, why: Rejected) -> Result<()> {
+        let doc = &share.documents[index];
+        self.blobs.delete_prefix(&document_key(share, doc)).await?;
+        let doc_id = doc.id.clone();
+        self.mutate(Load::AnyState(&share.id), |share, now| {
+            if share.lifecycle != Lifecycle::Sending {
+                return Step::unchanged(vec![], Ok(()));
+            }
+            share.lifecycle = Lifecycle::AwaitingUpload;
+            let event = Event::new(&share.id, EventKind::UploadRejected, now)
+                .with_data(json!({ "document_id": doc_id.as_str(), "reason": why.as_str() }));
+            Step::changed(vec![event], Ok(()))
+        })
+        .await?;
+        tracing::info!(share_id = %share.id, reference = %share.reference, document_id = %doc.id, reason = why.as_str(),
+            "upload rejected; the share waits for it again");
+        Ok(())
+    }
+}
+
+/// A new code for `share`, its hash stored (the code itself goes to the patient or the practice).
+fn new_code(keys: &Keys, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Code {
+    let code = Code::generate();
+    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+    code
+}

@@ -1,0 +1,129 @@
+//! `send` answers at once (`202`, `sending`) and leaves the uploads' check, the archive and the
+//! notification to the backend's worker (docs/api.md). What the worker must guarantee: the
+//! patient hears nothing before the archive exists, the archive holds every byte, and the work
+//! is done once however often it runs, across a restart, alongside a revoke.
+
+use crate::helpers::*;
+
+/// `len` bytes that do not compress (so the archive really holds them), different per `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A share of `docs` to upload: created, each uploaded through its URL; its id.
+async fn uploaded_share(app: &TestApp, docs: &[(&str, &[u8])]) -> (String, Value) {
+    let mut body = share_body();
+    body["documents"] =
+        Value::Array(docs.iter().map(|(name, bytes)| large_doc(name, "application/octet-stream", bytes)).collect());
+    let share = create_share(app, &body).await;
+    for (i, (_, bytes)) in docs.iter().enumerate() {
+        let put = put_url(app, share["documents"][i]["upload_url"].as_str().expect("upload_url"), bytes).await;
+        assert!((200..300).contains(&put.status), "upload {i}: {} {}", put.status, put.text());
+    }
+    (id_of(&share), share)
+}
+
+#[tokio::test]
+async fn a_large_share_is_sent_in_the_background_and_archived_byte_for_byte() {
+    // Three documents, 210 MiB in all: more than a request may take on AWS.
+    let app = TestApp::spawn().await;
+    let docs = [noise(70 << 20, 1), noise(70 << 20, 2), noise((70 << 20) + 13, 3)];
+    let (id, _) = uploaded_share(&app, &[("eins.bin", &docs[0]), ("zwei.bin", &docs[1]), ("drei.bin", &docs[2])]).await;
+
+    let sent = send(&app, &id).await.ok(202);
+    assert_eq!(sent["status"], "sending");
+    assert!(app.sent_sms().await.is_empty() && app.sent_emails().await.is_empty(), "nobody hears before the archive exists");
+    public_get(&app, &id).await.err(404, "not_found");
+
+    assert_eq!(app.process_sends().await, 1);
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "active");
+    assert_eq!(event_types(&view), ["created", "archive_ready", "email_sent", "sms_sent"]);
+    assert_eq!(app.sent_sms().await.len(), 1);
+    assert_eq!(app.sent_emails().await.len(), 1);
+
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    let entries = downloaded_archive(&app, &id, &token).await;
+    assert_eq!(entries.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["eins.bin", "zwei.bin", "drei.bin"]);
+    for ((_, got), expected) in entries.iter().zip(&docs) {
+        assert!(got == expected, "every byte, in order");
+    }
+}
+
+#[tokio::test]
+async fn a_send_worked_twice_at_once_notifies_once() {
+    // A redelivered queue message, or two workers: both may build the archive, one activates.
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 4);
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    let share = sealpost::domain::ShareId::parse(&id).unwrap();
+    let (a, b) = tokio::join!(app.service.finish_send(&share), app.service.finish_send(&share));
+    a.expect("first run");
+    b.expect("second run");
+    app.process_sends().await; // the queued message: nothing left to do
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "active");
+    assert_eq!(count_events(&view, "archive_ready"), 1);
+    assert_eq!(app.sent_sms().await.len(), 1);
+    assert_eq!(app.sent_emails().await.len(), 1);
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    assert!(downloaded_archive(&app, &id, &token).await[0].1 == bytes);
+}
+
+#[tokio::test]
+async fn a_send_queued_before_a_restart_is_done_after_it() {
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 5);
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    let app = app.restart().await;
+    assert_eq!(get_share(&app, &id).await["status"], "sending");
+    assert_eq!(app.process_sends().await, 1, "the queued work survived the restart");
+    assert_eq!(get_share(&app, &id).await["status"], "active");
+    assert_eq!(app.sent_sms().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_share_revoked_while_sending_keeps_nothing_and_notifies_nobody() {
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 6);
+    let (id, share) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    revoke(&app, &id).await.ok(200);
+    app.process_sends().await;
+    assert_eq!(get_share(&app, &id).await["status"], "revoked");
+    assert!(app.sent_sms().await.is_empty() && app.sent_emails().await.is_empty());
+    let doc = share["documents"][0]["id"].as_str().unwrap();
+    for key in ["archive.zip".to_owned(), doc.to_owned(), format!("uploads/{doc}")] {
+        let found = app.service.blobs.size(&format!("shares/{id}/{key}")).await.expect("size");
+        assert_eq!(found, None, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_share_is_not_sent() {
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 7);
+    let mut body = share_body();
+    body["expires_in_days"] = json!(1);
+    body["documents"] = json!([large_doc("scan.bin", "application/octet-stream", &bytes)]);
+    let share = create_share(&app, &body).await;
+    let id = id_of(&share);
+    put_url(&app, share["documents"][0]["upload_url"].as_str().unwrap(), &bytes).await;
+    send(&app, &id).await.ok(202);
+    app.advance(Duration::days(2));
+    app.process_sends().await;
+    assert_eq!(get_share(&app, &id).await["status"], "expired");
+    assert!(app.sent_sms().await.is_empty());
+    send(&app, &id).await.err(410, "expired");
+}

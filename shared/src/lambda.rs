@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 pub type Error = lambda_runtime::Error;
 
-/// What the functions that serve no API route use: the expiry sweep deletes documents.
-pub const SWEEP_USES: Uses = Uses::DOCUMENT_DELETION;
+/// What the functions that serve no API route use: the expiry sweep deletes documents, and
+/// queues again the send of a share still sending long after it was queued.
+pub const SWEEP_USES: Uses = Uses::DOCUMENT_DELETION.and(Uses::SENDS);
 /// Bounce and SMS failure reports only record events.
 pub const FEEDBACK_USES: Uses = Uses::NOTHING;
 /// The fan-out only reads endpoints and queues deliveries (SQS, not a service port).
@@ -192,6 +193,9 @@ pub async fn serve_cleanup() -> Result<(), Error> {
 /// out, `expired` and `expired_unread` recorded. TTL removes the records later; this is what
 /// makes expiry prompt, since TTL may lag by days.
 pub async fn serve_sweep() -> Result<(), Error> {
+    if std::env::var("SEND_QUEUE_URL").is_err() {
+        return Err("SEND_QUEUE_URL is not set".into());
+    }
     let (service, _) = function_service(SWEEP_USES)?;
     let service = &service;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
@@ -304,10 +308,22 @@ pub fn queued_messages(event: SqsEvent) -> Vec<QueuedMessage> {
 /// Fed by the send queue (FIFO, one message at a time, `ReportBatchItemFailures`): the work
 /// each `send` queued ([`Service::finish_send`]).
 pub async fn serve_send_worker() -> Result<(), Error> {
-    let (service, _) = function_service(SEND_WORKER_USES)?;
-    let service = &service;
+    let (service, clients) = function_service(SEND_WORKER_USES)?;
+    let queue_url = std::env::var("SEND_QUEUE_URL").map_err(|_| "SEND_QUEUE_URL is not set")?;
+    let (service, clients, queue_url) = (&service, &clients, &queue_url);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let failed = work_sends(service, &queued_messages(event.payload)).await;
+        let messages = queued_messages(event.payload);
+        let failed = work_sends(service, &messages).await;
+        // A failed attempt comes back after a backoff (1, 2, 4 ... 15 minutes), not after the
+        // queue's visibility timeout (90 minutes, for a run that timed out).
+        for m in messages.iter().filter(|m| failed.contains(&m.message_id)) {
+            let secs = (60i32 << m.receive_count.saturating_sub(1).min(4)).min(900);
+            let postponed =
+                clients.sqs().change_message_visibility().queue_url(queue_url).receipt_handle(&m.receipt_handle).visibility_timeout(secs);
+            if let Err(e) = postponed.send().await {
+                tracing::warn!(message_id = %m.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not postpone a retry");
+            }
+        }
         let failures = failed.into_iter().map(|item_identifier| ItemFailure { item_identifier }).collect();
         Ok::<_, Error>(SqsBatchResponse { batch_item_failures: failures })
     }))

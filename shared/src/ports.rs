@@ -194,6 +194,10 @@ pub struct Disposition<'a> {
     pub content_type: &'a str,
 }
 
+/// The header an upload URL's PUT must carry: the base64 of the document's SHA-256, which the
+/// URL signs and the store checks the bytes against (S3's own name for it).
+pub const UPLOAD_CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()>;
@@ -209,7 +213,10 @@ pub trait BlobStore: Send + Sync {
     /// A URL anyone holding it may GET for `ttl_secs`, served as an attachment.
     async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String>;
     /// A URL to PUT exactly `size` bytes to, for `ttl_secs`.
-    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String>;
+    /// A URL that takes one PUT of exactly `size` bytes whose SHA-256 is `sha256`, sent with
+    /// the header [`UPLOAD_CHECKSUM_HEADER`] (base64 of `sha256`), for `ttl_secs`: other bytes
+    /// are refused by the store itself (S3 checks them), never stored.
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String>;
 }
 
 /// An SMS to send. `share_id` is for the outbox and logs; never log `to` or `body`.
@@ -425,11 +432,11 @@ impl<B: BlobStore + ?Sized> BlobStore for OnlyBlobs<B> {
         }
         self.inner.download_url(key, disposition, ttl_secs).await
     }
-    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
         if !self.allows(Uses::DOCUMENTS) {
             return Err(NotGranted::DOCUMENTS.error());
         }
-        self.inner.upload_url(key, size, ttl_secs).await
+        self.inner.upload_url(key, size, sha256, ttl_secs).await
     }
 }
 
@@ -477,7 +484,7 @@ impl BlobStore for NotGranted {
     async fn download_url(&self, _: &str, _: Disposition<'_>, _: u64) -> PortResult<String> {
         Err(self.error())
     }
-    async fn upload_url(&self, _: &str, _: u64, _: u64) -> PortResult<String> {
+    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<String> {
         Err(self.error())
     }
 }

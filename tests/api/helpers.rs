@@ -355,8 +355,20 @@ pub async fn fetch_url(app: &TestApp, url: &str) -> Reply {
 }
 
 /// PUTs bytes to a (signed) upload URL.
+/// PUTs `bytes` to an upload URL as an uploader does, with the checksum of what it sends
+/// (`x-amz-checksum-sha256`, which the URL signs for the declared bytes: other bytes are refused
+/// by the store, except by moto, which checks neither signatures nor checksums).
 pub async fn put_url(app: &TestApp, url: &str, bytes: &[u8]) -> Reply {
-    Reply::from(app.http.put(absolute(app, url)).body(bytes.to_vec()).send().await.expect("upload")).await
+    use base64::Engine;
+    let checksum = base64::engine::general_purpose::STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, bytes));
+    let request = app.http.put(absolute(app, url)).header("x-amz-checksum-sha256", checksum).body(bytes.to_vec());
+    Reply::from(request.send().await.expect("upload")).await
+}
+
+/// Writes `bytes` where a document's upload lands, past its URL's checks: bytes that reached
+/// the store otherwise than as declared, which the send worker must still refuse.
+pub async fn store_upload(app: &TestApp, id: &str, doc_id: &str, bytes: &[u8]) {
+    app.service.blobs.put(&format!("shares/{id}/uploads/{doc_id}"), bytes).await.expect("stored");
 }
 
 /// The code in the last SMS sent.

@@ -100,7 +100,7 @@ async fn a_share_revoked_while_sending_keeps_nothing_and_notifies_nobody() {
     let (id, share) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
     send(&app, &id).await.ok(202);
     revoke(&app, &id).await.ok(200);
-    app.process_sends().await;
+    assert_eq!(app.process_sends().await, 1, "the queued send is worked, and finds the share revoked");
     assert_eq!(get_share(&app, &id).await["status"], "revoked");
     assert!(app.sent_sms().await.is_empty() && app.sent_emails().await.is_empty());
     let doc = share["documents"][0]["id"].as_str().unwrap();
@@ -126,4 +126,53 @@ async fn an_expired_share_is_not_sent() {
     assert_eq!(get_share(&app, &id).await["status"], "expired");
     assert!(app.sent_sms().await.is_empty());
     send(&app, &id).await.err(410, "expired");
+}
+
+#[tokio::test]
+async fn a_send_lost_from_the_queue_is_queued_again_by_the_sweep() {
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 8);
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    let lost = app.lose_queued_sends().await;
+    // Not yet: a worker may still be on it.
+    app.advance(Duration::minutes(29));
+    app.sweep().await;
+    if lost {
+        assert_eq!(app.process_sends().await, 0, "nothing queued again before 30 minutes");
+        assert_eq!(get_share(&app, &id).await["status"], "sending");
+    }
+    app.advance(Duration::minutes(2));
+    app.sweep().await;
+    assert!(app.process_sends().await >= 1, "queued again by the sweep");
+    assert_eq!(get_share(&app, &id).await["status"], "active");
+    assert_eq!(app.sent_sms().await.len(), 1, "one notification, however often it was queued");
+    // A sent share is due for nothing but its expiry.
+    app.advance(Duration::minutes(31));
+    assert_eq!(app.sweep().await, 0);
+    assert_eq!(app.process_sends().await, 0);
+}
+
+#[tokio::test]
+async fn the_sweep_queues_a_send_again_three_times_at_most() {
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 9);
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        app.lose_queued_sends().await;
+        app.advance(Duration::minutes(31));
+        app.sweep().await;
+        queued.push(get_share(&app, &id).await["status"] == "sending");
+    }
+    assert!(queued.iter().all(|sending| *sending), "never worked here: still sending");
+    // Three times queued again, then left to the operator (the dead-letter alarm, the log).
+    let share = app.service.store.get_share(&sealpost::domain::ShareId::parse(&id).unwrap()).await.unwrap().unwrap();
+    assert_eq!(share.send_requeues, 3);
+    // Whatever is still queued is worked: the share is sent.
+    app.process_sends().await;
+    if !app.lose_queued_sends().await {
+        assert_eq!(get_share(&app, &id).await["status"], "active");
+    }
 }

@@ -29,6 +29,9 @@ async fn upload_then_send_notifies_and_serves_the_bytes() {
     assert_eq!(d["filename"], "Scan.pdf");
     let upload_url = d["upload_url"].as_str().expect("upload_url").to_owned();
     assert!(d["upload_expires_in"].as_u64().is_some_and(|s| s > 0), "{d}");
+    use base64::Engine;
+    let checksum = base64::engine::general_purpose::STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, &bytes));
+    assert_eq!(d["upload_headers"], json!({"x-amz-checksum-sha256": checksum}), "what the uploader must send");
     assert!(app.sent_sms().await.is_empty());
     assert!(app.sent_emails().await.is_empty());
     assert_eq!(get_share(&app, &id).await["status"], "awaiting_upload");
@@ -45,9 +48,10 @@ async fn upload_then_send_notifies_and_serves_the_bytes() {
     let put = put_url(&app, &upload_url, &bytes).await;
     assert!((200..300).contains(&put.status), "upload: {} {}", put.status, put.text());
     if let Some((clients, config)) = app.aws_parts() {
-        // The URL signs Content-Length only; the bucket encrypts what comes through it.
+        // The URL signs Content-Length and the checksum S3 checks the bytes against; the bucket
+        // encrypts what comes through it.
         let query: std::collections::HashMap<_, _> = url::Url::parse(&upload_url).unwrap().query_pairs().into_owned().collect();
-        assert_eq!(query["X-Amz-SignedHeaders"], "content-length;host");
+        assert_eq!(query["X-Amz-SignedHeaders"], "content-length;host;x-amz-checksum-sha256");
         let objects = clients.s3().list_objects_v2().bucket(&config.bucket).send().await.expect("list");
         assert!(!objects.contents().is_empty());
         for object in objects.contents() {
@@ -110,11 +114,17 @@ async fn wrong_bytes_keep_the_share_waiting() {
 
     // Nothing uploaded yet.
     send(&app, &id).await.invalid("documents[0]");
-    // Same size, other bytes: only the worker reads them, and sends the share back.
+    // Same size, other bytes: refused at the PUT (the URL signs the declared checksum) ...
     let mut wrong = bytes.clone();
     wrong[100] ^= 0xff;
     let put = put_url(&app, &upload_url, &wrong).await;
-    assert!((200..300).contains(&put.status), "{} {}", put.status, put.text());
+    if !sealpost_tests::aws_backend() {
+        assert_eq!(put.status, 403, "{}", put.text());
+        send(&app, &id).await.invalid("documents[0]");
+    }
+    // ... and, should such bytes reach the store anyway (moto checks nothing), by the worker,
+    // which sends the share back.
+    store_upload(&app, &id, share["documents"][0]["id"].as_str().unwrap(), &wrong).await;
     send(&app, &id).await.ok(202);
     app.process_sends().await;
     let view = get_share(&app, &id).await;
@@ -156,7 +166,9 @@ async fn a_wrong_document_stops_the_archive_and_is_uploaded_again() {
     put_url(&app, &url(0), &first).await;
     let mut wrong = second.clone();
     wrong[5000] ^= 0x01;
-    put_url(&app, &url(1), &wrong).await;
+    // Past the URL's checksum (which S3 and the embedded store enforce): as if the bytes had
+    // changed in the bucket.
+    store_upload(&app, &id, share["documents"][1]["id"].as_str().unwrap(), &wrong).await;
 
     send(&app, &id).await.ok(202);
     app.process_sends().await;
@@ -310,7 +322,8 @@ async fn a_manual_share_with_a_large_document_answers_its_code_on_send() {
     put_url(&app, &url, &bytes).await;
     let sent = send(&app, &id_of(&share)).await.ok(202);
     assert_eq!(sent["status"], "sending");
-    let code = sent["code"].as_str().or(share["code"].as_str()).expect("the manual code, on create or on send").to_owned();
+    assert!(share.get("code").is_none_or(Value::is_null), "no code before the send: {share}");
+    let code = sent["code"].as_str().expect("the 202 answers the manual code").to_owned();
     app.process_sends().await;
     assert_eq!(get_share(&app, &id_of(&share)).await["status"], "active");
     assert!(app.sent_sms().await.is_empty());
@@ -436,4 +449,34 @@ async fn an_archive_dropped_unfinished_is_never_completed() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(app.service.blobs.size(key).await.expect("size"), None, "no archive under the key");
+}
+
+#[tokio::test]
+async fn an_upload_url_takes_only_the_declared_bytes() {
+    // The URL signs the declared SHA-256 as `x-amz-checksum-sha256`: S3 refuses other bytes at
+    // the PUT (`BadDigest`, or a signature mismatch when the header differs), and so does the
+    // embedded store. moto checks neither, so on it only the signing shows.
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let url = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    if sealpost_tests::aws_backend() {
+        let query: std::collections::HashMap<_, _> = url::Url::parse(&url).unwrap().query_pairs().into_owned().collect();
+        assert!(query["X-Amz-SignedHeaders"].split(';').any(|h| h == "x-amz-checksum-sha256"), "{url}");
+        return;
+    }
+    let mut other = bytes.clone();
+    other[7] ^= 0x40;
+    // Other bytes with their own checksum: the header is not the signed one.
+    assert_eq!(put_url(&app, &url, &other).await.status, 403);
+    // Other bytes with the declared checksum: the bytes are not what it says.
+    let declared = share["documents"][0]["upload_headers"]["x-amz-checksum-sha256"].as_str().unwrap().to_owned();
+    let lying = app.http.put(absolute(&app, &url)).header("x-amz-checksum-sha256", &declared).body(other).send().await.unwrap();
+    assert_eq!(lying.status(), 400);
+    // No checksum at all.
+    let bare = app.http.put(absolute(&app, &url)).body(bytes.clone()).send().await.unwrap();
+    assert_eq!(bare.status(), 403);
+    assert_eq!(stored_keys(&app, &id_of(&share)).await, Vec::<String>::new(), "nothing stored");
+    // The declared bytes go through.
+    assert_eq!(put_url(&app, &url, &bytes).await.status, 200);
 }

@@ -294,7 +294,9 @@ class Rehearsal:
             }), 201, "create for upload")
             check(made["status"] == "awaiting_upload", f"awaiting upload: {made['status']}")
             upload = made["documents"][0]["upload_url"]
-            put = self.http.put(upload, data=big, headers={"Content-Type": "application/pdf"}, timeout=60)
+            headers = made["documents"][0]["upload_headers"]
+            check(set(headers) == {"x-amz-checksum-sha256"}, f"the upload's headers: {headers}")
+            put = self.http.put(upload, data=big, headers=headers, timeout=60)
             check(put.status_code == 200, f"upload PUT: {put.status_code} {put.text[:200]}")
             sms_before = len(self.sms_to(PHONE))
             sent = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/send"), 202, "send")

@@ -425,6 +425,24 @@ impl TestApp {
         pump_sends(clients, send_queue, &self.function_service(sealpost::lambda::SEND_WORKER_USES)).await
     }
 
+    /// AWS: the send queue loses its messages (each received and deleted unworked), as a
+    /// message lost or moved to the dead-letter queue would be; `false` on the embedded
+    /// backend, whose queue is a table written with the share's own state.
+    pub async fn lose_queued_sends(&self) -> bool {
+        let Backend::Aws { clients, send_queue, .. } = &self.backend else { return false };
+        loop {
+            let received =
+                clients.sqs().receive_message().queue_url(send_queue).max_number_of_messages(10).send().await.expect("receive");
+            if received.messages().is_empty() {
+                return true;
+            }
+            for m in received.messages() {
+                let handle = m.receipt_handle().expect("receipt");
+                clients.sqs().delete_message().queue_url(send_queue).receipt_handle(handle).send().await.expect("delete");
+            }
+        }
+    }
+
     /// Keeps doing the work `send` queues, in the background, as `sealpost serve`'s task or
     /// the `send-worker` function would (for tests of a client that waits for it).
     pub fn start_send_task(&self) {

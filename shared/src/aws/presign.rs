@@ -33,9 +33,11 @@ fn err(e: impl std::fmt::Display) -> PortError {
 pub enum Presigned<'a> {
     /// GET it, S3 answering with the `response-*` overrides given (name, value; unencoded).
     Get { overrides: &'a [(&'a str, &'a str)] },
-    /// PUT exactly `size` bytes to it. Content-Length is the one header the URL signs, so an
-    /// uploader sends nothing else (the bucket encrypts every object by default).
-    Put { size: u64 },
+    /// PUT exactly `size` bytes whose SHA-256 is `checksum` (base64) to it. The URL signs
+    /// Content-Length and `x-amz-checksum-sha256`, which the uploader sends and S3 checks the
+    /// body against: other bytes are refused (`BadDigest`), never stored. Nothing else is sent
+    /// (the bucket encrypts every object by default).
+    Put { size: u64, checksum: &'a str },
 }
 
 /// The endpoint S3's client takes from `config`, read as `aws_sdk_s3::Config::from` reads it: one
@@ -76,15 +78,18 @@ pub async fn presign(
     static RESOLVER: LazyLock<DefaultResolver> = LazyLock::new(DefaultResolver::new);
     let endpoint = RESOLVER.resolve_endpoint(&params).await.map_err(err)?;
 
-    let (method, operation, overrides, size) = match what {
+    let (method, operation, overrides, put) = match what {
         Presigned::Get { overrides } => ("GET", "GetObject", overrides, None),
-        Presigned::Put { size } => ("PUT", "PutObject", &[][..], Some(size.to_string())),
+        Presigned::Put { size, checksum } => ("PUT", "PutObject", &[][..], Some((size.to_string(), checksum))),
     };
     let mut url = format!("{}/{}?x-id={operation}", endpoint.url().trim_end_matches('/'), utf8_percent_encode(key, KEY));
     for (name, value) in overrides {
         url.push_str(&format!("&{name}={}", utf8_percent_encode(value, VALUE)));
     }
-    let headers = size.as_deref().map(|size| ("content-length", size));
+    let headers: Vec<(&str, &str)> = match &put {
+        Some((size, checksum)) => vec![("content-length", size.as_str()), (crate::ports::UPLOAD_CHECKSUM_HEADER, checksum)],
+        None => vec![],
+    };
 
     let credentials =
         config.credentials_provider().ok_or_else(|| err("no credentials"))?.provide_credentials().await.map_err(err)?;
@@ -207,18 +212,25 @@ mod tests {
                 .expect("the SDK's");
             assert_eq!(parts(&ours), parts(sdk.uri()), "GET {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
 
-            let ours = presign(&clients, BUCKET, key, Presigned::Put { size: 123_456_789 }, ttl, now).await.expect("ours");
+            let checksum = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+            let put = Presigned::Put { size: 123_456_789, checksum };
+            let ours = presign(&clients, BUCKET, key, put, ttl, now).await.expect("ours");
             let sdk = clients
                 .s3()
                 .put_object()
                 .bucket(BUCKET)
                 .key(key)
                 .content_length(123_456_789)
+                .checksum_sha256(checksum)
                 .presigned(presigning())
                 .await
                 .expect("the SDK's");
             assert_eq!(parts(&ours), parts(sdk.uri()), "PUT {shape:?}\nours: {ours}\nsdk:  {}", sdk.uri());
-            assert_eq!(parts(&ours).1["X-Amz-SignedHeaders"], "content-length;host", "an uploader sends Content-Length only");
+            assert_eq!(
+                parts(&ours).1["X-Amz-SignedHeaders"],
+                "content-length;host;x-amz-checksum-sha256",
+                "an uploader sends Content-Length and the checksum S3 checks the bytes against"
+            );
         }
     }
 }

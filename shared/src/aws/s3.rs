@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption};
+use base64::Engine;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,12 +17,22 @@ use tokio::io::{AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps a Lambda's memory small.
+/// Multipart part size of the first thousand parts: S3's minimum is 5 MiB; 8 MiB keeps a
+/// Lambda's memory small for the archives most shares have.
 const PART_BYTES: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once: with one, the archive's writer (and the reads of its documents)
 /// waited for every part's round trip. At most this many parts, plus the one being filled, are
-/// in memory: 40 MiB.
+/// in memory: 40 MiB, up to 200 MiB for an archive of 100 GiB (`part_bytes`).
 const PARTS_IN_FLIGHT: usize = 4;
+/// S3's limit on the parts of one upload.
+const MAX_PARTS: i32 = 10_000;
+
+/// The size of part `number` (from 1): 8 MiB for the first thousand, 16 MiB for the next, and
+/// so on, so that S3's 10,000 parts hold 440 GiB, well over the 100 GiB a share of 50 × 2 GiB
+/// archives to, without knowing the archive's size up front (a stream has none).
+fn part_bytes(number: i32) -> usize {
+    PART_BYTES * (1 + (number.max(1) as usize - 1) / 1000)
+}
 
 #[derive(Clone)]
 pub struct S3Blobs {
@@ -177,8 +188,9 @@ impl BlobStore for S3Blobs {
         presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
     }
 
-    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
-        let what = Presigned::Put { size };
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
+        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
+        let what = Presigned::Put { size, checksum: &checksum };
         presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
     }
 }
@@ -202,9 +214,10 @@ async fn upload_parts(
         let mut in_flight = JoinSet::new();
         let mut total = 0u64;
         for number in 1.. {
-            let mut buf = Vec::with_capacity(PART_BYTES);
-            while buf.len() < PART_BYTES {
-                let read = (&mut pipe).take((PART_BYTES - buf.len()) as u64).read_to_end(&mut buf).await.map_err(err)?;
+            let size = part_bytes(number);
+            let mut buf = Vec::with_capacity(size);
+            while buf.len() < size {
+                let read = (&mut pipe).take((size - buf.len()) as u64).read_to_end(&mut buf).await.map_err(err)?;
                 if read == 0 {
                     break;
                 }
@@ -213,7 +226,10 @@ async fn upload_parts(
             if buf.is_empty() && number > 1 {
                 break;
             }
-            let last = buf.len() < PART_BYTES;
+            let last = buf.len() < size;
+            if !last && number == MAX_PARTS {
+                return Err(err("the archive is larger than S3's 10,000 parts hold"));
+            }
             total += buf.len() as u64;
             while in_flight.len() >= PARTS_IN_FLIGHT {
                 parts.push(next_part(&mut in_flight).await?);
@@ -308,3 +324,29 @@ impl BlobWriter for MultipartWriter {
 // No `Drop`: a writer dropped before `finish` ends the pipe with `finished` unsent, and the
 // upload task aborts the upload itself (S3's lifecycle rule, AbortIncompleteMultipartUpload in
 // the template, is the backstop should the process end first).
+
+#[cfg(test)]
+mod part_tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_parts_hold_the_largest_share() {
+        let capacity: u64 = (1..=MAX_PARTS).map(|n| part_bytes(n) as u64).sum();
+        let largest_share = 50 * 2 * 1024 * 1024 * 1024u64; // 50 documents of 2 GiB
+        assert!(capacity > largest_share + largest_share / 100, "{capacity}");
+        assert_eq!(part_bytes(1), 8 << 20);
+        assert_eq!(part_bytes(1000), 8 << 20);
+        assert_eq!(part_bytes(1001), 16 << 20);
+        // S3: at most 5 GiB a part; and memory: the parts of a 100 GiB archive stay small.
+        assert!(part_bytes(MAX_PARTS) <= 5 << 30);
+        let parts_for_largest = (1..=MAX_PARTS)
+            .scan(0u64, |sum, n| {
+                *sum += part_bytes(n) as u64;
+                Some((n, *sum))
+            })
+            .find(|(_, sum)| *sum >= largest_share)
+            .map(|(n, _)| n)
+            .unwrap_or(MAX_PARTS);
+        assert!(part_bytes(parts_for_largest) <= 48 << 20, "{parts_for_largest}");
+    }
+}

@@ -13,6 +13,12 @@ pub const UPLOAD_URL_SECS: u64 = 3600;
 /// request starts, so a PUT begun in the URL's last second still has time to finish (an hour
 /// here, for 2 GiB on a slow line).
 const UPLOADS_LANDED_SECS: i64 = UPLOAD_URL_SECS as i64 + 3600;
+/// A share still `sending` this long after its send was queued is queued again by the sweep:
+/// longer than a worker's run (Lambda's 15 minutes) with its retries' first backoffs.
+pub const SEND_REQUEUE_SECS: i64 = 30 * 60;
+/// How often the sweep queues a share's send again before it leaves it to the operator (the
+/// send queue's dead-letter alarm, the worker's log).
+pub const MAX_SEND_REQUEUES: u32 = 3;
 
 /// How the patient proves they are the recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -96,6 +102,12 @@ pub struct Share {
     /// How many events of the patient's own doing (right answers, downloads) were recorded.
     #[serde(default)]
     pub patient_events: u32,
+    /// When the share's send was last queued (while `sending`), and how often the sweep queued
+    /// it again since the practice's `send`.
+    #[serde(default)]
+    pub send_queued_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub send_requeues: u32,
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set once the expiry sweep has recorded `expired` and deleted the documents.
     pub expiry_processed: bool,
@@ -180,6 +192,8 @@ impl Share {
             first_verified_at: None,
             first_downloaded_at: None,
             patient_events: 0,
+            send_queued_at: None,
+            send_requeues: 0,
             revoked_at: None,
             expiry_processed: false,
         }
@@ -225,11 +239,19 @@ impl Share {
     /// kept until the link would have run out.
     pub fn sweep_due_at(&self) -> DateTime<Utc> {
         let expires = self.effective_expires_at();
+        if let Some(queued) = self.send_queued_at.filter(|_| self.send_requeue_due()) {
+            return expires.min(queued + Duration::seconds(SEND_REQUEUE_SECS));
+        }
         let landed = self.created_at + Duration::seconds(UPLOADS_LANDED_SECS);
         match self.revoked_at {
             Some(revoked) if revoked < landed => expires.min(landed),
             _ => expires,
         }
+    }
+
+    /// Whether the sweep is to queue this share's send again when it has waited long enough.
+    pub fn send_requeue_due(&self) -> bool {
+        self.lifecycle == Lifecycle::Sending && self.send_requeues < MAX_SEND_REQUEUES
     }
 
     /// Checked on every read: storage TTLs are lazy and never decide access.

@@ -40,9 +40,10 @@ pub fn download_canonical(key: &str, exp: i64, filename: &str, content_type: &st
     format!("GET\n{key}\n{exp}\n{filename}\n{content_type}")
 }
 
-/// What a signed upload URL covers.
-pub fn upload_canonical(key: &str, exp: i64, size: u64) -> String {
-    format!("PUT\n{key}\n{exp}\n{size}")
+/// What a signed upload URL covers: the key, its expiry, the size and the SHA-256 (hex) of the
+/// bytes it takes.
+pub fn upload_canonical(key: &str, exp: i64, size: u64, sha256: &str) -> String {
+    format!("PUT\n{key}\n{exp}\n{size}\n{sha256}")
 }
 
 fn enc(s: &str) -> percent_encoding::PercentEncode<'_> {
@@ -142,11 +143,12 @@ impl BlobStore for FolderBlobs {
         Ok(format!("{}/_blobs/{key}?exp={exp}&fn={}&ct={}&sig={sig}", self.public_url, enc(d.filename), enc(d.content_type)))
     }
 
-    async fn upload_url(&self, key: &str, size: u64, ttl_secs: u64) -> PortResult<String> {
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
         self.path(key)?;
         let exp = self.clock.now().timestamp() + ttl_secs as i64;
-        let sig = self.keys.sign_url(&upload_canonical(key, exp, size));
-        Ok(format!("{}/_blobs/{key}?exp={exp}&size={size}&sig={sig}", self.public_url))
+        let sha256 = hex::encode(sha256);
+        let sig = self.keys.sign_url(&upload_canonical(key, exp, size, &sha256));
+        Ok(format!("{}/_blobs/{key}?exp={exp}&size={size}&sha256={sha256}&sig={sig}", self.public_url))
     }
 }
 

@@ -5,7 +5,7 @@ use super::outbox::Outbox;
 use crate::domain::is_loopback_host;
 use crate::error::Error;
 use crate::http::content_disposition;
-use crate::ports::{BlobStore, Clock};
+use crate::ports::{BlobStore, Clock, UPLOAD_CHECKSUM_HEADER};
 use crate::secrets::Keys;
 use axum::Router;
 use axum::body::Body;
@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -88,21 +89,33 @@ async fn download(
 struct UploadQuery {
     exp: i64,
     size: u64,
+    sha256: String,
     sig: String,
 }
 
 /// Streams an upload to the folder; nothing appears under the key unless exactly the signed
-/// number of bytes arrived.
+/// bytes arrived: their number and their SHA-256, which the uploader also sends as
+/// `x-amz-checksum-sha256` (base64), as S3 wants it.
 async fn upload(
     State(s): State<EmbeddedState>,
     Path(key): Path<String>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
     let Query(q) = query.map_err(|_| Error::Forbidden(BAD_SIGNATURE))?;
-    if !s.keys.url_signature_matches(&upload_canonical(&key, q.exp, q.size), &q.sig) || s.clock.now().timestamp() >= q.exp {
+    if !s.keys.url_signature_matches(&upload_canonical(&key, q.exp, q.size, &q.sha256), &q.sig)
+        || s.clock.now().timestamp() >= q.exp
+    {
         return Err(Error::Forbidden(BAD_SIGNATURE));
     }
+    // The signed header must come with the value signed (S3 answers a missing or other one so).
+    let declared = hex::decode(&q.sha256).map_err(|_| Error::Forbidden(BAD_SIGNATURE))?;
+    let sent = headers.get(UPLOAD_CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
+    if sent != Some(base64::engine::general_purpose::STANDARD.encode(&declared).as_str()) {
+        return Err(Error::Forbidden(BAD_SIGNATURE));
+    }
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut writer = s.blobs.create(&key).await?;
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
@@ -112,10 +125,14 @@ async fn upload(
         if received > q.size {
             return Err(Error::PayloadTooLarge);
         }
+        hash.update(&chunk);
         writer.write_all(&chunk).await.map_err(|e| Error::Internal(e.to_string()))?;
     }
     if received != q.size {
         return Err(Error::invalid("body", format!("expected {} bytes, received {received}", q.size)));
+    }
+    if hash.finish().as_ref() != declared.as_slice() {
+        return Err(Error::invalid("body", "the bytes do not match the SHA-256 the URL was made for"));
     }
     writer.finish().await?;
     Ok(StatusCode::OK.into_response())

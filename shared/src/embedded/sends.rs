@@ -34,9 +34,15 @@ impl SendQueue for EmbeddedSends {
         let (id, now) = (share.to_string(), us(self.clock.now()));
         self.store
             .run(move |conn| {
-                conn.execute("INSERT OR IGNORE INTO send_queue (share_id, queued_us) VALUES (?1, ?2)", params![id, now])
-                    .map(|_| ())
-                    .map_err(db_err)
+                // A send queued again moves its entry's time: a round that took the older entry
+                // then leaves this one in place (it deletes only what it read).
+                conn.execute(
+                    "INSERT INTO send_queue (share_id, queued_us) VALUES (?1, ?2)
+                     ON CONFLICT (share_id) DO UPDATE SET queued_us = max(queued_us + 1, excluded.queued_us)",
+                    params![id, now],
+                )
+                .map(|_| ())
+                .map_err(db_err)
             })
             .await?;
         self.wake.notify_one();
@@ -64,17 +70,18 @@ impl SendWorker {
         let mut failed: Vec<String> = Vec::new();
         loop {
             let skip = failed.clone();
-            let queued: Vec<String> = self
+            let queued: Vec<(String, i64)> = self
                 .store
                 .run(move |conn| {
-                    let mut stmt =
-                        conn.prepare_cached("SELECT share_id FROM send_queue ORDER BY queued_us, share_id").map_err(db_err)?;
-                    let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
+                    let mut stmt = conn
+                        .prepare_cached("SELECT share_id, queued_us FROM send_queue ORDER BY queued_us, share_id")
+                        .map_err(db_err)?;
+                    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(db_err)?;
                     let mut out = Vec::new();
-                    for id in ids {
-                        let id = id.map_err(db_err)?;
-                        if !skip.contains(&id) {
-                            out.push(id);
+                    for row in rows {
+                        let row = row.map_err(db_err)?;
+                        if !skip.contains(&row.0) {
+                            out.push(row);
                         }
                         if out.len() == ROUND {
                             break;
@@ -86,7 +93,7 @@ impl SendWorker {
             if queued.is_empty() {
                 return Ok(done);
             }
-            for id in queued {
+            for (id, queued_us) in queued {
                 let result = match ShareId::parse(&id) {
                     Some(share) => self.service.finish_send(&share).await,
                     None => Ok(()), // not a share id: nothing to do, drop it
@@ -96,7 +103,12 @@ impl SendWorker {
                         let gone = id.clone();
                         self.store
                             .run(move |conn| {
-                                conn.execute("DELETE FROM send_queue WHERE share_id = ?1", [gone]).map(|_| ()).map_err(db_err)
+                                conn.execute(
+                                    "DELETE FROM send_queue WHERE share_id = ?1 AND queued_us = ?2",
+                                    params![gone, queued_us],
+                                )
+                                .map(|_| ())
+                                .map_err(db_err)
                             })
                             .await?;
                         done += 1;

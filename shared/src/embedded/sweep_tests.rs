@@ -38,7 +38,7 @@ impl BlobStore for Undeletable {
     async fn download_url(&self, _: &str, _: Disposition<'_>, _: u64) -> PortResult<String> {
         Err(NotGranted::DOCUMENT_LINKS.error())
     }
-    async fn upload_url(&self, _: &str, _: u64, _: u64) -> PortResult<String> {
+    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<String> {
         Err(NotGranted::DOCUMENTS.error())
     }
 }

@@ -8,6 +8,7 @@ use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, New
 use crate::error::{Error, Result};
 use crate::ports::Claim;
 use crate::secrets::Keys;
+use base64::Engine;
 use chrono::Duration;
 use ring::digest;
 
@@ -142,10 +143,17 @@ impl Service {
         let mut view = ShareView::new(&share, self.link(&share.id), now);
         for (doc_id, size) in uploads {
             let doc = share.documents.iter().find(|d| d.id == doc_id).expect("document just added");
-            let url = self.blobs.upload_url(&upload_key(&share, doc), size, UPLOAD_URL_SECS).await?;
+            // Checked when the document was parsed: 64 hex digits.
+            let sha256: [u8; 32] = hex::decode(&doc.sha256)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Error::Internal(format!("{}: a stored SHA-256 that is not one", doc.id)))?;
+            let url = self.blobs.upload_url(&upload_key(&share, doc), size, &sha256, UPLOAD_URL_SECS).await?;
             if let Some(v) = view.documents.iter_mut().find(|v: &&mut DocumentView| v.id == doc_id.as_str()) {
                 v.upload_url = Some(url);
                 v.upload_expires_in = Some(UPLOAD_URL_SECS);
+                let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
+                v.upload_headers = Some([(crate::ports::UPLOAD_CHECKSUM_HEADER, checksum)].into());
             }
         }
         view.notifications = Some(if share.lifecycle == Lifecycle::Active {

@@ -55,7 +55,7 @@ impl Service {
                     Access::AwaitingUpload => {
                         return Step::unchanged(
                             vec![],
-                            Err(Error::invalid("status", "the share is awaiting upload; send it first")),
+                            Err(Error::invalid("status", "the share is not sent yet (awaiting upload or sending)")),
                         );
                     }
                 }

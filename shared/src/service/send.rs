@@ -9,7 +9,9 @@ use super::archive::{ArchiveError, build_checked_archive, document_key, share_pr
 use super::create::manual_code;
 use super::views::ShareView;
 use super::{Load, Service, Step};
-use crate::domain::{Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, Practice, Share, ShareId};
+use crate::domain::{
+    Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId,
+};
 use crate::error::{Error, Result};
 use crate::secrets::Keys;
 use serde_json::json;
@@ -64,19 +66,22 @@ impl Service {
                 })?;
             }
         }
-        // A `manual` share's code goes back in this answer, so it is made now; an `sms` share's
-        // is made when the archive is ready, and goes out by SMS then.
+        // A `manual` share's code goes back in this answer, so it is made now (once: a send
+        // after a rejected upload keeps the code the practice may have passed on already); an
+        // `sms` share's is made when the archive is ready, and goes out by SMS then.
         let keys = match share.auth {
-            AuthMethod::Manual => Some(self.keys().await?),
+            AuthMethod::Manual if share.secret.is_none() => Some(self.keys().await?),
             _ => None,
         };
         let (code, share) = self
             .mutate_from_kept(Some(share), Load::Practice(practice, id), |share, now| {
-                if share.lifecycle != Lifecycle::AwaitingUpload {
-                    return Step::unchanged(vec![], Ok(None)); // sending already
+                if share.lifecycle != Lifecycle::AwaitingUpload || share.access(now) != Access::AwaitingUpload {
+                    return Step::unchanged(vec![], Ok(None)); // sending already, or expired or revoked
                 }
                 share.lifecycle = Lifecycle::Sending;
-                let code = keys.map(|keys| new_code(keys, share, now));
+                share.send_queued_at = Some(now);
+                share.send_requeues = 0;
+                let code = keys.filter(|_| share.secret.is_none()).map(|keys| new_code(keys, share, now));
                 Step::changed(vec![], Ok(code))
             })
             .await?;
@@ -102,6 +107,21 @@ impl Service {
         if share.lifecycle != Lifecycle::Sending || share.access(self.now()) != Access::AwaitingUpload {
             return Ok(()); // sent by an earlier run, rejected, revoked or expired
         }
+        let result = self.work_send(share).await;
+        // Revoked or expired while this run worked (a copy landing after the revoke's delete,
+        // say): nothing of the share may stay, whatever the run did or failed to do.
+        self.leave_nothing_if_gone(id).await?;
+        result
+    }
+
+    async fn work_send(&self, share: Share) -> Result<()> {
+        let id = &share.id;
+        // Read before the share is activated: once it is, no later run would notify.
+        let practice = self
+            .store
+            .get_practice(&share.practice_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
         for (i, doc) in share.documents.iter().enumerate() {
             if let Some(why) = self.place_upload(&share, doc).await? {
                 return self.reject_upload(&share, i, why).await;
@@ -124,31 +144,63 @@ impl Service {
         let activated = self
             .mutate(Load::AnyState(id), |share, now| {
                 if share.lifecycle != Lifecycle::Sending || share.access(now) != Access::AwaitingUpload {
-                    return Step::unchanged(vec![], Ok(None));
+                    return Step::unchanged(vec![], Ok(None)); // sent by another run, revoked or expired
                 }
                 share.lifecycle = Lifecycle::Active;
                 share.archive_size = Some(archive_size);
-                let code = keys.map(|keys| new_code(keys, share, now));
+                let code = match keys {
+                    Some(keys) => Some(new_code(keys, share, now)),
+                    None => {
+                        // A manual code made at send lives from now, when it can first be used.
+                        if let Some(secret) = share.secret.as_mut().filter(|_| share.auth == AuthMethod::Manual) {
+                            secret.issued_at = now;
+                        }
+                        None
+                    }
+                };
                 Step::changed(vec![Event::new(&share.id, EventKind::ArchiveReady, now)], Ok(Some((share.clone(), code))))
             })
             .await?;
-        let Some((share, code)) = activated else {
-            // Revoked or expired while the archive was built: nothing this run wrote may stay.
-            // (Sent by another run: that run's archive is this one's, byte for byte.)
-            let now = self.now();
-            let current = self.store.get_share(id).await?;
-            if current.is_none_or(|s| matches!(s.access(now), Access::Revoked | Access::Expired)) {
-                self.blobs.delete_prefix(&share_prefix(&share)).await?;
-            }
-            return Ok(());
-        };
+        let Some((share, code)) = activated else { return Ok(()) };
         tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
-        let practice = self
-            .store
-            .get_practice(&share.practice_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
-        self.notify(&practice, &share, code.as_ref()).await;
+        // A revoke in the moment since: no code goes out for it.
+        if self.store.get_share(id).await?.is_some_and(|s| s.access(self.now()) == Access::Open) {
+            self.notify(&practice, &share, code.as_ref()).await;
+        }
+        Ok(())
+    }
+
+    /// The sweep's part for a share still `sending` long after its send was queued (a message
+    /// lost, a worker that ran out of retries, a server restarted with its queue in memory):
+    /// its send is queued again, at most [`crate::domain::MAX_SEND_REQUEUES`] times. `true` if it was.
+    pub(super) async fn requeue_send(&self, id: &ShareId) -> Result<bool> {
+        let (again, share) = self
+            .mutate_from_kept(None, Load::AnyState(id), |share, now| {
+                let waited = share.send_queued_at.is_some_and(|at| now >= at + chrono::Duration::seconds(SEND_REQUEUE_SECS));
+                if !share.send_requeue_due() || share.access(now) != Access::AwaitingUpload || !waited {
+                    return Step::unchanged(vec![], Ok(false));
+                }
+                share.send_queued_at = Some(now);
+                share.send_requeues += 1;
+                Step::changed(vec![], Ok(true))
+            })
+            .await?;
+        if again {
+            self.sends.enqueue(&share.id, share.version).await?;
+            tracing::warn!(share_id = %share.id, reference = %share.reference, requeues = share.send_requeues,
+                "a share still sending long after its send: queued again");
+        }
+        Ok(again)
+    }
+
+    /// Deletes everything of a share that is revoked or expired (idempotent). A share whose
+    /// record is gone was purged: the TTL cleanup deletes its documents.
+    async fn leave_nothing_if_gone(&self, id: &ShareId) -> Result<()> {
+        if let Some(share) = self.store.get_share(id).await?
+            && matches!(share.access(self.now()), Access::Revoked | Access::Expired)
+        {
+            self.blobs.delete_prefix(&share_prefix(&share)).await?;
+        }
         Ok(())
     }
 
@@ -185,10 +237,14 @@ impl Service {
     /// `awaiting_upload` with `upload_rejected`.
     async fn reject_upload(&self, share: &Share, index: usize, why: Rejected) -> Result<()> {
         let doc = &share.documents[index];
+        let current = self.store.get_share(&share.id).await?;
+        if current.is_none_or(|s| s.lifecycle != Lifecycle::Sending || s.access(self.now()) != Access::AwaitingUpload) {
+            return Ok(()); // sent by another run, revoked or expired: nothing to reject
+        }
         self.blobs.delete_prefix(&document_key(share, doc)).await?;
         let doc_id = doc.id.clone();
         self.mutate(Load::AnyState(&share.id), |share, now| {
-            if share.lifecycle != Lifecycle::Sending {
+            if share.lifecycle != Lifecycle::Sending || share.access(now) != Access::AwaitingUpload {
                 return Step::unchanged(vec![], Ok(()));
             }
             share.lifecycle = Lifecycle::AwaitingUpload;

@@ -23,6 +23,14 @@ impl Service {
                 break;
             }
             for share in due {
+                // Due as a share still sending, not yet as an expired one.
+                if share.send_requeue_due() && share.access(self.now()) == crate::domain::Access::AwaitingUpload {
+                    if let Err(e) = self.requeue_send(&share.id).await {
+                        tracing::error!(share_id = %share.id, error = %e, "could not queue a share's send again");
+                        failed.push(share.id);
+                    }
+                    continue;
+                }
                 match self.expire(&share).await {
                     Ok(true) => {
                         tracing::info!(share_id = %share.id, reference = %share.reference, "share expired");

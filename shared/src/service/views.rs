@@ -16,6 +16,10 @@ pub struct DocumentView {
     pub upload_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_expires_in: Option<u64>,
+    /// The headers the upload's PUT must carry besides Content-Length (the checksum the URL
+    /// signs and the store checks the bytes against).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_headers: Option<std::collections::BTreeMap<&'static str, String>>,
 }
 
 /// A share as its practice sees it.
@@ -71,6 +75,7 @@ impl ShareView {
                     sha256: Some(d.sha256.clone()),
                     upload_url: None,
                     upload_expires_in: None,
+                    upload_headers: None,
                 })
                 .collect(),
             events: None,

@@ -193,13 +193,17 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
                 bail!("the API answered the documents in another order than they were sent");
             }
             if let Some(url) = doc["upload_url"].as_str() {
-                upload(&api, f, url).await?;
+                upload(&api, f, url, &doc["upload_headers"]).await?;
             }
         }
     }
     let send = api.post(&format!("/v1/shares/{id}/send")).timeout(SEND_TIMEOUT);
     let mut share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
     if share["status"] == "sending" && !args.no_wait {
+        // The code is shown once, in this answer: printed before waiting, whatever comes next.
+        if let Some(code) = share["code"].as_str() {
+            println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
+        }
         share = wait_until_sent(&api, id, share).await?;
     }
     print_sent(&share, &files);
@@ -221,6 +225,9 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value) -> anyhow::Result
         view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
     }
     let events = view["events"].as_array().cloned().unwrap_or_default();
+    if view["status"] != "active" && view["status"] != "awaiting_upload" && view["status"] != "locked" {
+        bail!("the share is {} now: nothing was sent", view["status"].as_str().unwrap_or("?"));
+    }
     if view["status"] == "awaiting_upload" {
         let why = events
             .iter()
@@ -243,7 +250,6 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value) -> anyhow::Result
         }
     }
     view["notifications"] = Value::Object(notifications);
-    view["code"] = answered["code"].clone();
     Ok(view)
 }
 
@@ -345,7 +351,9 @@ async fn sha256_of(f: &Outgoing) -> anyhow::Result<String> {
 }
 
 /// PUTs a file to its upload URL, streamed from disk, with a progress bar on a terminal.
-async fn upload(api: &Api, f: &Outgoing, url: &str) -> anyhow::Result<()> {
+/// PUTs a file to its upload URL with the headers the API named (the checksum the store checks
+/// the bytes against: a file changed since it was hashed is refused).
+async fn upload(api: &Api, f: &Outgoing, url: &str, headers: &Value) -> anyhow::Result<()> {
     let url = if url.starts_with('/') { format!("{}{url}", api.base) } else { url.to_owned() };
     let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
     let bar = progress(f.size, &format!("uploading {}", f.filename));
@@ -353,7 +361,11 @@ async fn upload(api: &Api, f: &Outgoing, url: &str) -> anyhow::Result<()> {
     let stream =
         tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
     // An explicit length: presigned S3 PUTs take no chunked bodies.
-    let request = api.http.put(&url).header(reqwest::header::CONTENT_LENGTH, f.size).body(reqwest::Body::wrap_stream(stream));
+    let mut request = api.http.put(&url).header(reqwest::header::CONTENT_LENGTH, f.size);
+    for (name, value) in headers.as_object().into_iter().flatten() {
+        request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+    }
+    let request = request.body(reqwest::Body::wrap_stream(stream));
     let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let response = request.send().await.map_err(|e| anyhow!("could not upload {} to {host}: {}", f.filename, root_cause(&e)))?;
     bar.finish_and_clear();

@@ -71,11 +71,13 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "rehearsal"))
 from common import free_port  # noqa: E402
+from harness import RuntimeApiHandler  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "eu-central-2"
@@ -83,16 +85,16 @@ ACCOUNT = "123456789012"  # moto's default account
 RUNTIME = "/2018-06-01/runtime"
 HELLO = "hello"
 LAMBDA_BIN = "sealpost-lambda"  # every function (lambda/)
-SIZE_LIMIT_MB = 8.0
 RATIO_LIMIT = 1.5
 
 # What template.yaml gives the functions (its Globals and each function's own Environment).
 TABLE, BUCKET, PEPPER_PARAMETER = "sealpost-bench", "sealpost-bench-docs", "/sealpost/pepper"
 CONFIGURATION_SET, QUEUE = "sealpost-bench-feedback", "sealpost-bench-webhooks.fifo"
 SENDER = "no-reply@sealpost.invalid"  # sealpost::admin::DEFAULT_SENDER
-MEMORY_MB = {"create-share": 1024, "send-share": 1024}  # MemorySize; 256 otherwise
-SES_CONFIGURATION_SET = {"create-share", "resend-share", "send-share"}
+MEMORY_MB = {"create-share": 1024, "send-worker": 1024}  # MemorySize; 256 otherwise
+SES_CONFIGURATION_SET = {"create-share", "resend-share", "send-worker"}
 WEBHOOK_QUEUE = {"webhook-fanout", "webhook-sender"}
+SEND_QUEUE, SENDS = "sealpost-bench-sends.fifo", {"send-share", "send-worker", "sweep"}
 
 
 def log(message: str) -> None:
@@ -149,34 +151,8 @@ class RuntimeApi(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class RuntimeHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # the runtime client keeps its connection
+class RuntimeHandler(RuntimeApiHandler):
     server: RuntimeApi
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def do_GET(self) -> None:
         now = time.perf_counter_ns()
@@ -299,9 +275,10 @@ class Moto:
                         {"X-Amz-Target": target, "Content-Type": content_type})
         return json.loads(out or b"{}")
 
-    def provision(self, pepper_b64: str) -> str:
+    def provision(self, pepper_b64: str) -> tuple[str, str]:
         """The table (as shared/src/aws/provision.rs makes it), the bucket, the SES sender and
-        configuration set, the webhook queue and the pepper parameter; returns the queue's URL."""
+        configuration set, the webhook and send queues and the pepper parameter; returns the
+        queues' URLs."""
         dynamo = "application/x-amz-json-1.0"
         attrs = [{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")]
 
@@ -335,10 +312,13 @@ class Moto:
         queue = self.json_call("sqs", "AmazonSQS.CreateQueue", "application/x-amz-json-1.0", {
             "QueueName": QUEUE, "Attributes": {"FifoQueue": "true", "VisibilityTimeout": "60"},
         })
+        sends = self.json_call("sqs", "AmazonSQS.CreateQueue", "application/x-amz-json-1.0", {
+            "QueueName": SEND_QUEUE, "Attributes": {"FifoQueue": "true", "VisibilityTimeout": "60"},
+        })
         self.json_call("ssm", "AmazonSSM.PutParameter", "application/x-amz-json-1.1", {
             "Name": PEPPER_PARAMETER, "Type": "SecureString", "Value": pepper_b64,
         })
-        return queue["QueueUrl"]
+        return queue["QueueUrl"], sends["QueueUrl"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +341,7 @@ class Job:
     failure: str | None = None
 
 
-def lambda_env(name: str, moto_url: str, queue_url: str, pepper_b64: str, ssm: bool) -> dict[str, str]:
+def lambda_env(name: str, moto_url: str, queues: tuple[str, str], pepper_b64: str, ssm: bool) -> dict[str, str]:
     """What Lambda and template.yaml put in a function's environment (nothing inherited: no
     HOME, so no ~/.aws files, as on Lambda)."""
     env = {
@@ -392,7 +372,9 @@ def lambda_env(name: str, moto_url: str, queue_url: str, pepper_b64: str, ssm: b
     if name in SES_CONFIGURATION_SET:
         env["SES_CONFIGURATION_SET"] = CONFIGURATION_SET
     if name in WEBHOOK_QUEUE:
-        env["WEBHOOK_QUEUE_URL"] = queue_url
+        env["WEBHOOK_QUEUE_URL"] = queues[0]
+    if name in SENDS:
+        env["SEND_QUEUE_URL"] = queues[1]
     return env
 
 
@@ -473,7 +455,7 @@ def report(jobs: dict[tuple[str, str], Job], names: list[str], args: argparse.Na
           f"{load[0]} before, {load[1]} after), moto on loopback. Times in ms from exec: *init* to the "
           f"first poll for an event, *first* to the first answer. Pepper inline (`SEALPOST_PEPPER`) "
           f"unless marked SSM (as deployed: read when a request first needs a key, so it shows in "
-          f"*first*, and only where the event's request needs one). ⚠: a binary over {SIZE_LIMIT_MB:g} MB or an init over "
+          f"*first*, and only where the event's request needs one). ⚠: an init over "
           f"{RATIO_LIMIT:g}× hello-world's.\n")
     print("| function | binary MB | init median | init p90 | init ÷ hello | first median | first p90 "
           "| init, SSM pepper | ÷ hello | first, SSM pepper | first answer |")
@@ -482,10 +464,10 @@ def report(jobs: dict[tuple[str, str], Job], names: list[str], args: argparse.Na
         inline, ssm = jobs[(name, "inline")], jobs.get((name, "ssm"))
         mb, _ = size_mb(inline.binary)
         if not inline.init_ms:
-            print(f"| {name} | {fmt(mb, SIZE_LIMIT_MB)} | FAILED | | | | | | | | |")
+            print(f"| {name} | {fmt(mb)} | FAILED | | | | | | | | |")
             continue
         init = statistics.median(inline.init_ms)
-        cells = [f"*{name}* (baseline)" if name == HELLO else name, fmt(mb, SIZE_LIMIT_MB), fmt(init),
+        cells = [f"*{name}* (baseline)" if name == HELLO else name, fmt(mb), fmt(init),
                  fmt(p90(inline.init_ms)), fmt(init / hello_init, RATIO_LIMIT),
                  fmt(statistics.median(inline.first_ms)), fmt(p90(inline.first_ms))]
         if ssm is not None and ssm.init_ms:
@@ -581,7 +563,7 @@ def main() -> int:
         return copy
 
     try:
-        queue_url = moto.provision(pepper)
+        queues = moto.provision(pepper)
         jobs: dict[tuple[str, str], Job] = {}
         for name in [HELLO, *names]:
             event = b'{"hello":"world"}' if name == HELLO else (REPO / "events" / f"{name}.json").read_bytes()
@@ -591,7 +573,7 @@ def main() -> int:
             if against is not None:
                 builds.append(("against", against, False))
             for mode, binaries, ssm in builds:
-                env = {**lambda_env(name, moto.url, queue_url, pepper, ssm), **extra_env}
+                env = {**lambda_env(name, moto.url, queues, pepper, ssm), **extra_env}
                 jobs[(name, mode)] = Job(name, staged(binaries, name), env, event, http_event)
         load_before = f"{os.getloadavg()[0]:.1f}"
         order = list(jobs.values())

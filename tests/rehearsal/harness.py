@@ -421,11 +421,13 @@ class RuntimeApi(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class RuntimeHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: RuntimeApi
+class RuntimeApiHandler(BaseHTTPRequestHandler):
+    """What every Lambda Runtime API on loopback shares (here and bench/coldstart.py): HTTP/1.1
+    (the runtime client keeps its connection), JSON answers, bodies plain or chunked."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
         pass
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -444,11 +446,15 @@ class RuntimeHandler(BaseHTTPRequestHandler):
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
+                        pass  # trailers
                     return b"".join(chunks)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+
+class RuntimeHandler(RuntimeApiHandler):
+    server: RuntimeApi
 
     def do_GET(self) -> None:
         server = self.server

@@ -13,7 +13,7 @@ mod recipient;
 pub mod share;
 mod webhook;
 
-pub use code::{Code, CodeParseError, message_contains_code};
+pub use code::{Code, CodeParseError, is_decimal_digit, message_contains_code};
 pub use document::{ContentType, Document, Filename, is_precompressed};
 pub use event::{Event, EventKind};
 pub use ids::{DocumentId, EventId, PracticeId, Reference, ShareId, WebhookId, random_bytes, random_token};

@@ -74,9 +74,8 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "rehearsal"))
-from common import free_port  # noqa: E402
+import harness  # noqa: E402
 from harness import RuntimeApiHandler  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -225,37 +224,14 @@ def find_moto_python(given: str | None) -> Path:
              "run tests/run once (it makes ./.venv) or pass --moto-python")
 
 
-class Moto:
-    """moto's server on a free loopback port. Requests carry a SigV4-shaped Authorization
-    header only for moto to see the service and region: it checks no signature."""
+class Moto(harness.Moto):
+    """moto's server on a free loopback port (the rehearsal's), with calls to provision it.
+    Requests carry a SigV4-shaped Authorization header only for moto to see the service and
+    region: it checks no signature."""
 
     def __init__(self, python: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="coldstart-moto-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [str(python), str(REPO / "infra/moto_server.py"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).read()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.2)
-        self.stop()
-        sys.exit(f"coldstart: moto's server did not start (log: {self.log.name})")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.log_dir = Path(tempfile.mkdtemp(prefix="coldstart-moto-"))
+        super().__init__(str(python), self.log_dir)
 
     def call(self, service: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
         auth = (f"AWS4-HMAC-SHA256 Credential=bench/20260101/{REGION}/{service}/aws4_request, "
@@ -590,7 +566,7 @@ def main() -> int:
         load_after = f"{os.getloadavg()[0]:.1f}"
     finally:
         moto.stop()
-        Path(moto.log.name).unlink(missing_ok=True)
+        shutil.rmtree(moto.log_dir, ignore_errors=True)
 
     if jobs[(HELLO, "inline")].failure:
         log(f"coldstart: hello-world failed: {jobs[(HELLO, 'inline')].failure}")

@@ -317,11 +317,9 @@ pub async fn serve_send_worker() -> Result<(), Error> {
         // A failed attempt comes back after a backoff (1, 2, 4 ... 15 minutes), not after the
         // queue's visibility timeout (90 minutes, for a run that timed out).
         for m in messages.iter().filter(|m| failed.contains(&m.message_id)) {
-            let secs = (60i32 << m.receive_count.saturating_sub(1).min(4)).min(900);
-            let postponed =
-                clients.sqs().change_message_visibility().queue_url(queue_url).receipt_handle(&m.receipt_handle).visibility_timeout(secs);
-            if let Err(e) = postponed.send().await {
-                tracing::warn!(message_id = %m.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not postpone a retry");
+            let secs = (60i64 << m.receive_count.saturating_sub(1).min(4)).min(900);
+            if let Err(e) = crate::aws::postpone(clients, queue_url, &m.receipt_handle, secs).await {
+                tracing::warn!(message_id = %m.message_id, error = %e, "could not postpone a retry");
             }
         }
         let failures = failed.into_iter().map(|item_identifier| ItemFailure { item_identifier }).collect();

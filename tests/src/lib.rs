@@ -524,31 +524,7 @@ impl TestApp {
         // ten, successes deleted, failures left (the sender hid them until their retry).
         let mut attempts = 0;
         loop {
-            let received = clients
-                .sqs()
-                .receive_message()
-                .queue_url(webhook_queue)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .expect("receive");
-            let messages: Vec<sealpost::aws::QueuedMessage> = received
-                .messages()
-                .iter()
-                .map(|m| {
-                    let attr = |name| m.attributes().and_then(|a| a.get(&name)).cloned().unwrap_or_default();
-                    sealpost::aws::QueuedMessage {
-                        message_id: m.message_id().expect("id").to_owned(),
-                        receipt_handle: m.receipt_handle().expect("receipt").to_owned(),
-                        body: m.body().expect("body").to_owned(),
-                        receive_count: attr(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-                            .parse()
-                            .unwrap_or(1),
-                        group_id: attr(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId),
-                    }
-                })
-                .collect();
+            let messages = receive(clients, webhook_queue).await;
             if messages.is_empty() {
                 break;
             }
@@ -850,23 +826,41 @@ pub fn code_in(sms_body: &str) -> Option<String> {
     None
 }
 
+/// Up to ten messages of `queue` as Lambda's SQS event source hands them to a function: with
+/// their receive count and group.
+async fn receive(clients: &Clients, queue: &str) -> Vec<sealpost::aws::QueuedMessage> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
+    let received = clients
+        .sqs()
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(Attr::All)
+        .send()
+        .await
+        .expect("receive");
+    received
+        .messages()
+        .iter()
+        .map(|m| {
+            let attr = |name| m.attributes().and_then(|a| a.get(&name)).cloned().unwrap_or_default();
+            sealpost::aws::QueuedMessage {
+                message_id: m.message_id().expect("id").to_owned(),
+                receipt_handle: m.receipt_handle().expect("receipt").to_owned(),
+                body: m.body().expect("body").to_owned(),
+                receive_count: attr(Attr::ApproximateReceiveCount).parse().unwrap_or(1),
+                group_id: attr(Attr::MessageGroupId),
+            }
+        })
+        .collect()
+}
+
 /// The send queue's messages through the `send-worker` handler until the queue is empty, as
 /// Lambda's event source mapping would hand them over; answers how many were worked.
 async fn pump_sends(clients: &Clients, queue: &str, worker: &Service) -> usize {
     let mut worked = 0;
     loop {
-        let received = clients.sqs().receive_message().queue_url(queue).max_number_of_messages(10).send().await.expect("receive");
-        let messages: Vec<sealpost::aws::QueuedMessage> = received
-            .messages()
-            .iter()
-            .map(|m| sealpost::aws::QueuedMessage {
-                message_id: m.message_id().expect("id").to_owned(),
-                receipt_handle: m.receipt_handle().expect("receipt").to_owned(),
-                body: m.body().expect("body").to_owned(),
-                receive_count: 1,
-                group_id: String::new(),
-            })
-            .collect();
+        let messages = receive(clients, queue).await;
         if messages.is_empty() {
             return worked;
         }

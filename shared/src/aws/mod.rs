@@ -28,7 +28,7 @@ pub mod stream;
 
 pub use dynamo::{DynamoStore, GSI_EXPIRY, GSI_PRACTICE};
 pub use notify::{SesMail, SnsSms, mailbox};
-pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, send_queued};
+pub use queue::{QueuedMessage, SendOutcome, WebhookQueue, postpone, send_queued};
 pub use s3::S3Blobs;
 pub use sends::{InProcessSends, SqsSendQueue};
 

@@ -55,17 +55,23 @@ impl WebhookQueue {
 
     /// Hides a message (and so its group) until its retry is due.
     async fn postpone(&self, receipt_handle: &str, secs: i64) -> anyhow::Result<()> {
-        let secs = i32::try_from(secs.clamp(0, MAX_VISIBILITY_SECS)).unwrap_or(0);
-        self.clients
-            .sqs()
-            .change_message_visibility()
-            .queue_url(&self.url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(secs)
-            .send()
-            .await?;
-        Ok(())
+        postpone(&self.clients, &self.url, receipt_handle, secs).await
     }
+}
+
+/// Hides a received message of the queue at `url` (and so, on a FIFO queue, its group) for
+/// `secs`, at most SQS's 12 hours: when a retry is due.
+pub async fn postpone(clients: &super::Clients, url: &str, receipt_handle: &str, secs: i64) -> anyhow::Result<()> {
+    let secs = i32::try_from(secs.clamp(0, MAX_VISIBILITY_SECS)).unwrap_or(0);
+    clients
+        .sqs()
+        .change_message_visibility()
+        .queue_url(url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(secs)
+        .send()
+        .await?;
+    Ok(())
 }
 
 /// What the sender did with a batch.

@@ -174,11 +174,12 @@ pub(super) fn manual_code(share: &Share, code: Option<&Code>) -> Option<String> 
 /// Marks a share sent and makes its code (for code methods). Returns the code to deliver.
 fn activate(keys: &Keys, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Option<Code> {
     share.lifecycle = Lifecycle::Active;
-    if share.auth.uses_code() {
-        let code = Code::generate();
-        share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
-        Some(code)
-    } else {
-        None
-    }
+    share.auth.uses_code().then(|| new_code(keys, share, now))
+}
+
+/// A new code for `share`, its hash stored (the code itself goes to the patient or the practice).
+pub(super) fn new_code(keys: &Keys, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Code {
+    let code = Code::generate();
+    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
+    code
 }

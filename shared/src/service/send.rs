@@ -6,14 +6,11 @@
 //! that is not what its share declares sends the share back to `awaiting_upload`.
 
 use super::archive::{ArchiveError, build_checked_archive, document_key, share_prefix, upload_key};
-use super::create::manual_code;
+use super::create::{manual_code, new_code};
 use super::views::ShareView;
 use super::{Load, Service, Step};
-use crate::domain::{
-    Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId,
-};
+use crate::domain::{Access, AuthMethod, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId};
 use crate::error::{Error, Result};
-use crate::secrets::Keys;
 use serde_json::json;
 
 /// What `send_share` did.
@@ -257,11 +254,4 @@ impl Service {
             "upload rejected; the share waits for it again");
         Ok(())
     }
-}
-
-/// A new code for `share`, its hash stored (the code itself goes to the patient or the practice).
-fn new_code(keys: &Keys, share: &mut Share, now: chrono::DateTime<chrono::Utc>) -> Code {
-    let code = Code::generate();
-    share.replace_secret(keys.hash_secret(share.id.as_str(), code.digits()), now, true);
-    code
 }

@@ -212,11 +212,18 @@ pub trait BlobStore: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> PortResult<()>;
     /// A URL anyone holding it may GET for `ttl_secs`, served as an attachment.
     async fn download_url(&self, key: &str, disposition: Disposition<'_>, ttl_secs: u64) -> PortResult<String>;
-    /// A URL to PUT exactly `size` bytes to, for `ttl_secs`.
     /// A URL that takes one PUT of exactly `size` bytes whose SHA-256 is `sha256`, sent with
-    /// the header [`UPLOAD_CHECKSUM_HEADER`] (base64 of `sha256`), for `ttl_secs`: other bytes
-    /// are refused by the store itself (S3 checks them), never stored.
-    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String>;
+    /// the header [`UPLOAD_CHECKSUM_HEADER`] (base64 of `sha256`), for `ttl_secs` at most:
+    /// other bytes are refused by the store itself (S3 checks them), never stored. It may live
+    /// shorter, when the credentials that sign it end sooner: [`UploadUrl::expires_in`] says.
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<UploadUrl>;
+}
+
+/// A signed upload URL and how many seconds it works.
+#[derive(Debug, Clone)]
+pub struct UploadUrl {
+    pub url: String,
+    pub expires_in: u64,
 }
 
 /// An SMS to send. `share_id` is for the outbox and logs; never log `to` or `body`.
@@ -336,8 +343,8 @@ pub struct Uses(u16);
 
 impl Uses {
     pub const NOTHING: Uses = Uses(0);
-    /// The documents stored, read and moved, and upload links signed ([`BlobStore`]: S3; the
-    /// calls not under `DOCUMENT_LINKS` or `DOCUMENT_DELETION`).
+    /// The documents stored, read and moved ([`BlobStore`]: S3; the calls not under the
+    /// other `DOCUMENT_*` and `UPLOAD_LINKS`).
     pub const DOCUMENTS: Uses = Uses(1);
     /// [`SmsSender`] (SNS).
     pub const SMS: Uses = Uses(1 << 1);
@@ -356,7 +363,10 @@ impl Uses {
     pub const SENDS: Uses = Uses(1 << 7);
     /// The size of a stored or uploaded document, nothing else ([`BlobStore::size`]: a HEAD).
     pub const DOCUMENT_SIZES: Uses = Uses(1 << 8);
-    pub const EVERYTHING: Uses = Uses((1 << 9) - 1);
+    /// Upload links signed ([`BlobStore::upload_url`]; on S3, signed with the function's own
+    /// `s3:PutObject`).
+    pub const UPLOAD_LINKS: Uses = Uses(1 << 9);
+    pub const EVERYTHING: Uses = Uses((1 << 10) - 1);
 
     /// Both sets.
     pub const fn and(self, other: Uses) -> Uses {
@@ -375,7 +385,7 @@ impl Uses {
 }
 
 /// A [`BlobStore`] that makes only the calls its set allows ([`Uses::DOCUMENTS`],
-/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`]); the others fail as [`NotGranted`]'s,
+/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`], [`Uses::DOCUMENT_SIZES`], [`Uses::UPLOAD_LINKS`]); the others fail as [`NotGranted`]'s,
 /// as they would on AWS for a function whose role does not grant them.
 pub struct OnlyBlobs<B: ?Sized> {
     pub inner: std::sync::Arc<B>,
@@ -432,9 +442,9 @@ impl<B: BlobStore + ?Sized> BlobStore for OnlyBlobs<B> {
         }
         self.inner.download_url(key, disposition, ttl_secs).await
     }
-    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
-        if !self.allows(Uses::DOCUMENTS) {
-            return Err(NotGranted::DOCUMENTS.error());
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<UploadUrl> {
+        if !self.allows(Uses::UPLOAD_LINKS) {
+            return Err(NotGranted::UPLOAD_LINKS.error());
         }
         self.inner.upload_url(key, size, sha256, ttl_secs).await
     }
@@ -451,6 +461,7 @@ impl NotGranted {
     pub const DOCUMENTS: NotGranted = NotGranted("the documents' store");
     pub const DOCUMENT_LINKS: NotGranted = NotGranted("document download links");
     pub const DOCUMENT_DELETION: NotGranted = NotGranted("document deletion");
+    pub const UPLOAD_LINKS: NotGranted = NotGranted("upload links");
     pub const SMS: NotGranted = NotGranted("an SMS sender");
     pub const EMAIL: NotGranted = NotGranted("an email sender");
     pub const WEBHOOK_POSTS: NotGranted = NotGranted("a webhook client");
@@ -484,7 +495,7 @@ impl BlobStore for NotGranted {
     async fn download_url(&self, _: &str, _: Disposition<'_>, _: u64) -> PortResult<String> {
         Err(self.error())
     }
-    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<String> {
+    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<UploadUrl> {
         Err(self.error())
     }
 }

@@ -244,6 +244,47 @@ async fn a_retry_with_the_same_idempotency_key_sends_nothing_twice() {
 }
 
 #[tokio::test]
+async fn a_rerun_after_a_rejected_upload_uploads_only_what_is_missing_through_fresh_urls() {
+    // The worker refused one of two uploads (its bytes changed on their way), and the practice
+    // runs the same command again, hours later: the upload that was fine is kept, the other
+    // goes up again through a fresh URL (the first ones ran out), and the share is sent once.
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, refused) = (dir.path().join("Scan.pdf"), dir.path().join("Befund.pdf"));
+    let (kept_bytes, refused_bytes) = (scan_bytes(20_000), scan_bytes(30_000));
+    std::fs::write(&kept, &kept_bytes).unwrap();
+    std::fs::write(&refused, &refused_bytes).unwrap();
+    let mut cmd = args(&["send", "--idempotency-key", "scan-2026-18", "--inline-limit", "1000"]);
+    cmd.extend(api_args(&app));
+    cmd.extend(args(&["--to-email", EMAIL, "--to-phone", PHONE]));
+    cmd.extend([kept.display().to_string(), refused.display().to_string()]);
+    let mut first = cmd.clone();
+    first.insert(1, "--no-wait".into());
+    let first = sealpost(first).await;
+    assert_success(&first);
+    let id = line_value(&stdout(&first), "id");
+    let befund = get_share(&app, &id).await["documents"][1]["id"].as_str().unwrap().to_owned();
+    let mut changed = refused_bytes.clone();
+    changed[100] ^= 1;
+    store_upload(&app, &id, &befund, &changed).await;
+    app.process_sends().await;
+    assert_eq!(get_share(&app, &id).await["status"], "awaiting_upload", "the worker refused Befund.pdf");
+
+    app.advance(Duration::hours(2));
+    app.start_send_task();
+    let second = sealpost(cmd).await;
+    assert_success(&second);
+    assert!(stderr(&second).contains("Scan.pdf: uploaded already"), "{}", stderr(&second));
+    assert!(!stderr(&second).contains("Befund.pdf: uploaded already"), "{}", stderr(&second));
+    assert_eq!(line_value(&stdout(&second), "id"), id);
+    assert_eq!(line_value(&stdout(&second), "status"), "active");
+    assert_eq!(app.sent_sms().await.len(), 1);
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    let files = downloaded_archive(&app, &id, &token).await;
+    assert!(files[0].1 == kept_bytes && files[1].1 == refused_bytes, "both documents, as on disk");
+}
+
+#[tokio::test]
 async fn an_invalid_phone_is_the_apis_message_with_its_field_and_exit_code_1() {
     let app = TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();

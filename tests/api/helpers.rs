@@ -280,6 +280,11 @@ pub async fn send(app: &TestApp, id: &str) -> Reply {
     call(app, "POST", &format!("/v1/shares/{id}/send"), Some(&app.api_key), None).await
 }
 
+/// `POST /v1/shares/{id}/documents/{doc}/upload-url`: a fresh upload URL.
+pub async fn renew_upload_url(app: &TestApp, id: &str, doc: &str) -> Reply {
+    call(app, "POST", &format!("/v1/shares/{id}/documents/{doc}/upload-url"), Some(&app.api_key), None).await
+}
+
 pub async fn revoke(app: &TestApp, id: &str) -> Reply {
     call(app, "DELETE", &format!("/v1/shares/{id}"), Some(&app.api_key), None).await
 }
@@ -354,7 +359,6 @@ pub async fn fetch_url(app: &TestApp, url: &str) -> Reply {
     Reply::from(app.http.get(absolute(app, url)).send().await.expect("download")).await
 }
 
-/// PUTs bytes to a (signed) upload URL.
 /// PUTs `bytes` to an upload URL as an uploader does, with the checksum of what it sends
 /// (`x-amz-checksum-sha256`, which the URL signs for the declared bytes: other bytes are refused
 /// by the store, except by moto, which checks neither signatures nor checksums).

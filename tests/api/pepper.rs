@@ -98,8 +98,8 @@ fn only_the_functions_that_notify_may_send_sms_and_email() {
 /// S3 (moto does not check IAM, so only this catches a missing grant before a deployment does):
 /// storing documents needs put, get (reading back, HEAD), abort (multipart) and delete (an
 /// upload is moved into place by copy + delete); deleting a share's documents needs list and
-/// delete; signing download links, get; a size, get (a HEAD is a GET) and list. Listing is also what turns a GET of a missing key into
-/// a 404 rather than a 403.
+/// delete; signing download links, get; signing upload links, put; a size, get (a HEAD is a GET)
+/// and list. Listing is also what turns a GET of a missing key into a 404 rather than a 403.
 #[test]
 fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
     let (template, functions) = template_and_functions();
@@ -117,6 +117,9 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
         }
         if uses.has(Uses::DOCUMENT_SIZES) {
             needed.extend(["s3:GetObject", "s3:ListBucket"]);
+        }
+        if uses.has(Uses::UPLOAD_LINKS) {
+            needed.push("s3:PutObject");
         }
         needed.sort_unstable();
         needed.dedup();
@@ -150,6 +153,7 @@ const TABLE_WRITES: &[(&str, Writes)] = &[
     ("request-code", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     ("resend-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     ("send-share", &[("UpdateItem", &["SHARE#*"])]),
+    ("upload-url", &[("UpdateItem", &["SHARE#*"])]),
     ("send-worker", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     // A provider's report becomes an event of its share.
     ("feedback", &[("PutItem", &["SHARE#*"])]),

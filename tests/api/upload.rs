@@ -311,6 +311,77 @@ async fn an_upload_url_expires() {
 }
 
 #[tokio::test]
+async fn an_expired_upload_url_is_renewed_and_the_upload_resumes() {
+    // The first URL ran out (or its credentials ended) before the upload: the practice asks
+    // for a fresh one, which also says whether the upload is there already.
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let (id, doc_id) = (id_of(&share), share["documents"][0]["id"].as_str().unwrap().to_owned());
+    let first = share["documents"][0]["upload_url"].as_str().unwrap().to_owned();
+    app.advance(Duration::seconds(share["documents"][0]["upload_expires_in"].as_i64().unwrap() + 1));
+    if !presigned_by_s3(&first, 3600) {
+        assert_url_refused(&put_url(&app, &first, &bytes).await, &[403]);
+    }
+
+    let renewed = renew_upload_url(&app, &id, &doc_id).await.ok(200);
+    assert_eq!(renewed["id"], doc_id.as_str());
+    assert_eq!(renewed["uploaded"], false, "{renewed}");
+    assert_eq!(renewed["size"], bytes.len());
+    assert_eq!(renewed["upload_headers"], share["documents"][0]["upload_headers"], "the same checksum to send");
+    assert_eq!(renewed["upload_expires_in"], 3600);
+    let url = renewed["upload_url"].as_str().expect("upload_url").to_owned();
+    presigned_by_s3(&url, 3600);
+    let put = put_url(&app, &url, &bytes).await;
+    assert!((200..300).contains(&put.status), "the fresh URL takes the upload: {} {}", put.status, put.text());
+    assert_eq!(renew_upload_url(&app, &id, &doc_id).await.ok(200)["uploaded"], true, "a run that resumes skips it");
+
+    send_and_work(&app, &id).await;
+    let token = token_of(&verify_ok(&app, &id, &last_code(&app).await).await);
+    let link = document_link(&app, &id, &doc_id, Some(&token)).await.ok(200);
+    assert!(fetch_url(&app, link["url"].as_str().unwrap()).await.bytes == bytes);
+}
+
+#[tokio::test]
+async fn an_upload_url_is_renewed_only_while_the_share_awaits_its_uploads() {
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let (id, doc_id) = (id_of(&share), share["documents"][0]["id"].as_str().unwrap().to_owned());
+    let path = format!("/v1/shares/{id}/documents/{doc_id}/upload-url");
+
+    // Only the practice's own share, only its documents.
+    call(&app, "POST", &path, Some("sp_live_nonsense"), None).await.err(401, "unauthorized");
+    let key2 = app.add_practice("Praxis Beispiel", Policy::default()).await;
+    call(&app, "POST", &path, Some(&key2), None).await.err(404, "not_found");
+    renew_upload_url(&app, &id, "doc_AAAAAAAAAAAAAAAAAAAAAA").await.err(404, "not_found");
+    renew_upload_url(&app, &id, "..%2F..%2Fpepper").await.err(404, "not_found");
+    renew_upload_url(&app, "AAAAAAAAAAAAAAAAAAAAAA", &doc_id).await.err(404, "not_found");
+    call(&app, "GET", &path, Some(&app.api_key), None).await.err(404, "not_found");
+
+    put_url(&app, share["documents"][0]["upload_url"].as_str().unwrap(), &bytes).await;
+    send(&app, &id).await.ok(202);
+    renew_upload_url(&app, &id, &doc_id).await.err(409, "conflict"); // being sent
+    app.process_sends().await;
+    renew_upload_url(&app, &id, &doc_id).await.err(409, "conflict"); // sent
+    revoke(&app, &id).await.ok(200);
+    renew_upload_url(&app, &id, &doc_id).await.err(410, "revoked");
+
+    let mut body = large_body(&bytes);
+    body["expires_in_days"] = json!(1);
+    let short = create_share(&app, &body).await;
+    let short_doc = short["documents"][0]["id"].as_str().unwrap().to_owned();
+    // Ten minutes before the link runs out, a URL lives ten minutes: an upload after the
+    // link's end could not be sent.
+    app.advance(Duration::hours(24) - Duration::minutes(10));
+    let renewed = renew_upload_url(&app, &id_of(&short), &short_doc).await.ok(200);
+    assert_eq!(renewed["upload_expires_in"], 600);
+    presigned_by_s3(renewed["upload_url"].as_str().unwrap(), 600);
+    app.advance(Duration::minutes(11));
+    renew_upload_url(&app, &id_of(&short), &short_doc).await.err(410, "expired");
+}
+
+#[tokio::test]
 async fn a_manual_share_with_a_large_document_answers_its_code_on_send() {
     let app = TestApp::spawn().await;
     let bytes = big_bytes();
@@ -419,6 +490,26 @@ async fn an_upload_that_lands_after_a_revoke_is_deleted_by_the_sweep() {
     assert_eq!(stored_keys(&app, &id).await, Vec::<String>::new(), "nothing of the revoked share is kept");
     // The record stays for audit.
     assert_eq!(get_share(&app, &id).await["status"], "revoked");
+}
+
+#[tokio::test]
+async fn an_upload_through_a_renewed_url_that_lands_after_a_revoke_is_deleted_by_the_sweep() {
+    // A URL renewed hours after the share was made keeps uploads possible until it ends: the
+    // revoke's second cleanup waits for that, not for the first URLs' end.
+    let app = TestApp::spawn().await;
+    let bytes = big_bytes();
+    let share = create_share(&app, &large_body(&bytes)).await;
+    let (id, doc_id) = (id_of(&share), share["documents"][0]["id"].as_str().unwrap().to_owned());
+    app.advance(Duration::hours(3));
+    let url = renew_upload_url(&app, &id, &doc_id).await.ok(200)["upload_url"].as_str().unwrap().to_owned();
+    app.advance(Duration::minutes(5));
+    revoke(&app, &id).await.ok(200);
+    let put = put_url(&app, &url, &bytes).await;
+    assert!((200..300).contains(&put.status), "the URL is still valid: {} {}", put.status, put.text());
+
+    app.advance(Duration::hours(2));
+    app.sweep().await;
+    assert_eq!(stored_keys(&app, &id).await, Vec::<String>::new(), "nothing of the revoked share is kept");
 }
 
 #[tokio::test]

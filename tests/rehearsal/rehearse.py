@@ -286,18 +286,27 @@ class Rehearsal:
             check(len(self.sms_to(PHONE)) == 2, "no SMS sent")
 
         big = secrets.token_bytes(300_000)
-        with self.step("create-share with an upload URL, the PUT to S3, send-share, the queue through send-worker"):
+        with self.step("create-share with an upload URL, upload-url renews it, the PUT to S3, send-share, the queue "
+                       "through send-worker"):
             made = self.expect(self.practice("POST", "/v1/shares", json={
                 "recipient": {"email": PATIENT, "phone": PHONE, "language": "fr"},
                 "documents": [{"filename": "Befund.pdf", "content_type": "application/pdf", "size": len(big),
                                "sha256": hashlib.sha256(big).hexdigest()}],
             }), 201, "create for upload")
             check(made["status"] == "awaiting_upload", f"awaiting upload: {made['status']}")
-            upload = made["documents"][0]["upload_url"]
-            headers = made["documents"][0]["upload_headers"]
+            doc_id = made["documents"][0]["id"]
+            renewed = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/documents/{doc_id}/upload-url"), 200,
+                                  "a fresh upload URL")
+            check(renewed["uploaded"] is False and renewed["upload_expires_in"] == 3600, f"renewed: {renewed}")
+            upload = renewed["upload_url"]
+            headers = renewed["upload_headers"]
+            check(headers == made["documents"][0]["upload_headers"], f"the same checksum header: {headers}")
             check(set(headers) == {"x-amz-checksum-sha256"}, f"the upload's headers: {headers}")
             put = self.http.put(upload, data=big, headers=headers, timeout=60)
             check(put.status_code == 200, f"upload PUT: {put.status_code} {put.text[:200]}")
+            again = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/documents/{doc_id}/upload-url"), 200,
+                                "upload-url after the PUT")
+            check(again["uploaded"] is True, f"the upload is seen through HEAD: {again}")
             sms_before = len(self.sms_to(PHONE))
             sent = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/send"), 202, "send")
             check(sent["status"] == "sending", f"sending: {sent['status']}")

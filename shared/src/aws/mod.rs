@@ -363,7 +363,8 @@ pub fn build_service_with(
             }))
         }
     };
-    let any_documents = Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::DOCUMENT_SIZES);
+    let any_documents =
+        Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::DOCUMENT_SIZES).and(Uses::UPLOAD_LINKS);
     let blobs: Arc<dyn BlobStore> = match uses.has_any(any_documents) {
         // Only the calls the function's set allows (its role grants no others).
         true => Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses }),

@@ -54,7 +54,14 @@ fn s3_endpoint(config: &aws_types::SdkConfig) -> Option<String> {
     key.ok().and_then(|key| config.service_config()?.load_config(key)).or_else(global)
 }
 
-/// A URL that does `what` with `key` in `bucket` until `now + ttl`.
+/// How long before its credentials end a URL stops: S3 and this machine may disagree on the
+/// time by a little.
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(60);
+
+/// A URL that does `what` with `key` in `bucket` until `now + ttl`, or shorter: S3 refuses a
+/// URL once the credentials that signed it have ended, so one signed with credentials that say
+/// when they end lives no longer than they do. Answers the URL and its life. (Lambda's own
+/// credentials say nothing of their end: docs/api.md, "A URL may stop working".)
 pub async fn presign(
     clients: &Clients,
     bucket: &str,
@@ -62,7 +69,7 @@ pub async fn presign(
     what: Presigned<'_>,
     ttl: Duration,
     now: SystemTime,
-) -> PortResult<String> {
+) -> PortResult<(String, Duration)> {
     let config = &clients.0.storage;
     let region = config.region().ok_or_else(|| err("no region"))?.to_string();
     let params = Params::builder()
@@ -93,6 +100,12 @@ pub async fn presign(
 
     let credentials =
         config.credentials_provider().ok_or_else(|| err("no credentials"))?.provide_credentials().await.map_err(err)?;
+    let ttl = match credentials.expiry() {
+        Some(end) => {
+            ttl.min(end.duration_since(now).unwrap_or_default().saturating_sub(CREDENTIALS_MARGIN)).max(Duration::from_secs(1))
+        }
+        None => ttl,
+    };
     let identity = Identity::from(credentials);
     // S3's signing: one round of percent-encoding, the path as it is, and for a presigned URL
     // an unsigned payload.
@@ -115,7 +128,7 @@ pub async fn presign(
     let (instructions, _) = sign(request, &signing).map_err(err)?.into_parts();
     let mut signed = axum::http::Request::builder().uri(&url).body(()).map_err(err)?;
     instructions.apply_to_request_http1x(&mut signed);
-    Ok(signed.uri().to_string())
+    Ok((signed.uri().to_string(), ttl))
 }
 
 #[cfg(test)]
@@ -169,7 +182,7 @@ mod tests {
         let clients = Clients::new(config.clone(), config, true);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let ttl = Duration::from_secs(300);
-        let ours = presign(&clients, BUCKET, "k", Presigned::Get { overrides: &[] }, ttl, now).await.expect("ours");
+        let (ours, _) = presign(&clients, BUCKET, "k", Presigned::Get { overrides: &[] }, ttl, now).await.expect("ours");
         let presigning = PresigningConfig::builder().start_time(now).expires_in(ttl).build().expect("config");
         let sdk = clients.s3().get_object().bucket(BUCKET).key("k").presigned(presigning).await.expect("the SDK's");
         assert!(ours.starts_with("http://127.0.0.1:5799/sealpost-documents-1a2b/k?"), "{ours}");
@@ -199,7 +212,8 @@ mod tests {
 
             let overrides =
                 [("response-content-disposition", disposition.as_str()), ("response-content-type", "application/pdf")];
-            let ours = presign(&clients, BUCKET, key, Presigned::Get { overrides: &overrides }, ttl, now).await.expect("ours");
+            let (ours, _) =
+                presign(&clients, BUCKET, key, Presigned::Get { overrides: &overrides }, ttl, now).await.expect("ours");
             let sdk = clients
                 .s3()
                 .get_object()
@@ -214,7 +228,7 @@ mod tests {
 
             let checksum = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
             let put = Presigned::Put { size: 123_456_789, checksum };
-            let ours = presign(&clients, BUCKET, key, put, ttl, now).await.expect("ours");
+            let (ours, _) = presign(&clients, BUCKET, key, put, ttl, now).await.expect("ours");
             let sdk = clients
                 .s3()
                 .put_object()
@@ -232,5 +246,38 @@ mod tests {
                 "an uploader sends Content-Length and the checksum S3 checks the bytes against"
             );
         }
+    }
+
+    /// A URL lives no longer than the credentials that sign it (less a minute), and says so:
+    /// S3 would refuse it after they end, however long it was signed for.
+    #[tokio::test]
+    async fn a_url_ends_with_the_credentials_that_sign_it() {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let signed = |expiry: Option<SystemTime>| {
+            let config = aws_types::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-central-2"))
+                .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new(
+                    "ASIAEXAMPLE",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    Some("token".into()),
+                    expiry,
+                    "test",
+                )))
+                .build();
+            async move {
+                let clients = Clients::new(config.clone(), config, false);
+                let put = Presigned::Put { size: 1, checksum: "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=" };
+                let (url, ttl) = presign(&clients, BUCKET, "k", put, Duration::from_secs(3600), now).await.expect("signed");
+                let query = parts(&url).1;
+                assert_eq!(query["X-Amz-Expires"], ttl.as_secs().to_string(), "the URL says the life answered");
+                ttl
+            }
+        };
+        assert_eq!(signed(None).await, Duration::from_secs(3600), "credentials that do not say when they end");
+        assert_eq!(signed(Some(now + Duration::from_secs(7200))).await, Duration::from_secs(3600));
+        assert_eq!(signed(Some(now + Duration::from_secs(1200))).await, Duration::from_secs(1140));
+        assert_eq!(signed(Some(now + Duration::from_secs(10))).await, Duration::from_secs(1), "ending now");
     }
 }

@@ -3,7 +3,7 @@
 //! fed part by part (a few in flight), so a Lambda never holds a whole archive in memory.
 
 use super::presign::{Presigned, presign};
-use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult};
+use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortError, PortResult, UploadUrl};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -185,13 +185,16 @@ impl BlobStore for S3Blobs {
         let disposition = crate::http::content_disposition(d.filename);
         let overrides = [("response-content-disposition", disposition.as_str()), ("response-content-type", d.content_type)];
         let what = Presigned::Get { overrides: &overrides };
-        presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
+        let (url, _) = presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await?;
+        Ok(url)
     }
 
-    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<UploadUrl> {
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
         let what = Presigned::Put { size, checksum: &checksum };
-        presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await
+        let (url, ttl) =
+            presign(&self.clients, &self.bucket, key, what, Duration::from_secs(ttl_secs), SystemTime::now()).await?;
+        Ok(UploadUrl { url, expires_in: ttl.as_secs() })
     }
 }
 

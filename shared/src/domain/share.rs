@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Validity of an upload URL for a large document.
 pub const UPLOAD_URL_SECS: u64 = 3600;
 
-/// By when every upload to a share's URLs has landed: S3 checks a presigned URL's expiry when a
-/// request starts, so a PUT begun in the URL's last second still has time to finish (an hour
-/// here, for 2 GiB on a slow line).
-const UPLOADS_LANDED_SECS: i64 = UPLOAD_URL_SECS as i64 + 3600;
+/// How long after its URL ended an upload may still land: S3 checks a presigned URL's expiry
+/// when a request starts, so a PUT begun in the URL's last second still has time to finish (an
+/// hour here, for 2 GiB on a slow line).
+const UPLOAD_LANDING_SECS: i64 = 3600;
 /// A share still `sending` this long after its send was queued is queued again by the sweep:
 /// longer than a worker's run (Lambda's 15 minutes) with its retries' first backoffs.
 pub const SEND_REQUEUE_SECS: i64 = 30 * 60;
@@ -108,6 +108,10 @@ pub struct Share {
     pub send_queued_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub send_requeues: u32,
+    /// When the last upload URL given out ends, once one was renewed (before: an hour after
+    /// creation, the first URLs' life).
+    #[serde(default)]
+    pub upload_urls_until: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set once the expiry sweep has recorded `expired` and deleted the documents.
     pub expiry_processed: bool,
@@ -194,6 +198,7 @@ impl Share {
             patient_events: 0,
             send_queued_at: None,
             send_requeues: 0,
+            upload_urls_until: None,
             revoked_at: None,
             expiry_processed: false,
         }
@@ -242,11 +247,23 @@ impl Share {
         if let Some(queued) = self.send_queued_at.filter(|_| self.send_requeue_due()) {
             return expires.min(queued + Duration::seconds(SEND_REQUEUE_SECS));
         }
-        let landed = self.created_at + Duration::seconds(UPLOADS_LANDED_SECS);
+        let landed = self.upload_urls_end() + Duration::seconds(UPLOAD_LANDING_SECS);
         match self.revoked_at {
             Some(revoked) if revoked < landed => expires.min(landed),
             _ => expires,
         }
+    }
+
+    /// When the last upload URL given out for this share ends.
+    pub fn upload_urls_end(&self) -> DateTime<Utc> {
+        self.upload_urls_until.unwrap_or(self.created_at + Duration::seconds(UPLOAD_URL_SECS as i64))
+    }
+
+    /// How long an upload URL made `now` is to live: [`UPLOAD_URL_SECS`], and never past the
+    /// link's expiry (an upload after it could not be sent).
+    pub fn upload_url_secs(&self, now: DateTime<Utc>) -> u64 {
+        let left = (self.effective_expires_at() - now).num_seconds().max(1) as u64;
+        UPLOAD_URL_SECS.min(left)
     }
 
     /// Whether the sweep is to queue this share's send again when it has waited long enough.
@@ -432,10 +449,23 @@ mod tests {
         // Revoked after that: nothing can land any more, the sweep comes at expiry as for others.
         s.revoked_at = Some(t0() + Duration::hours(3));
         assert_eq!(s.sweep_due_at(), expires);
+        // A URL renewed later keeps the window open until it ends, and an hour more.
+        s.upload_urls_until = Some(t0() + Duration::hours(5));
+        assert_eq!(s.sweep_due_at(), t0() + Duration::hours(6));
+        s.upload_urls_until = None;
         // A link shorter than the upload window is swept when it runs out.
         s.revoked_at = Some(t0());
         s.expires_at = t0() + Duration::hours(1);
         assert_eq!(s.sweep_due_at(), t0() + Duration::hours(1));
+    }
+
+    #[test]
+    fn an_upload_url_never_outlives_the_link() {
+        let mut s = share(Policy::default());
+        assert_eq!(s.upload_url_secs(t0()), UPLOAD_URL_SECS);
+        s.expires_at = t0() + Duration::minutes(10);
+        assert_eq!(s.upload_url_secs(t0()), 600);
+        assert_eq!(s.upload_url_secs(t0() + Duration::minutes(11)), 1, "expired: refused before, never signed negative");
     }
 
     #[test]

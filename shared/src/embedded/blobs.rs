@@ -4,7 +4,7 @@
 //! blob key, the expiry and what the response will say (file name, type) or accept (size).
 //! The server checks it in constant time (`crate::secrets::Keys::url_signature_matches`).
 
-use crate::ports::{BlobReader, BlobStore, BlobWriter, Clock, Disposition, PortError, PortResult};
+use crate::ports::{BlobReader, BlobStore, BlobWriter, Clock, Disposition, PortError, PortResult, UploadUrl};
 use crate::secrets::Keys;
 use async_trait::async_trait;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -143,12 +143,13 @@ impl BlobStore for FolderBlobs {
         Ok(format!("{}/_blobs/{key}?exp={exp}&fn={}&ct={}&sig={sig}", self.public_url, enc(d.filename), enc(d.content_type)))
     }
 
-    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<String> {
+    async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl_secs: u64) -> PortResult<UploadUrl> {
         self.path(key)?;
         let exp = self.clock.now().timestamp() + ttl_secs as i64;
         let sha256 = hex::encode(sha256);
         let sig = self.keys.sign_url(&upload_canonical(key, exp, size, &sha256));
-        Ok(format!("{}/_blobs/{key}?exp={exp}&size={size}&sha256={sha256}&sig={sig}", self.public_url))
+        let url = format!("{}/_blobs/{key}?exp={exp}&size={size}&sha256={sha256}&sig={sig}", self.public_url);
+        Ok(UploadUrl { url, expires_in: ttl_secs })
     }
 }
 

@@ -3,7 +3,9 @@
 use super::{Outbox, SqliteStore};
 use crate::domain::{Policy, Share, UrlRule};
 use crate::error::Error;
-use crate::ports::{BlobReader, BlobStore, BlobWriter, Disposition, ManualClock, NotGranted, PortError, PortResult, ShareStore};
+use crate::ports::{
+    BlobReader, BlobStore, BlobWriter, Disposition, ManualClock, NotGranted, PortError, PortResult, ShareStore, UploadUrl,
+};
 use crate::secrets::LazyKeys;
 use crate::service::Service;
 use crate::service::Settings;
@@ -38,8 +40,8 @@ impl BlobStore for Undeletable {
     async fn download_url(&self, _: &str, _: Disposition<'_>, _: u64) -> PortResult<String> {
         Err(NotGranted::DOCUMENT_LINKS.error())
     }
-    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<String> {
-        Err(NotGranted::DOCUMENTS.error())
+    async fn upload_url(&self, _: &str, _: u64, _: &[u8; 32], _: u64) -> PortResult<UploadUrl> {
+        Err(NotGranted::UPLOAD_LINKS.error())
     }
 }
 

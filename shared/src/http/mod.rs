@@ -84,7 +84,7 @@ routes! {
     /// Documents stored or uploaded (and deleted again if that fails), the code hashed, the
     /// patient notified.
     CreateShare: POST "/v1/shares" => "create-share", practice::create,
-        Uses::DOCUMENTS.and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
+        Uses::DOCUMENTS.and(Uses::UPLOAD_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
     ListShares: GET "/v1/shares" => "list-shares", practice::list, Uses::NOTHING;
     GetShare: GET "/v1/shares/{id}" => "get-share", practice::get, Uses::NOTHING;
     /// Documents deleted.
@@ -95,6 +95,9 @@ routes! {
     /// worker (`send-worker`).
     SendShare: POST "/v1/shares/{id}/send" => "send-share", practice::send,
         Uses::DOCUMENT_SIZES.and(Uses::KEYS).and(Uses::SENDS);
+    /// A fresh upload URL signed, the share's upload window recorded, the upload's size read.
+    UploadUrl: POST "/v1/shares/{id}/documents/{doc}/upload-url" => "upload-url", practice::upload_url,
+        Uses::UPLOAD_LINKS.and(Uses::DOCUMENT_SIZES);
     PublicShare: GET "/v1/public/shares/{id}" => "public-share", patient::info, Uses::NOTHING;
     /// The answer hashed, an access token issued.
     VerifyCode: POST "/v1/public/shares/{id}/verify" => "verify-code", patient::verify, Uses::KEYS;

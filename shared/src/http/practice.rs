@@ -66,6 +66,15 @@ pub async fn send(State(svc): State<AppState>, headers: HeaderMap, Path(id): Pat
     })
 }
 
+pub async fn upload_url(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    Path((id, doc)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
+    Ok(json_response(StatusCode::OK, svc.renew_upload_url(&practice, &share_id(&id)?, &doc).await?))
+}
+
 pub async fn revoke(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
     Ok(json_response(StatusCode::OK, svc.revoke(&practice, &share_id(&id)?).await?))

@@ -1,14 +1,13 @@
 //! Creating a share (sending one whose large documents were uploaded: `send.rs`).
 
+use super::Service;
 use super::archive::{build_archive, document_key, share_prefix, upload_key};
 use super::input::{Content, KnownSecret, NewShare, parse_create_body};
 use super::views::{DocumentView, ShareView};
-use super::{Service, UPLOAD_URL_SECS};
 use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::ports::Claim;
 use crate::secrets::Keys;
-use base64::Engine;
 use chrono::Duration;
 use ring::digest;
 
@@ -141,19 +140,13 @@ impl Service {
             status = share.status(now), "share created");
 
         let mut view = ShareView::new(&share, self.link(&share.id), now);
+        let url_secs = share.upload_url_secs(now);
         for (doc_id, size) in uploads {
             let doc = share.documents.iter().find(|d| d.id == doc_id).expect("document just added");
-            // Checked when the document was parsed: 64 hex digits.
-            let sha256: [u8; 32] = hex::decode(&doc.sha256)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| Error::Internal(format!("{}: a stored SHA-256 that is not one", doc.id)))?;
-            let url = self.blobs.upload_url(&upload_key(&share, doc), size, &sha256, UPLOAD_URL_SECS).await?;
+            let sha256 = declared_sha256(doc)?;
+            let url = self.blobs.upload_url(&upload_key(&share, doc), size, &sha256, url_secs).await?;
             if let Some(v) = view.documents.iter_mut().find(|v: &&mut DocumentView| v.id == doc_id.as_str()) {
-                v.upload_url = Some(url);
-                v.upload_expires_in = Some(UPLOAD_URL_SECS);
-                let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
-                v.upload_headers = Some([(crate::ports::UPLOAD_CHECKSUM_HEADER, checksum)].into());
+                *v = v.clone().with_upload(url, &sha256);
             }
         }
         view.notifications = Some(if share.lifecycle == Lifecycle::Active {
@@ -164,6 +157,15 @@ impl Service {
         view.code = manual_code(&share, code.as_ref());
         Ok(view)
     }
+}
+
+/// The SHA-256 a document was declared with, as bytes (checked when it was parsed: 64 hex
+/// digits).
+pub(super) fn declared_sha256(doc: &Document) -> Result<[u8; 32]> {
+    hex::decode(&doc.sha256)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Internal(format!("{}: a stored SHA-256 that is not one", doc.id)))
 }
 
 /// The code goes back to the practice only for `manual`, only in the answer that made it.

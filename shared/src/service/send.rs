@@ -6,8 +6,8 @@
 //! that is not what its share declares sends the share back to `awaiting_upload`.
 
 use super::archive::{ArchiveError, build_checked_archive, document_key, share_prefix, upload_key};
-use super::create::{manual_code, new_code};
-use super::views::ShareView;
+use super::create::{declared_sha256, manual_code, new_code};
+use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step};
 use crate::domain::{Access, AuthMethod, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId};
 use crate::error::{Error, Result};
@@ -201,14 +201,57 @@ impl Service {
         Ok(())
     }
 
+    /// `POST /v1/shares/{id}/documents/{doc}/upload-url`: a fresh upload URL for a document
+    /// of a share still awaiting its uploads (the first ones expired, their credentials ended,
+    /// or the worker rejected the upload), and whether a complete upload is there already, so
+    /// that an interrupted run resumes where it stopped. Recorded on the share: a revoke's
+    /// second cleanup waits until this URL cannot land anything more.
+    pub async fn renew_upload_url(&self, practice: &Practice, id: &ShareId, doc_id: &str) -> Result<DocumentView> {
+        let share = self.practice_share(practice, id).await?;
+        let doc = share.documents.iter().find(|d| d.id.as_str() == doc_id).ok_or(Error::NotFound)?.clone();
+        let upload_allowed = |share: &Share, now| match share.access(now) {
+            Access::Expired => Err(Error::Expired),
+            Access::Revoked => Err(Error::Revoked),
+            Access::Open => Err(Error::Conflict("the share was sent: its documents cannot change any more")),
+            Access::AwaitingUpload if share.lifecycle == Lifecycle::Sending => {
+                Err(Error::Conflict("the share is being sent: wait for archive_ready or upload_rejected"))
+            }
+            Access::AwaitingUpload => Ok(()),
+        };
+        upload_allowed(&share, self.now())?;
+        let secs = share.upload_url_secs(self.now());
+        let share = self
+            .mutate_from(Some(share), Load::Practice(practice, id), |share, now| {
+                if let Err(e) = upload_allowed(share, now) {
+                    return Step::unchanged(vec![], Err(e));
+                }
+                let until = now + chrono::Duration::seconds(secs as i64);
+                share.upload_urls_until = Some(share.upload_urls_end().max(until));
+                Step::changed(vec![], Ok(share.clone()))
+            })
+            .await?;
+        let uploaded = self.uploaded_size(&share, &doc).await? == Some(doc.size);
+        let sha256 = declared_sha256(&doc)?;
+        let url = self.blobs.upload_url(&upload_key(&share, &doc), doc.size, &sha256, secs).await?;
+        tracing::info!(share_id = %share.id, document_id = %doc.id, uploaded, "upload URL renewed");
+        let mut view = DocumentView::new(&doc).with_upload(url, &sha256);
+        view.uploaded = Some(uploaded);
+        Ok(view)
+    }
+
+    /// The size of a document's upload, or of the document moved into place by an earlier
+    /// attempt; `None` if neither is stored. HEAD requests, no reading.
+    async fn uploaded_size(&self, share: &Share, doc: &Document) -> Result<Option<u64>> {
+        Ok(match self.blobs.size(&upload_key(share, doc)).await? {
+            Some(size) => Some(size),
+            None => self.blobs.size(&document_key(share, doc)).await?,
+        })
+    }
+
     /// What `send` checks before it answers: the document is uploaded (or was moved into place
     /// by an earlier attempt), with the declared number of bytes. HEAD requests, no reading.
     async fn check_upload(&self, share: &Share, doc: &Document) -> Result<()> {
-        let size = match self.blobs.size(&upload_key(share, doc)).await? {
-            Some(size) => Some(size),
-            None => self.blobs.size(&document_key(share, doc)).await?,
-        };
-        match size {
+        match self.uploaded_size(share, doc).await? {
             None => Err(Error::invalid("", format!("{} has not been uploaded", doc.id))),
             Some(size) if size != doc.size => {
                 Err(Error::invalid("", format!("{}: uploaded {size} bytes, declared {}", doc.id, doc.size)))

@@ -1,6 +1,7 @@
 //! What the API answers, as types (serialised by serde, described in `docs/api.md`).
 
-use crate::domain::{AuthMethod, Event, Share};
+use crate::domain::{AuthMethod, Document, Event, Share};
+use crate::ports::UploadUrl;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -20,6 +21,36 @@ pub struct DocumentView {
     /// signs and the store checks the bytes against).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_headers: Option<std::collections::BTreeMap<&'static str, String>>,
+    /// Only in a renewed upload URL's answer: whether a complete upload of the declared size
+    /// is stored already (the store checked its checksum; another PUT replaces it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<bool>,
+}
+
+impl DocumentView {
+    pub fn new(d: &Document) -> Self {
+        Self {
+            id: d.id.to_string(),
+            filename: d.filename.as_str().to_owned(),
+            content_type: d.content_type.as_str().to_owned(),
+            size: d.size,
+            sha256: Some(d.sha256.clone()),
+            upload_url: None,
+            upload_expires_in: None,
+            upload_headers: None,
+            uploaded: None,
+        }
+    }
+
+    /// With the URL to upload it to, and the headers its PUT must carry.
+    pub fn with_upload(mut self, url: UploadUrl, sha256: &[u8; 32]) -> Self {
+        use base64::Engine;
+        self.upload_url = Some(url.url);
+        self.upload_expires_in = Some(url.expires_in);
+        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
+        self.upload_headers = Some([(crate::ports::UPLOAD_CHECKSUM_HEADER, checksum)].into());
+        self
+    }
 }
 
 /// A share as its practice sees it.
@@ -64,20 +95,7 @@ impl ShareView {
             revoked_at: share.revoked_at,
             attempts_left: share.attempts_left(),
             self_service_requests: share.self_service_requests,
-            documents: share
-                .documents
-                .iter()
-                .map(|d| DocumentView {
-                    id: d.id.to_string(),
-                    filename: d.filename.as_str().to_owned(),
-                    content_type: d.content_type.as_str().to_owned(),
-                    size: d.size,
-                    sha256: Some(d.sha256.clone()),
-                    upload_url: None,
-                    upload_expires_in: None,
-                    upload_headers: None,
-                })
-                .collect(),
+            documents: share.documents.iter().map(DocumentView::new).collect(),
             events: None,
             notifications: None,
             code: None,

@@ -179,22 +179,27 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let id = created["id"].as_str().context("the API answered a share without an id")?;
-    // A retry answers the first create as it was; if that run got as far as `send`, the
-    // uploads are done (and their URLs may have run out).
-    let replayed_after_send =
-        args.idempotency_key.is_some() && api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"] != "awaiting_upload";
-    if !replayed_after_send {
-        let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
-        if answered.len() != files.len() {
-            bail!("the API answered {} documents for {} files", answered.len(), files.len());
+    let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if answered.len() != files.len() {
+        bail!("the API answered {} documents for {} files", answered.len(), files.len());
+    }
+    for (f, doc) in files.iter().zip(answered) {
+        if doc["filename"] != f.filename.as_str() {
+            bail!("the API answered the documents in another order than they were sent");
         }
+    }
+    // A retry answers the first create as it was: that run may have uploaded some documents,
+    // got as far as `send`, or had an upload rejected by the worker. It resumes with what is
+    // still missing, through fresh URLs (the first ones may have run out).
+    let resuming = args.idempotency_key.is_some();
+    let status = match resuming {
+        true => api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"].as_str().unwrap_or_default().to_owned(),
+        false => "awaiting_upload".to_owned(),
+    };
+    if status == "awaiting_upload" {
+        let issued = std::time::Instant::now();
         for (f, doc) in files.iter().zip(answered) {
-            if doc["filename"] != f.filename.as_str() {
-                bail!("the API answered the documents in another order than they were sent");
-            }
-            if let Some(url) = doc["upload_url"].as_str() {
-                upload(&api, f, url, &doc["upload_headers"]).await?;
-            }
+            upload_document(&api, id, f, doc, issued, resuming).await?;
         }
     }
     let send = api.post(&format!("/v1/shares/{id}/send")).timeout(SEND_TIMEOUT);
@@ -350,11 +355,76 @@ async fn sha256_of(f: &Outgoing) -> anyhow::Result<String> {
     Ok(hex::encode(digest.finish().as_ref()))
 }
 
-/// PUTs a file to its upload URL, streamed from disk, with a progress bar on a terminal.
-/// PUTs a file to its upload URL with the headers the API named (the checksum the store checks
-/// the bytes against: a file changed since it was hashed is refused).
-async fn upload(api: &Api, f: &Outgoing, url: &str, headers: &Value) -> anyhow::Result<()> {
-    let url = if url.starts_with('/') { format!("{}{url}", api.base) } else { url.to_owned() };
+/// Where a document goes: its upload URL, the headers its PUT carries, and until when the URL
+/// works as far as this run knows.
+struct UploadTarget {
+    url: String,
+    headers: Value,
+    until: std::time::Instant,
+}
+
+impl UploadTarget {
+    fn of(doc: &Value, url: &str, issued: std::time::Instant) -> Self {
+        let life = Duration::from_secs(doc["upload_expires_in"].as_u64().unwrap_or(0));
+        Self { url: url.to_owned(), headers: doc["upload_headers"].clone(), until: issued + life }
+    }
+
+    fn from_answer(doc: &Value) -> anyhow::Result<Self> {
+        let url = doc["upload_url"].as_str().context("the API answered a fresh upload URL without one")?;
+        Ok(Self::of(doc, url, std::time::Instant::now()))
+    }
+
+    /// Whether the URL ends within a minute: earlier uploads took its time.
+    fn ends_soon(&self) -> bool {
+        self.until.saturating_duration_since(std::time::Instant::now()) < Duration::from_secs(60)
+    }
+}
+
+/// Uploads a document the create answered `doc` for (at `issued`), unless it went inline.
+/// Resuming, it asks for a fresh URL first, which also says whether the upload is there
+/// already (then it is skipped). A URL about to end, or refused as expired, is renewed.
+async fn upload_document(
+    api: &Api,
+    id: &str,
+    f: &Outgoing,
+    doc: &Value,
+    issued: std::time::Instant,
+    resuming: bool,
+) -> anyhow::Result<()> {
+    let Some(url) = doc["upload_url"].as_str() else { return Ok(()) };
+    let mut target = UploadTarget::of(doc, url, issued);
+    if resuming || target.ends_soon() {
+        let fresh = renew_upload_url(api, id, doc).await?;
+        if resuming && fresh["uploaded"] == true {
+            eprintln!("{}: uploaded already", f.filename);
+            return Ok(());
+        }
+        target = UploadTarget::from_answer(&fresh)?;
+    }
+    if upload(api, f, &target).await? {
+        return Ok(());
+    }
+    // Refused as expired (on AWS also when the credentials that signed it ended first): once
+    // more through a fresh URL.
+    let fresh = renew_upload_url(api, id, doc).await?;
+    if !upload(api, f, &UploadTarget::from_answer(&fresh)?).await? {
+        bail!("upload of {} refused twice (HTTP 403), also through a fresh URL", f.filename);
+    }
+    Ok(())
+}
+
+/// `POST …/documents/{doc}/upload-url`: a fresh URL, and whether the upload is there already.
+async fn renew_upload_url(api: &Api, id: &str, doc: &Value) -> anyhow::Result<Value> {
+    let doc_id = doc["id"].as_str().context("the API answered a document without an id")?;
+    Ok(api.call(api.post(&format!("/v1/shares/{id}/documents/{doc_id}/upload-url"))).await?)
+}
+
+/// PUTs a file to its upload URL, streamed from disk, with the headers the API named (the
+/// checksum the store checks the bytes against: a file changed since it was hashed is
+/// refused), and a progress bar on a terminal. `false` when the URL was refused with 403, as
+/// an expired one is.
+async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Result<bool> {
+    let url = if target.url.starts_with('/') { format!("{}{}", api.base, target.url) } else { target.url.clone() };
     let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
     let bar = progress(f.size, &format!("uploading {}", f.filename));
     let counter = bar.clone();
@@ -362,7 +432,7 @@ async fn upload(api: &Api, f: &Outgoing, url: &str, headers: &Value) -> anyhow::
         tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
     // An explicit length: presigned S3 PUTs take no chunked bodies.
     let mut request = api.http.put(&url).header(reqwest::header::CONTENT_LENGTH, f.size);
-    for (name, value) in headers.as_object().into_iter().flatten() {
+    for (name, value) in target.headers.as_object().into_iter().flatten() {
         request = request.header(name.as_str(), value.as_str().unwrap_or_default());
     }
     let request = request.body(reqwest::Body::wrap_stream(stream));
@@ -370,6 +440,9 @@ async fn upload(api: &Api, f: &Outgoing, url: &str, headers: &Value) -> anyhow::
     let response = request.send().await.map_err(|e| anyhow!("could not upload {} to {host}: {}", f.filename, root_cause(&e)))?;
     bar.finish_and_clear();
     let status = response.status();
+    if status == reqwest::StatusCode::FORBIDDEN {
+        return Ok(false);
+    }
     if !status.is_success() {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         match api_error(&body) {
@@ -377,7 +450,7 @@ async fn upload(api: &Api, f: &Outgoing, url: &str, headers: &Value) -> anyhow::
             None => bail!("upload of {} refused by {host}: HTTP {status}", f.filename),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A progress bar on stderr, or none when either output is not a terminal (scripts, CI).
@@ -619,5 +692,58 @@ mod tests {
         assert_eq!(event_detail("document_downloaded", &json!({"document_id": "doc_1"}), &docs), "Rechnung.pdf");
         assert_eq!(event_detail("notification_failed", &json!({"channel": "sms", "error": "x"}), &docs), "channel=sms error=x");
         assert_eq!(event_detail("created", &Value::Null, &docs), "");
+    }
+
+    /// An upload URL refused as expired (403) is renewed once and the upload made through the
+    /// fresh one, with the same checksum header; a fresh URL refused too ends the run.
+    #[tokio::test]
+    async fn an_upload_refused_as_expired_goes_up_through_a_fresh_url() {
+        use axum::routing::{post, put};
+        use std::sync::{Arc, Mutex};
+        // Each PUT to the fresh URL: its checksum header and body.
+        type Puts = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+        let received: Puts = Arc::default();
+        let store = received.clone();
+        let fresh = |url: &str| {
+            json!({"id": "doc_1", "upload_url": url, "upload_expires_in": 3600, "uploaded": false,
+                   "upload_headers": {"x-amz-checksum-sha256": "c2hh"}})
+        };
+        let renewed = Arc::new(Mutex::new(0));
+        let renewals = renewed.clone();
+        let app = axum::Router::new()
+            .route("/expired", put(|| async { axum::http::StatusCode::FORBIDDEN }))
+            .route(
+                "/fresh",
+                put(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                    let checksum = headers.get("x-amz-checksum-sha256").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    store.lock().unwrap().push((checksum.to_owned(), body.to_vec()));
+                    axum::http::StatusCode::OK
+                }),
+            )
+            .route(
+                "/v1/shares/{id}/documents/{doc}/upload-url",
+                post(move || async move {
+                    *renewals.lock().unwrap() += 1;
+                    axum::Json(if *renewals.lock().unwrap() <= 1 { fresh("/fresh") } else { fresh("/expired") })
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Scan.pdf");
+        std::fs::write(&path, b"%PDF-1.4 scan").unwrap();
+        let file = Outgoing { path, filename: "Scan.pdf".into(), content_type: "application/pdf", size: 13, inline: false };
+        let api = Api::new(&ApiArgs { api: base, key: "sp_live_k".into() }).unwrap();
+        let mut doc = fresh("/expired");
+        doc["upload_expires_in"] = json!(3600);
+        upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false).await.expect("uploaded");
+        assert_eq!(*renewed.lock().unwrap(), 1);
+        assert_eq!(*received.lock().unwrap(), vec![("c2hh".to_owned(), b"%PDF-1.4 scan".to_vec())]);
+
+        // The fresh URL refused as well: an error, not a loop.
+        let err = upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false).await.unwrap_err();
+        assert!(err.to_string().contains("refused twice"), "{err}");
     }
 }

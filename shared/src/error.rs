@@ -18,9 +18,6 @@ pub enum Error {
     /// No route for this method and path (a 404 like `NotFound`, with its own message).
     #[error("no such route: check the method and the path")]
     NoRoute,
-    /// The share is not in a state that allows this (sent, or being sent).
-    #[error("{0}")]
-    Conflict(&'static str),
     #[error("this link has expired")]
     Expired,
     #[error("this share was revoked by the practice")]

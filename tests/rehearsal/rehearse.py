@@ -297,7 +297,7 @@ class Rehearsal:
             doc_id = made["documents"][0]["id"]
             renewed = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/documents/{doc_id}/upload-url"), 200,
                                   "a fresh upload URL")
-            check(renewed["uploaded"] is False and renewed["upload_expires_in"] == 3600, f"renewed: {renewed}")
+            check(renewed["uploaded"] is False and renewed["upload_expires_in"] == 300, f"renewed: {renewed}")
             upload = renewed["upload_url"]
             headers = renewed["upload_headers"]
             check(headers == made["documents"][0]["upload_headers"], f"the same checksum header: {headers}")

@@ -396,6 +396,7 @@ pub fn build_service_with(
             public_url: config.public_url.clone(),
             webhook_urls: config.webhook_urls,
             max_inline_bytes: crate::service::AWS_MAX_INLINE_BYTES,
+            max_share_bytes: Some(crate::service::AWS_MAX_SHARE_BYTES),
         },
     })
 }

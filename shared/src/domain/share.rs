@@ -6,8 +6,14 @@ use super::{
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Validity of an upload URL for a large document.
-pub const UPLOAD_URL_SECS: u64 = 3600;
+/// Validity of an upload URL for a large document: SPEC's five minutes for every presigned
+/// URL. S3 checks a URL when a request starts, so it only has to start an upload in time; a
+/// later one gets a fresh URL (`POST …/upload-url`).
+pub const UPLOAD_URL_SECS: u64 = 300;
+/// Records from before `upload_urls_until` was kept had hour-long URLs from their creation.
+const LEGACY_UPLOAD_URL_SECS: i64 = 3600;
+/// The shortest upload URL worth giving out.
+const MIN_UPLOAD_URL_SECS: i64 = 60;
 
 /// How long after its URL ended an upload may still land: S3 checks a presigned URL's expiry
 /// when a request starts, so a PUT begun in the URL's last second still has time to finish (an
@@ -108,8 +114,7 @@ pub struct Share {
     pub send_queued_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub send_requeues: u32,
-    /// When the last upload URL given out ends, once one was renewed (before: an hour after
-    /// creation, the first URLs' life).
+    /// When the last upload URL given out for this share ends.
     #[serde(default)]
     pub upload_urls_until: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -256,14 +261,21 @@ impl Share {
 
     /// When the last upload URL given out for this share ends.
     pub fn upload_urls_end(&self) -> DateTime<Utc> {
-        self.upload_urls_until.unwrap_or(self.created_at + Duration::seconds(UPLOAD_URL_SECS as i64))
+        self.upload_urls_until.unwrap_or(self.created_at + Duration::seconds(LEGACY_UPLOAD_URL_SECS))
     }
 
-    /// How long an upload URL made `now` is to live: [`UPLOAD_URL_SECS`], and never past the
-    /// link's expiry (an upload after it could not be sent).
-    pub fn upload_url_secs(&self, now: DateTime<Utc>) -> u64 {
-        let left = (self.effective_expires_at() - now).num_seconds().max(1) as u64;
-        UPLOAD_URL_SECS.min(left)
+    /// How long an upload URL made `now` is to live: [`UPLOAD_URL_SECS`], ending an upload's
+    /// landing time before the link does, so that whatever comes through it has landed when
+    /// the expiry sweep deletes the share's documents. `None` when that leaves less than a
+    /// minute: too late to upload.
+    pub fn upload_url_secs(&self, now: DateTime<Utc>) -> Option<u64> {
+        let left = (self.effective_expires_at() - now).num_seconds() - UPLOAD_LANDING_SECS;
+        (left >= MIN_UPLOAD_URL_SECS).then(|| UPLOAD_URL_SECS.min(left as u64))
+    }
+
+    /// Records that upload URLs were given out until `until`.
+    pub fn upload_urls_given_until(&mut self, until: DateTime<Utc>) {
+        self.upload_urls_until = Some(self.upload_urls_until.map_or(until, |end| end.max(until)));
     }
 
     /// Whether the sweep is to queue this share's send again when it has waited long enough.
@@ -445,12 +457,13 @@ mod tests {
         assert_eq!(s.sweep_due_at(), expires);
         s.lifecycle = Lifecycle::Revoked;
         s.revoked_at = Some(t0() + Duration::minutes(5));
-        assert_eq!(s.sweep_due_at(), t0() + Duration::hours(2), "upload URL hour + an hour to land");
+        assert_eq!(s.sweep_due_at(), t0() + Duration::hours(2), "a legacy record: its URLs' hour + an hour to land");
         // Revoked after that: nothing can land any more, the sweep comes at expiry as for others.
         s.revoked_at = Some(t0() + Duration::hours(3));
         assert_eq!(s.sweep_due_at(), expires);
-        // A URL renewed later keeps the window open until it ends, and an hour more.
-        s.upload_urls_until = Some(t0() + Duration::hours(5));
+        // A URL given out later keeps the window open until it ends, and an hour more.
+        s.upload_urls_given_until(t0() + Duration::hours(5));
+        s.upload_urls_given_until(t0() + Duration::hours(4));
         assert_eq!(s.sweep_due_at(), t0() + Duration::hours(6));
         s.upload_urls_until = None;
         // A link shorter than the upload window is swept when it runs out.
@@ -460,12 +473,14 @@ mod tests {
     }
 
     #[test]
-    fn an_upload_url_never_outlives_the_link() {
+    fn an_upload_url_ends_an_uploads_landing_time_before_the_link() {
         let mut s = share(Policy::default());
-        assert_eq!(s.upload_url_secs(t0()), UPLOAD_URL_SECS);
-        s.expires_at = t0() + Duration::minutes(10);
-        assert_eq!(s.upload_url_secs(t0()), 600);
-        assert_eq!(s.upload_url_secs(t0() + Duration::minutes(11)), 1, "expired: refused before, never signed negative");
+        assert_eq!(s.upload_url_secs(t0()), Some(UPLOAD_URL_SECS));
+        s.expires_at = t0() + Duration::minutes(63);
+        assert_eq!(s.upload_url_secs(t0()), Some(180));
+        assert_eq!(s.upload_url_secs(t0() + Duration::minutes(2)), Some(60));
+        assert_eq!(s.upload_url_secs(t0() + Duration::seconds(121)), None, "too late to upload");
+        assert_eq!(s.upload_url_secs(t0() + Duration::hours(2)), None, "expired");
     }
 
     #[test]

@@ -133,6 +133,7 @@ fn open(data_dir: &Path, public_url: String, print_outbox: bool, clock: Arc<dyn 
             public_url,
             webhook_urls: UrlRule::AllowLoopbackHttp,
             max_inline_bytes: crate::service::MAX_INLINE_BYTES,
+            max_share_bytes: None,
         },
     });
     Ok(Adapters { store, blobs, outbox, keys, service, wake })

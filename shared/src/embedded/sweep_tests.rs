@@ -72,6 +72,7 @@ async fn a_share_that_cannot_be_expired_does_not_hold_up_the_others() {
             public_url: "http://127.0.0.1".into(),
             webhook_urls: UrlRule::AllowLoopbackHttp,
             max_inline_bytes: 0,
+            max_share_bytes: None,
         },
     };
 

@@ -1,15 +1,17 @@
 //! Creating a share (sending one whose large documents were uploaded: `send.rs`).
 
-use super::Service;
 use super::archive::{build_archive, document_key, share_prefix, upload_key};
 use super::input::{Content, KnownSecret, NewShare, parse_create_body};
 use super::views::{DocumentView, ShareView};
+use super::{Service, UPLOAD_URL_SECS};
 use crate::domain::{Code, Document, DocumentId, Event, EventKind, Lifecycle, NewShareParts, Practice, Share, ShareId};
 use crate::error::{Error, Result};
 use crate::ports::Claim;
 use crate::secrets::Keys;
 use chrono::Duration;
 use ring::digest;
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// An `Idempotency-Key` claim that was never completed (a crash) is taken over after this.
 const STALE_CLAIM_SECS: i64 = 120;
@@ -71,6 +73,21 @@ impl Service {
     }
 
     async fn create_validated(&self, practice: &Practice, new: NewShare) -> Result<ShareView> {
+        // Checked after the Idempotency-Key: a retry of a create answered before gets its answer.
+        if let Some(max) = self.settings.max_share_bytes {
+            let total: u64 = new.documents.iter().map(|d| d.content.size()).sum();
+            if total > max {
+                return Err(Error::invalid(
+                    "documents",
+                    format!(
+                        "the documents total {total} bytes ({:.2} GiB); a share holds at most {max} bytes ({} GiB) \
+                         here, what one send archives within its time limit: send them as several shares",
+                        total as f64 / GIB,
+                        max >> 30
+                    ),
+                ));
+            }
+        }
         let keys = self.keys().await?;
         let now = self.now();
         let id = ShareId::generate();
@@ -131,6 +148,11 @@ impl Service {
         drop(inline);
 
         let code = if uploads.is_empty() { activate(keys, &mut share, now) } else { None };
+        // A new link lives a day at least: its first upload URLs always fit.
+        let url_secs = share.upload_url_secs(now).unwrap_or(UPLOAD_URL_SECS);
+        if !uploads.is_empty() {
+            share.upload_urls_given_until(now + Duration::seconds(url_secs as i64));
+        }
         let created = Event::new(&id, EventKind::Created, now);
         if let Err(e) = self.store.insert_share(&share, &[created]).await {
             let _ = self.blobs.delete_prefix(&share_prefix(&share)).await;
@@ -140,7 +162,6 @@ impl Service {
             status = share.status(now), "share created");
 
         let mut view = ShareView::new(&share, self.link(&share.id), now);
-        let url_secs = share.upload_url_secs(now);
         for (doc_id, size) in uploads {
             let doc = share.documents.iter().find(|d| d.id == doc_id).expect("document just added");
             let sha256 = declared_sha256(doc)?;

@@ -18,6 +18,10 @@ pub const MAX_INLINE_BYTES: u64 = 25 * 1024 * 1024;
 pub const AWS_MAX_INLINE_BYTES: u64 = 4 * 1024 * 1024;
 /// A large document (uploaded through `upload_url`) may be this big.
 pub const MAX_UPLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// A share's documents may total this much on AWS: what one `send-worker` run archives within
+/// Lambda's 15 minutes with room to spare (BENCHMARKS.md, section 5). The embedded backend's
+/// worker has no such limit: 50 documents of [`MAX_UPLOAD_BYTES`].
+pub const AWS_MAX_SHARE_BYTES: u64 = 20 * 1024 * 1024 * 1024;
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_MESSAGE_CHARS: usize = 1000;
 
@@ -100,6 +104,15 @@ pub struct DocumentIn {
 pub enum Content {
     Inline(Vec<u8>),
     Upload { size: u64, sha256: String },
+}
+
+impl Content {
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::Inline(bytes) => bytes.len() as u64,
+            Content::Upload { size, .. } => *size,
+        }
+    }
 }
 
 #[derive(Debug)]

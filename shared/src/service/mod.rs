@@ -15,8 +15,8 @@ mod webhooks;
 pub use create::Created;
 pub use input::VerifyIn;
 pub use input::{
-    AWS_MAX_INLINE_BYTES, Content, CreateShareRequest, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES, MAX_MESSAGE_CHARS,
-    MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
+    AWS_MAX_INLINE_BYTES, AWS_MAX_SHARE_BYTES, Content, CreateShareRequest, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES,
+    MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
 };
 pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use send::Sent;
@@ -48,6 +48,9 @@ pub struct Settings {
     pub webhook_urls: UrlRule,
     /// What a create's inline documents may total (`input::MAX_INLINE_BYTES`, less on AWS).
     pub max_inline_bytes: u64,
+    /// What a share's documents may total, where one worker run must archive them in limited
+    /// time (`input::AWS_MAX_SHARE_BYTES`); `None`: only the per-document limits.
+    pub max_share_bytes: Option<u64>,
 }
 
 impl Settings {

@@ -209,29 +209,38 @@ impl Service {
     pub async fn renew_upload_url(&self, practice: &Practice, id: &ShareId, doc_id: &str) -> Result<DocumentView> {
         let share = self.practice_share(practice, id).await?;
         let doc = share.documents.iter().find(|d| d.id.as_str() == doc_id).ok_or(Error::NotFound)?.clone();
+        // The share's state is the practice's to know: told as SPEC's other state errors are.
         let upload_allowed = |share: &Share, now| match share.access(now) {
             Access::Expired => Err(Error::Expired),
             Access::Revoked => Err(Error::Revoked),
-            Access::Open => Err(Error::Conflict("the share was sent: its documents cannot change any more")),
+            Access::Open => Err(Error::invalid("status", "the share was sent: its documents cannot change any more")),
             Access::AwaitingUpload if share.lifecycle == Lifecycle::Sending => {
-                Err(Error::Conflict("the share is being sent: wait for archive_ready or upload_rejected"))
+                Err(Error::invalid("status", "the share is being sent: wait for archive_ready or upload_rejected"))
             }
-            Access::AwaitingUpload => Ok(()),
+            Access::AwaitingUpload => share.upload_url_secs(now).ok_or_else(|| {
+                Error::invalid("status", "the link expires within the hour: too late to upload, create a new share")
+            }),
         };
-        upload_allowed(&share, self.now())?;
-        let secs = share.upload_url_secs(self.now());
-        let share = self
+        let secs = upload_allowed(&share, self.now())?;
+        // The URL's end is recorded before the URL exists, so a revoke after this sees it.
+        let (share, until) = self
             .mutate_from(Some(share), Load::Practice(practice, id), |share, now| {
-                if let Err(e) = upload_allowed(share, now) {
-                    return Step::unchanged(vec![], Err(e));
-                }
+                let secs = match upload_allowed(share, now) {
+                    Ok(allowed) => allowed.min(secs),
+                    Err(e) => return Step::unchanged(vec![], Err(e)),
+                };
                 let until = now + chrono::Duration::seconds(secs as i64);
-                share.upload_urls_until = Some(share.upload_urls_end().max(until));
-                Step::changed(vec![], Ok(share.clone()))
+                if share.upload_urls_until.is_some_and(|end| end >= until) {
+                    return Step::unchanged(vec![], Ok((share.clone(), until)));
+                }
+                share.upload_urls_given_until(until);
+                Step::changed(vec![], Ok((share.clone(), until)))
             })
             .await?;
         let uploaded = self.uploaded_size(&share, &doc).await? == Some(doc.size);
         let sha256 = declared_sha256(&doc)?;
+        // Signed to end when recorded, however long the HEADs took.
+        let secs = (until - self.now()).num_seconds().max(1) as u64;
         let url = self.blobs.upload_url(&upload_key(&share, &doc), doc.size, &sha256, secs).await?;
         tracing::info!(share_id = %share.id, document_id = %doc.id, uploaded, "upload URL renewed");
         let mut view = DocumentView::new(&doc).with_upload(url, &sha256);

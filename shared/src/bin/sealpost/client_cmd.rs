@@ -23,7 +23,8 @@ const INLINE_EACH: u64 = 4 * 1024 * 1024;
 const INLINE_TOTAL: u64 = sealpost::service::AWS_MAX_INLINE_BYTES;
 /// Time for one JSON call, a create with 4 MiB inline included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
-/// `send` checks every upload's hash and builds the ZIP of up to 50 × 2 GiB before it answers.
+/// How long `send` waits for the archive of a share being sent (the worker archives up to
+/// 50 × 2 GiB on the embedded backend, 20 GiB within 15 minutes on AWS).
 const SEND_TIMEOUT: Duration = Duration::from_secs(1800);
 const CHUNK: usize = 256 * 1024;
 
@@ -202,14 +203,14 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
             upload_document(&api, id, f, doc, issued, resuming).await?;
         }
     }
-    let send = api.post(&format!("/v1/shares/{id}/send")).timeout(SEND_TIMEOUT);
+    let send = api.post(&format!("/v1/shares/{id}/send"));
     let mut share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
     if share["status"] == "sending" && !args.no_wait {
         // The code is shown once, in this answer: printed before waiting, whatever comes next.
         if let Some(code) = share["code"].as_str() {
             println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
         }
-        share = wait_until_sent(&api, id, share).await?;
+        share = wait_until_sent(&api, id, share, &idempotency_key).await?;
     }
     print_sent(&share, &files);
     Ok(())
@@ -218,7 +219,7 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
 /// Polls the share until its archive is built and the patient notified (`active`), and
 /// answers it with `notifications` as the events tell them; an upload the worker rejected is
 /// an error naming the document and why.
-async fn wait_until_sent(api: &Api, id: &str, answered: Value) -> anyhow::Result<Value> {
+async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: &str) -> anyhow::Result<Value> {
     let started = std::time::Instant::now();
     eprintln!("sending: the archive is being built, the patient is notified when it is ready");
     let mut view = answered.clone();
@@ -242,7 +243,10 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value) -> anyhow::Result
                 format!("{} ({})", e["data"]["document_id"].as_str().unwrap_or("?"), e["data"]["reason"].as_str().unwrap_or("?"))
             })
             .unwrap_or_else(|| "a document".into());
-        bail!("the upload of {why} was refused when the archive was built: nothing was sent; send again");
+        bail!(
+            "the upload of {why} was refused when the archive was built: nothing was sent; the same command with \
+             --idempotency-key {idempotency_key} uploads it again and sends"
+        );
     }
     let mut notifications = serde_json::Map::new();
     for channel in ["email", "sms"] {
@@ -365,7 +369,8 @@ struct UploadTarget {
 
 impl UploadTarget {
     fn of(doc: &Value, url: &str, issued: std::time::Instant) -> Self {
-        let life = Duration::from_secs(doc["upload_expires_in"].as_u64().unwrap_or(0));
+        // An API's URL lives minutes; a day is plenty for anything it might say.
+        let life = Duration::from_secs(doc["upload_expires_in"].as_u64().unwrap_or(0).min(86_400));
         Self { url: url.to_owned(), headers: doc["upload_headers"].clone(), until: issued + life }
     }
 
@@ -401,14 +406,13 @@ async fn upload_document(
         }
         target = UploadTarget::from_answer(&fresh)?;
     }
-    if upload(api, f, &target).await? {
-        return Ok(());
-    }
-    // Refused as expired (on AWS also when the credentials that signed it ended first): once
-    // more through a fresh URL.
+    let Err(first) = upload(api, f, &target).await? else { return Ok(()) };
+    // Refused as expired (on AWS also when the credentials that signed it ended first), or the
+    // connection broken: once more through a fresh URL.
+    eprintln!("{}: {first}; again through a fresh URL", f.filename);
     let fresh = renew_upload_url(api, id, doc).await?;
-    if !upload(api, f, &UploadTarget::from_answer(&fresh)?).await? {
-        bail!("upload of {} refused twice (HTTP 403), also through a fresh URL", f.filename);
+    if let Err(again) = upload(api, f, &UploadTarget::from_answer(&fresh)?).await? {
+        bail!("upload of {} failed twice, also through a fresh URL: {again}", f.filename);
     }
     Ok(())
 }
@@ -421,9 +425,10 @@ async fn renew_upload_url(api: &Api, id: &str, doc: &Value) -> anyhow::Result<Va
 
 /// PUTs a file to its upload URL, streamed from disk, with the headers the API named (the
 /// checksum the store checks the bytes against: a file changed since it was hashed is
-/// refused), and a progress bar on a terminal. `false` when the URL was refused with 403, as
-/// an expired one is.
-async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Result<bool> {
+/// refused), and a progress bar on a terminal. `Ok(Err(why))` when a fresh URL may do
+/// better: the URL refused with 403, as an expired one is, or the connection broken (S3 may
+/// answer a refused PUT and close before the body is sent).
+async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Result<Result<(), String>> {
     let url = if target.url.starts_with('/') { format!("{}{}", api.base, target.url) } else { target.url.clone() };
     let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
     let bar = progress(f.size, &format!("uploading {}", f.filename));
@@ -437,11 +442,16 @@ async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Resul
     }
     let request = request.body(reqwest::Body::wrap_stream(stream));
     let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let response = request.send().await.map_err(|e| anyhow!("could not upload {} to {host}: {}", f.filename, root_cause(&e)))?;
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => bail!("could not upload {} to {host}: {}", f.filename, root_cause(&e)),
+        Err(e) => return Ok(Err(format!("the upload to {host} broke off: {}", root_cause(&e)))),
+    };
     bar.finish_and_clear();
     let status = response.status();
     if status == reqwest::StatusCode::FORBIDDEN {
-        return Ok(false);
+        let body = response.text().await.unwrap_or_default();
+        return Ok(Err(format!("refused by {host}: HTTP 403{}", s3_reason(&body))));
     }
     if !status.is_success() {
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -450,7 +460,22 @@ async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Resul
             None => bail!("upload of {} refused by {host}: HTTP {status}", f.filename),
         }
     }
-    Ok(true)
+    Ok(Ok(()))
+}
+
+/// ` (Code: Message)` from S3's XML error body (`<Code>AccessDenied</Code>`, `<Message>Request
+/// has expired</Message>`), or the embedded server's JSON error; empty when neither.
+fn s3_reason(body: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        Some(body[start..].split('<').next()?.to_owned())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!(" ({code}: {message})"),
+        (Some(code), None) => format!(" ({code})"),
+        _ => serde_json::from_str(body).ok().and_then(|v: Value| api_error(&v)).map(|r| format!(" ({r})")).unwrap_or_default(),
+    }
 }
 
 /// A progress bar on stderr, or none when either output is not a terminal (scripts, CI).
@@ -744,6 +769,14 @@ mod tests {
 
         // The fresh URL refused as well: an error, not a loop.
         let err = upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false).await.unwrap_err();
-        assert!(err.to_string().contains("refused twice"), "{err}");
+        assert!(err.to_string().contains("failed twice"), "{err}");
+    }
+
+    #[test]
+    fn s3s_reason_is_read_from_its_error_body() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>";
+        assert_eq!(s3_reason(body), " (AccessDenied: Request has expired)");
+        assert_eq!(s3_reason(r#"{"error": {"code": "forbidden", "message": "expired"}}"#), " (expired (forbidden))");
+        assert_eq!(s3_reason(""), "");
     }
 }

@@ -176,3 +176,53 @@ async fn the_sweep_queues_a_send_again_three_times_at_most() {
         assert_eq!(get_share(&app, &id).await["status"], "active");
     }
 }
+
+/// Leaves `id` as a worker run that ended right after activating it would: active, its
+/// notification pending since now.
+async fn end_run_before_notifying(app: &TestApp, id: &str) {
+    let id = sealpost::domain::ShareId::parse(id).unwrap();
+    let mut share = app.store().get_share(&id).await.unwrap().unwrap();
+    share.notify_pending_since = Some(app.service.now());
+    share.version += 1;
+    app.store().update_share(&share, &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_share_activated_by_a_run_that_ended_before_notifying_is_notified_by_the_next() {
+    // A run activates the share, then ends (a crash, Lambda's timeout) before the patient hears
+    // of it. The queue's next delivery, or the sweep's, notifies once that run's lease is over,
+    // with a new SMS code: the one made at activation never left the ended run.
+    let app = TestApp::spawn().await;
+    let bytes = noise(300_000, 10);
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    send(&app, &id).await.ok(202);
+    app.process_sends().await;
+    let first_code = last_code(&app).await;
+    end_run_before_notifying(&app, &id).await;
+    let share = sealpost::domain::ShareId::parse(&id).unwrap();
+
+    // Within the lease the run may still be notifying: nothing twice, tried again later.
+    assert!(app.service.finish_send(&share).await.is_err(), "the queue is to try again");
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1));
+
+    app.advance(Duration::minutes(17));
+    app.service.finish_send(&share).await.expect("the next run");
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (2, 2), "notified once more");
+    app.service.finish_send(&share).await.expect("a redelivery");
+    assert_eq!(app.sent_sms().await.len(), 2, "and then done");
+    let code = last_code(&app).await;
+    assert_ne!(code, first_code);
+    verify(&app, &id, &first_code).await.err(401, "wrong_code");
+    verify_ok(&app, &id, &code).await;
+
+    // Its message lost as well: the sweep queues the share again.
+    end_run_before_notifying(&app, &id).await;
+    app.lose_queued_sends().await;
+    app.advance(Duration::minutes(31));
+    app.sweep().await;
+    assert!(app.process_sends().await >= 1, "queued again by the sweep");
+    assert_eq!(app.sent_emails().await.len(), 3);
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "active");
+    assert_eq!(count_events(&view, "archive_ready"), 1);
+}

@@ -25,6 +25,10 @@ pub const SEND_REQUEUE_SECS: i64 = 30 * 60;
 /// How often the sweep queues a share's send again before it leaves it to the operator (the
 /// send queue's dead-letter alarm, the worker's log).
 pub const MAX_SEND_REQUEUES: u32 = 3;
+/// How long the worker run that activated a share has to notify the patient before another
+/// run takes over: longer than a run may last (Lambda's 15 minutes), so a run still working is
+/// never doubled.
+pub const NOTIFY_LEASE_SECS: i64 = 15 * 60 + 60;
 
 /// How the patient proves they are the recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -117,6 +121,11 @@ pub struct Share {
     /// When the last upload URL given out for this share ends.
     #[serde(default)]
     pub upload_urls_until: Option<DateTime<Utc>>,
+    /// Set with the activation by the send worker, cleared once the patient was notified: a
+    /// run that ended in between (a crash, Lambda's timeout) leaves it, and the next run
+    /// notifies when the lease from this time has run out ([`NOTIFY_LEASE_SECS`]).
+    #[serde(default)]
+    pub notify_pending_since: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set once the expiry sweep has recorded `expired` and deleted the documents.
     pub expiry_processed: bool,
@@ -204,6 +213,7 @@ impl Share {
             send_queued_at: None,
             send_requeues: 0,
             upload_urls_until: None,
+            notify_pending_since: None,
             revoked_at: None,
             expiry_processed: false,
         }
@@ -280,7 +290,19 @@ impl Share {
 
     /// Whether the sweep is to queue this share's send again when it has waited long enough.
     pub fn send_requeue_due(&self) -> bool {
-        self.lifecycle == Lifecycle::Sending && self.send_requeues < MAX_SEND_REQUEUES
+        self.send_requeues < MAX_SEND_REQUEUES
+            && (self.lifecycle == Lifecycle::Sending
+                || (self.lifecycle == Lifecycle::Active && self.notify_pending_since.is_some()))
+    }
+
+    /// Whether a send worker's run has work here `now`: the archive of a share being sent, or
+    /// the notification of one it activated.
+    pub fn send_unfinished(&self, now: DateTime<Utc>) -> bool {
+        match self.access(now) {
+            Access::AwaitingUpload => self.lifecycle == Lifecycle::Sending,
+            Access::Open => self.notify_pending_since.is_some(),
+            Access::Revoked | Access::Expired => false,
+        }
     }
 
     /// Checked on every read: storage TTLs are lazy and never decide access.

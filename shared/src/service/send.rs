@@ -9,7 +9,10 @@ use super::archive::{ArchiveError, build_checked_archive, document_key, share_pr
 use super::create::{declared_sha256, manual_code, new_code};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step};
-use crate::domain::{Access, AuthMethod, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId};
+use crate::domain::{
+    Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, NOTIFY_LEASE_SECS, Practice, SEND_REQUEUE_SECS, Share,
+    ShareId,
+};
 use crate::error::{Error, Result};
 use serde_json::json;
 
@@ -101,6 +104,9 @@ impl Service {
     /// the network) leaves the share `sending` for the queue to try again.
     pub async fn finish_send(&self, id: &ShareId) -> Result<()> {
         let Some(share) = self.store.get_share(id).await? else { return Ok(()) };
+        if share.lifecycle == Lifecycle::Active && share.notify_pending_since.is_some() {
+            return self.notify_left_pending(share).await;
+        }
         if share.lifecycle != Lifecycle::Sending || share.access(self.now()) != Access::AwaitingUpload {
             return Ok(()); // sent by an earlier run, rejected, revoked or expired
         }
@@ -145,6 +151,7 @@ impl Service {
                 }
                 share.lifecycle = Lifecycle::Active;
                 share.archive_size = Some(archive_size);
+                share.notify_pending_since = Some(now);
                 let code = match keys {
                     Some(keys) => Some(new_code(keys, share, now)),
                     None => {
@@ -160,11 +167,62 @@ impl Service {
             .await?;
         let Some((share, code)) = activated else { return Ok(()) };
         tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
-        // A revoke in the moment since: no code goes out for it.
-        if self.store.get_share(id).await?.is_some_and(|s| s.access(self.now()) == Access::Open) {
-            self.notify(&practice, &share, code.as_ref()).await;
+        self.notify_activated(&practice, &share, code.as_ref()).await
+    }
+
+    /// Notifies the patient of a share this run activated (unless revoked in the moment since),
+    /// then clears the share's pending notification.
+    async fn notify_activated(&self, practice: &Practice, share: &Share, code: Option<&Code>) -> Result<()> {
+        if self.store.get_share(&share.id).await?.is_some_and(|s| s.access(self.now()) == Access::Open) {
+            self.notify(practice, share, code).await;
         }
-        Ok(())
+        self.mutate(Load::AnyState(&share.id), |share, _| match share.notify_pending_since.take() {
+            Some(_) => Step::changed(vec![], Ok(())),
+            None => Step::unchanged(vec![], Ok(())),
+        })
+        .await
+    }
+
+    /// A share activated by a run that ended before it notified the patient: once that run's
+    /// lease is over, this run takes the notification over (a new lease, written before
+    /// anything is sent, so two runs never both send) with a fresh SMS code, since the one
+    /// made at activation never left the ended run. Within the lease it is an error, so that
+    /// the queue tries again later.
+    async fn notify_left_pending(&self, share: Share) -> Result<()> {
+        let practice = self
+            .store
+            .get_practice(&share.practice_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
+        let keys = match share.auth {
+            AuthMethod::Sms => Some(self.keys().await?),
+            _ => None,
+        };
+        let id = share.id.clone();
+        let taken = self
+            .mutate_from(Some(share), Load::AnyState(&id), |share, now| {
+                let since = match share.notify_pending_since {
+                    Some(since) if share.access(now) == Access::Open => since,
+                    _ => return Step::unchanged(vec![], Ok(None)), // notified, revoked or expired meanwhile
+                };
+                if now < since + chrono::Duration::seconds(NOTIFY_LEASE_SECS) {
+                    return Step::unchanged(
+                        vec![],
+                        Err(Error::Internal(format!(
+                            "share {}: the run that activated it may still be notifying; tried again later",
+                            share.id
+                        ))),
+                    );
+                }
+                share.notify_pending_since = Some(now);
+                let code = keys.map(|keys| new_code(keys, share, now));
+                Step::changed(vec![], Ok(Some((share.clone(), code))))
+            })
+            .await?;
+        let Some((share, code)) = taken else { return Ok(()) };
+        tracing::warn!(share_id = %share.id, reference = %share.reference,
+            "a share activated by a run that ended before notifying: notified now");
+        self.notify_activated(&practice, &share, code.as_ref()).await
     }
 
     /// The sweep's part for a share still `sending` long after its send was queued (a message
@@ -174,7 +232,7 @@ impl Service {
         let (again, share) = self
             .mutate_from_kept(None, Load::AnyState(id), |share, now| {
                 let waited = share.send_queued_at.is_some_and(|at| now >= at + chrono::Duration::seconds(SEND_REQUEUE_SECS));
-                if !share.send_requeue_due() || share.access(now) != Access::AwaitingUpload || !waited {
+                if !share.send_requeue_due() || !share.send_unfinished(now) || !waited {
                     return Step::unchanged(vec![], Ok(false));
                 }
                 share.send_queued_at = Some(now);

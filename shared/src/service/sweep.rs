@@ -24,7 +24,7 @@ impl Service {
             }
             for share in due {
                 // Due as a share still sending, not yet as an expired one.
-                if share.send_requeue_due() && share.access(self.now()) == crate::domain::Access::AwaitingUpload {
+                if share.send_requeue_due() && share.send_unfinished(self.now()) {
                     if let Err(e) = self.requeue_send(&share.id).await {
                         tracing::error!(share_id = %share.id, error = %e, "could not queue a share's send again");
                         failed.push(share.id);

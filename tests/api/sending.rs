@@ -177,52 +177,90 @@ async fn the_sweep_queues_a_send_again_three_times_at_most() {
     }
 }
 
-/// Leaves `id` as a worker run that ended right after activating it would: active, its
-/// notification pending since now.
-async fn end_run_before_notifying(app: &TestApp, id: &str) {
+/// A mail sender that panics: the worker's process ending while it notifies the patient.
+struct ProcessEnds;
+
+#[async_trait::async_trait]
+impl sealpost::ports::MailSender for ProcessEnds {
+    async fn send_mail(&self, _: &sealpost::ports::Mail) -> sealpost::ports::PortResult<sealpost::ports::Sent> {
+        panic!("the worker's process ends here");
+    }
+}
+
+/// A worker run on `id` whose process ends as it starts to notify: the share is active, and
+/// nobody was told.
+async fn run_ending_before_the_notification(app: &TestApp, id: &str) {
+    let s = &app.service;
+    let ending = sealpost::service::Service {
+        store: s.store.clone(),
+        blobs: s.blobs.clone(),
+        sms: s.sms.clone(),
+        mail: std::sync::Arc::new(ProcessEnds),
+        poster: s.poster.clone(),
+        sends: s.sends.clone(),
+        clock: s.clock.clone(),
+        keys: s.keys.clone(),
+        settings: s.settings.clone(),
+    };
     let id = sealpost::domain::ShareId::parse(id).unwrap();
-    let mut share = app.store().get_share(&id).await.unwrap().unwrap();
-    share.notify_pending_since = Some(app.service.now());
-    share.version += 1;
-    app.store().update_share(&share, &[]).await.unwrap();
+    let run = tokio::spawn(async move { ending.finish_send(&id).await });
+    assert!(run.await.expect_err("the run ends").is_panic());
 }
 
 #[tokio::test]
 async fn a_share_activated_by_a_run_that_ended_before_notifying_is_notified_by_the_next() {
-    // A run activates the share, then ends (a crash, Lambda's timeout) before the patient hears
-    // of it. The queue's next delivery, or the sweep's, notifies once that run's lease is over,
-    // with a new SMS code: the one made at activation never left the ended run.
+    // The queue's next delivery (or the sweep's, below) notifies, with a new SMS code: the
+    // one made at activation never left the ended run.
     let app = TestApp::spawn().await;
-    let bytes = noise(300_000, 10);
-    let (id, _) = uploaded_share(&app, &[("scan.bin", &bytes)]).await;
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 10))]).await;
     send(&app, &id).await.ok(202);
-    app.process_sends().await;
-    let first_code = last_code(&app).await;
-    end_run_before_notifying(&app, &id).await;
-    let share = sealpost::domain::ShareId::parse(&id).unwrap();
+    run_ending_before_the_notification(&app, &id).await;
+    let view = get_share(&app, &id).await;
+    assert_eq!(view["status"], "active");
+    assert_eq!(event_types(&view), ["created", "archive_ready"], "nobody told");
+    assert!(app.sent_sms().await.is_empty() && app.sent_emails().await.is_empty());
 
-    // Within the lease the run may still be notifying: nothing twice, tried again later.
-    assert!(app.service.finish_send(&share).await.is_err(), "the queue is to try again");
+    assert!(app.process_sends().await >= 1, "the queued message, delivered again");
     assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1));
+    verify_ok(&app, &id, &last_code(&app).await).await;
+    let share = sealpost::domain::ShareId::parse(&id).unwrap();
+    app.service.finish_send(&share).await.expect("a later delivery");
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1), "and then done");
 
-    app.advance(Duration::minutes(17));
-    app.service.finish_send(&share).await.expect("the next run");
-    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (2, 2), "notified once more");
-    app.service.finish_send(&share).await.expect("a redelivery");
-    assert_eq!(app.sent_sms().await.len(), 2, "and then done");
+    // A run that ended after notifying, before it could say so on the share: the events
+    // show it, and nobody is told twice (a second SMS would kill the first code).
+    let mut stored = app.store().get_share(&share).await.unwrap().unwrap();
+    stored.notify_pending_since = Some(app.service.now());
+    stored.version += 1;
+    app.store().update_share(&stored, &[]).await.unwrap();
+    app.service.finish_send(&share).await.expect("a later delivery");
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1));
+    assert!(app.store().get_share(&share).await.unwrap().unwrap().notify_pending_since.is_none());
+}
+
+#[tokio::test]
+async fn a_practice_that_resends_after_such_a_run_is_not_doubled_and_the_sweep_makes_good_a_lost_message() {
+    let app = TestApp::spawn().await;
+    // The practice sees an active share with no email_sent and resends: its code stands.
+    let (resent, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 11))]).await;
+    send(&app, &resent).await.ok(202);
+    run_ending_before_the_notification(&app, &resent).await;
+    resend(&app, &resent).await.ok(200);
     let code = last_code(&app).await;
-    assert_ne!(code, first_code);
-    verify(&app, &id, &first_code).await.err(401, "wrong_code");
-    verify_ok(&app, &id, &code).await;
+    app.process_sends().await;
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1), "the resend's notice only");
+    verify_ok(&app, &resent, &code).await;
 
-    // Its message lost as well: the sweep queues the share again.
-    end_run_before_notifying(&app, &id).await;
+    // The message lost too: the sweep queues the share again, 30 minutes after activation.
+    let (lost, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 12))]).await;
+    send(&app, &lost).await.ok(202);
+    run_ending_before_the_notification(&app, &lost).await;
     app.lose_queued_sends().await;
     app.advance(Duration::minutes(31));
     app.sweep().await;
     assert!(app.process_sends().await >= 1, "queued again by the sweep");
-    assert_eq!(app.sent_emails().await.len(), 3);
-    let view = get_share(&app, &id).await;
-    assert_eq!(view["status"], "active");
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (2, 2));
+    let view = get_share(&app, &lost).await;
     assert_eq!(count_events(&view, "archive_ready"), 1);
+    assert_eq!(count_events(&view, "email_sent"), 1);
 }

@@ -21,8 +21,8 @@ pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
 pub use share::{
-    Access, Attempt, AuthMethod, Lifecycle, MAX_SEND_REQUEUES, NOTIFY_LEASE_SECS, NewShareParts, Recipient, SEND_REQUEUE_SECS,
-    SecretState, SelfServiceDenied, Share, UPLOAD_URL_SECS, VerifyOutcome,
+    Access, Attempt, AuthMethod, Lifecycle, MAX_SEND_REQUEUES, NewShareParts, Recipient, SEND_REQUEUE_SECS, SecretState,
+    SelfServiceDenied, Share, UPLOAD_URL_SECS, VerifyOutcome,
 };
 
 pub use webhook::{

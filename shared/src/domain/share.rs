@@ -25,13 +25,9 @@ pub const SEND_REQUEUE_SECS: i64 = 30 * 60;
 /// How often the sweep queues a share's send again before it leaves it to the operator (the
 /// send queue's dead-letter alarm, the worker's log).
 pub const MAX_SEND_REQUEUES: u32 = 3;
-/// How long the worker run that activated a share has to notify the patient before another
-/// run takes over: longer than a run may last (Lambda's 15 minutes), so a run still working is
-/// never doubled.
-pub const NOTIFY_LEASE_SECS: i64 = 15 * 60 + 60;
 
 /// How the patient proves they are the recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// A code sent by SMS to the number the practice gave.
@@ -122,8 +118,8 @@ pub struct Share {
     #[serde(default)]
     pub upload_urls_until: Option<DateTime<Utc>>,
     /// Set with the activation by the send worker, cleared once the patient was notified: a
-    /// run that ended in between (a crash, Lambda's timeout) leaves it, and the next run
-    /// notifies when the lease from this time has run out ([`NOTIFY_LEASE_SECS`]).
+    /// run that ended in between (a crash, Lambda's timeout, an error) leaves it, and the next
+    /// run of the share notifies.
     #[serde(default)]
     pub notify_pending_since: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -285,7 +281,7 @@ impl Share {
 
     /// Records that upload URLs were given out until `until`.
     pub fn upload_urls_given_until(&mut self, until: DateTime<Utc>) {
-        self.upload_urls_until = Some(self.upload_urls_until.map_or(until, |end| end.max(until)));
+        self.upload_urls_until = Some(self.upload_urls_end().max(until));
     }
 
     /// Whether the sweep is to queue this share's send again when it has waited long enough.

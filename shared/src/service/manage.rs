@@ -69,6 +69,9 @@ impl Service {
                     share.replace_secret(hash, now, true);
                     None
                 };
+                // The practice notifies the patient itself: a worker run that ended before it
+                // could leaves nothing to make good (a second notice would kill this code).
+                share.notify_pending_since = None;
                 Step::changed(vec![Event::new(&share.id, EventKind::Resent, now)], Ok((share.clone(), code)))
             })
             .await?;

@@ -10,8 +10,7 @@ use super::create::{declared_sha256, manual_code, new_code};
 use super::views::{DocumentView, ShareView};
 use super::{Load, Service, Step};
 use crate::domain::{
-    Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, NOTIFY_LEASE_SECS, Practice, SEND_REQUEUE_SECS, Share,
-    ShareId,
+    Access, AuthMethod, Code, Document, Event, EventKind, Lifecycle, Practice, SEND_REQUEUE_SECS, Share, ShareId,
 };
 use crate::error::{Error, Result};
 use serde_json::json;
@@ -151,7 +150,11 @@ impl Service {
                 }
                 share.lifecycle = Lifecycle::Active;
                 share.archive_size = Some(archive_size);
+                // Cleared once the patient was notified; until then the sweep may queue the
+                // share again, 30 minutes from now, as it would a share still sending.
                 share.notify_pending_since = Some(now);
+                share.send_queued_at = Some(now);
+                share.send_requeues = 0;
                 let code = match keys {
                     Some(keys) => Some(new_code(keys, share, now)),
                     None => {
@@ -183,39 +186,41 @@ impl Service {
         .await
     }
 
-    /// A share activated by a run that ended before it notified the patient: once that run's
-    /// lease is over, this run takes the notification over (a new lease, written before
-    /// anything is sent, so two runs never both send) with a fresh SMS code, since the one
-    /// made at activation never left the ended run. Within the lease it is an error, so that
-    /// the queue tries again later.
+    /// A share activated by a run that ended before it cleared its pending notification (a
+    /// crash, a timeout, an error): notified now, unless its events say the patient was (the
+    /// run ended after notifying), with a fresh SMS code, since the one made at activation
+    /// never left that run. Runs of one share never overlap (one message group per share on
+    /// SQS, one task beside a server), so nothing else is notifying it meanwhile.
     async fn notify_left_pending(&self, share: Share) -> Result<()> {
+        let events = self.store.list_events(&share.id).await?;
+        let activated = events.iter().rposition(|e| e.kind == EventKind::ArchiveReady).unwrap_or(0);
+        let notified = events[activated..]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::EmailSent | EventKind::SmsSent | EventKind::NotificationFailed));
         let practice = self
             .store
             .get_practice(&share.practice_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
         let keys = match share.auth {
-            AuthMethod::Sms => Some(self.keys().await?),
+            AuthMethod::Sms if !notified => Some(self.keys().await?),
             _ => None,
         };
         let id = share.id.clone();
         let taken = self
             .mutate_from(Some(share), Load::AnyState(&id), |share, now| {
-                let since = match share.notify_pending_since {
-                    Some(since) if share.access(now) == Access::Open => since,
-                    _ => return Step::unchanged(vec![], Ok(None)), // notified, revoked or expired meanwhile
-                };
-                if now < since + chrono::Duration::seconds(NOTIFY_LEASE_SECS) {
-                    return Step::unchanged(
-                        vec![],
-                        Err(Error::Internal(format!(
-                            "share {}: the run that activated it may still be notifying; tried again later",
-                            share.id
-                        ))),
-                    );
+                if share.notify_pending_since.is_none() || share.access(now) != Access::Open {
+                    return Step::unchanged(vec![], Ok(None)); // cleared, revoked or expired meanwhile
                 }
-                share.notify_pending_since = Some(now);
+                if notified {
+                    share.notify_pending_since = None;
+                    return Step::changed(vec![], Ok(None));
+                }
                 let code = keys.map(|keys| new_code(keys, share, now));
+                // A manual code lives from when the patient can first use it, as at activation.
+                if let Some(secret) = share.secret.as_mut().filter(|_| share.auth == AuthMethod::Manual) {
+                    secret.issued_at = now;
+                }
                 Step::changed(vec![], Ok(Some((share.clone(), code))))
             })
             .await?;
@@ -243,7 +248,7 @@ impl Service {
         if again {
             self.sends.enqueue(&share.id, share.version).await?;
             tracing::warn!(share_id = %share.id, reference = %share.reference, requeues = share.send_requeues,
-                "a share still sending long after its send: queued again");
+                "a share still sending, or not yet notified, long after it was queued: queued again");
         }
         Ok(again)
     }
@@ -288,7 +293,7 @@ impl Service {
                     Err(e) => return Step::unchanged(vec![], Err(e)),
                 };
                 let until = now + chrono::Duration::seconds(secs as i64);
-                if share.upload_urls_until.is_some_and(|end| end >= until) {
+                if share.upload_urls_end() >= until {
                     return Step::unchanged(vec![], Ok((share.clone(), until)));
                 }
                 share.upload_urls_given_until(until);

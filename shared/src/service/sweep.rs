@@ -23,7 +23,8 @@ impl Service {
                 break;
             }
             for share in due {
-                // Due as a share still sending, not yet as an expired one.
+                // Due as a share still sending (or activated, its patient not yet notified), not
+                // yet as an expired one.
                 if share.send_requeue_due() && share.send_unfinished(self.now()) {
                     if let Err(e) = self.requeue_send(&share.id).await {
                         tracing::error!(share_id = %share.id, error = %e, "could not queue a share's send again");

@@ -285,6 +285,36 @@ async fn a_rerun_after_a_rejected_upload_uploads_only_what_is_missing_through_fr
 }
 
 #[tokio::test]
+async fn tenant_create_takes_link_days_per_auth_method() {
+    // The operator's CLI on the embedded data dir (on AWS the rehearsal runs it).
+    if !embedded() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let data_dir = app.data_dir.display().to_string();
+    let create = |extra: &[&str]| {
+        let mut cmd = args(&["tenant", "create", "--name", "Praxis Kurz", "--data-dir", &data_dir]);
+        cmd.extend(args(extra));
+        sealpost(cmd)
+    };
+    let out = create(&["--link-days-for", "date_of_birth=14", "--link-days-for", "sms=90"]).await;
+    assert_success(&out);
+    let key = line_value(&stdout(&out), "API key");
+    for (method, days) in [("date_of_birth", 14), ("sms", 90), ("manual", 30)] {
+        let mut body = share_body_with_method(method);
+        body.as_object_mut().unwrap().remove("expires_in_days");
+        let share = post_share_with_key(&app, &key, &body).await.ok(201);
+        assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(days), "{method}");
+    }
+
+    let out = create(&["--link-days-for", "dob=14"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("no auth method"), "{}", stderr(&out));
+    let out = create(&["--link-days-for", "sms=120"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("must be 1..=max_link_days"), "{}", stderr(&out));
+}
+
+#[tokio::test]
 async fn an_invalid_phone_is_the_apis_message_with_its_field_and_exit_code_1() {
     let app = TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();

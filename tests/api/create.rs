@@ -76,6 +76,30 @@ async fn expires_in_days_respects_the_practice_maximum_and_default() {
 }
 
 #[tokio::test]
+async fn a_practice_may_give_each_auth_method_its_own_link_days() {
+    // appointmed's rule: 14 days for a date of birth (which a stranger may know), 90 for SMS.
+    let mut policy = Policy::default();
+    use sealpost::domain::AuthMethod;
+    policy.link_days_by_method = [(AuthMethod::DateOfBirth, 14), (AuthMethod::Sms, 90)].into();
+    let app = TestApp::spawn_with(policy).await;
+    let expires = |method: &'static str, days: Option<u32>| {
+        let app = &app;
+        async move {
+            let mut body = share_body_with_method(method);
+            match days {
+                Some(days) => body["expires_in_days"] = json!(days),
+                None => drop(body.as_object_mut().unwrap().remove("expires_in_days")),
+            }
+            time(&create_share(app, &body).await["expires_at"])
+        }
+    };
+    assert_eq!(expires("date_of_birth", None).await, start_time() + Duration::days(14));
+    assert_eq!(expires("sms", None).await, start_time() + Duration::days(90));
+    assert_eq!(expires("manual", None).await, start_time() + Duration::days(30), "the practice's default");
+    assert_eq!(expires("date_of_birth", Some(60)).await, start_time() + Duration::days(60), "the share's own wins");
+}
+
+#[tokio::test]
 async fn invalid_recipient_fields_are_named() {
     let app = TestApp::spawn().await;
     type Mutation = Box<dyn Fn(&mut Value)>;

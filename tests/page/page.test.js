@@ -344,7 +344,7 @@ test('five wrong codes lock the link, and the page says whom to call', async () 
   await closePage(page);
 });
 
-test('revoked, unknown and expired links are explained in plain words', async () => {
+test('revoked, unknown, not yet sent and expired links are explained in plain words', async () => {
   const share = await createShare();
   await practice('DELETE', `/v1/shares/${share.id}`);
   let page = await openPage(share.link);
@@ -356,6 +356,17 @@ test('revoked, unknown and expired links are explained in plain words', async ()
   page = await openPage(`${server.url}/s/AAAAAAAAAAAAAAAAAAAAAA`);
   await page.getByRole('heading', { name: 'This link does not work' }).waitFor();
   await snap(page, 'not-found');
+  await closePage(page);
+
+  // A share still waiting for its uploads (or being sent, archive not yet built) is not there
+  // for the patient yet: its link reaches them with the notification, once it is active.
+  const waiting = await createShare({
+    documents: [{ filename: 'Scan.pdf', content_type: 'application/pdf', size: 4096, sha256: 'ab'.repeat(32) }]
+  });
+  assert.equal(waiting.status, 'awaiting_upload');
+  page = await openPage(waiting.link);
+  await page.getByRole('heading', { name: 'This link does not work' }).waitFor();
+  assert.equal(await page.locator('#code').isVisible(), false);
   await closePage(page);
 
   // The server's clock cannot be moved from outside, so this one state comes from a stubbed

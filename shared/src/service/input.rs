@@ -181,7 +181,7 @@ impl CreateShareRequest {
             }
             AuthMethod::Sms | AuthMethod::Manual => None,
         };
-        let expires_in_days = self.expires_in_days.unwrap_or(policy.default_link_days);
+        let expires_in_days = self.expires_in_days.unwrap_or(policy.default_link_days_for(auth));
         if !(1..=policy.max_link_days).contains(&expires_in_days) {
             return Err(Error::invalid(
                 "expires_in_days",

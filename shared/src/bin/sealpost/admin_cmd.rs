@@ -85,6 +85,10 @@ pub struct CreateTenant {
     /// Link validity when a share does not say (days).
     #[arg(long, default_value_t = 30)]
     link_days: u32,
+    /// Link validity for one auth method's shares instead, e.g. `date_of_birth=14` or
+    /// `sms=90` (repeatable; methods: sms, manual, date_of_birth, insurance_number).
+    #[arg(long = "link-days-for", value_name = "METHOD=DAYS", value_parser = parse_method_days)]
+    link_days_for: Vec<(sealpost::domain::AuthMethod, u32)>,
     #[arg(long, default_value_t = 90)]
     max_link_days: u32,
     /// Link ends this many hours after the first successful verification.
@@ -124,6 +128,15 @@ pub enum KeyCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+}
+
+/// `date_of_birth=14`: an auth method by its API name, and days.
+fn parse_method_days(raw: &str) -> Result<(sealpost::domain::AuthMethod, u32), String> {
+    let (method, days) = raw.split_once('=').ok_or("expected METHOD=DAYS, e.g. date_of_birth=14")?;
+    let method = serde_json::from_value(serde_json::Value::String(method.trim().to_owned()))
+        .map_err(|_| format!("{method:?} is no auth method: sms, manual, date_of_birth or insurance_number"))?;
+    let days = days.trim().parse().map_err(|_| format!("{days:?} is not a number of days"))?;
+    Ok((method, days))
 }
 
 async fn service(dir: &DataDir) -> anyhow::Result<std::sync::Arc<sealpost::service::Service>> {
@@ -220,6 +233,7 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             new.sms_sender = a.sms_sender.as_deref().map(Practice::validate_sms_sender).transpose()?;
             new.language = Language::parse(&a.language)?;
             new.policy.default_link_days = a.link_days;
+            new.policy.link_days_by_method = a.link_days_for.into_iter().collect();
             new.policy.max_link_days = a.max_link_days;
             new.policy.window_after_first_verify_hours = a.window_hours;
             new.policy.self_service = !a.no_self_service;

@@ -230,6 +230,19 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
         tokio::time::sleep(Duration::from_millis(500)).await;
         view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
     }
+    // The notification follows the activation by moments: its result is worth a short wait.
+    let emailed = |view: &Value| {
+        view["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "email_sent" || (e["type"] == "notification_failed" && e["data"]["channel"] == "email"))
+    };
+    let active = std::time::Instant::now();
+    while view["status"] == "active" && !emailed(&view) && active.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
+    }
     let events = view["events"].as_array().cloned().unwrap_or_default();
     if view["status"] != "active" && view["status"] != "awaiting_upload" && view["status"] != "locked" {
         bail!("the share is {} now: nothing was sent", view["status"].as_str().unwrap_or("?"));
@@ -411,6 +424,9 @@ async fn upload_document(
     // connection broken: once more through a fresh URL.
     eprintln!("{}: {first}; again through a fresh URL", f.filename);
     let fresh = renew_upload_url(api, id, doc).await?;
+    if fresh["uploaded"] == true {
+        return Ok(()); // the PUT landed; only its answer was lost
+    }
     if let Err(again) = upload(api, f, &UploadTarget::from_answer(&fresh)?).await? {
         bail!("upload of {} failed twice, also through a fresh URL: {again}", f.filename);
     }
@@ -442,12 +458,13 @@ async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Resul
     }
     let request = request.body(reqwest::Body::wrap_stream(stream));
     let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let response = match request.send().await {
+    let response = request.send().await;
+    bar.finish_and_clear();
+    let response = match response {
         Ok(response) => response,
         Err(e) if e.is_connect() => bail!("could not upload {} to {host}: {}", f.filename, root_cause(&e)),
         Err(e) => return Ok(Err(format!("the upload to {host} broke off: {}", root_cause(&e)))),
     };
-    bar.finish_and_clear();
     let status = response.status();
     if status == reqwest::StatusCode::FORBIDDEN {
         let body = response.text().await.unwrap_or_default();

@@ -177,7 +177,7 @@ async fn the_sweep_queues_a_send_again_three_times_at_most() {
     }
 }
 
-/// A mail sender that panics: the worker's process ending while it notifies the patient.
+/// A sender that panics: the worker's process ending while it notifies the patient.
 struct ProcessEnds;
 
 #[async_trait::async_trait]
@@ -187,15 +187,28 @@ impl sealpost::ports::MailSender for ProcessEnds {
     }
 }
 
+#[async_trait::async_trait]
+impl sealpost::ports::SmsSender for ProcessEnds {
+    async fn send_sms(&self, _: &sealpost::ports::Sms) -> sealpost::ports::PortResult<sealpost::ports::Sent> {
+        panic!("the worker's process ends here");
+    }
+}
+
 /// A worker run on `id` whose process ends as it starts to notify: the share is active, and
 /// nobody was told.
 async fn run_ending_before_the_notification(app: &TestApp, id: &str) {
+    run_ending_at(app, id, false).await
+}
+
+/// … or ends between the email and the SMS (`at_sms`).
+async fn run_ending_at(app: &TestApp, id: &str, at_sms: bool) {
     let s = &app.service;
+    let ends = std::sync::Arc::new(ProcessEnds);
     let ending = sealpost::service::Service {
         store: s.store.clone(),
         blobs: s.blobs.clone(),
-        sms: s.sms.clone(),
-        mail: std::sync::Arc::new(ProcessEnds),
+        sms: if at_sms { ends.clone() } else { s.sms.clone() },
+        mail: if at_sms { s.mail.clone() } else { ends },
         poster: s.poster.clone(),
         sends: s.sends.clone(),
         clock: s.clock.clone(),
@@ -236,6 +249,20 @@ async fn a_share_activated_by_a_run_that_ended_before_notifying_is_notified_by_t
     app.service.finish_send(&share).await.expect("a later delivery");
     assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1));
     assert!(app.store().get_share(&share).await.unwrap().unwrap().notify_pending_since.is_none());
+}
+
+#[tokio::test]
+async fn a_run_that_ended_between_the_email_and_the_sms_leaves_only_the_sms_to_send() {
+    // The email (and its event) went out, the code never did: the next run sends a code by SMS,
+    // not a second email.
+    let app = TestApp::spawn().await;
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 13))]).await;
+    send(&app, &id).await.ok(202);
+    run_ending_at(&app, &id, true).await;
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (0, 1));
+    app.process_sends().await;
+    assert_eq!((app.sent_sms().await.len(), app.sent_emails().await.len()), (1, 1), "the code, and only it");
+    verify_ok(&app, &id, &last_code(&app).await).await;
 }
 
 #[tokio::test]

@@ -54,8 +54,8 @@ impl InProcessSends {
         mut queued: tokio::sync::mpsc::UnboundedReceiver<ShareId>,
     ) {
         while let Some(id) = queued.recv().await {
-            if let Err(e) = service.finish_send(&id).await {
-                tracing::error!(share_id = %id, error = %e, "sending a share failed; a send of it tries again");
+            if let Err(e) = service.run_isolated(&id).await {
+                tracing::error!(share_id = %id, error = %e, "sending a share failed; the sweep queues it again");
             }
         }
     }

@@ -19,8 +19,9 @@ const MIN_UPLOAD_URL_SECS: i64 = 60;
 /// when a request starts, so a PUT begun in the URL's last second still has time to finish (an
 /// hour here, for 2 GiB on a slow line).
 const UPLOAD_LANDING_SECS: i64 = 3600;
-/// A share still `sending` this long after its send was queued is queued again by the sweep:
-/// longer than a worker's run (Lambda's 15 minutes) with its retries' first backoffs.
+/// A share still `sending` this long after its send was queued (or active this long after its
+/// activation, its patient not yet told) is queued again by the sweep: longer than a worker's
+/// run (Lambda's 15 minutes) with its retries' first backoffs.
 pub const SEND_REQUEUE_SECS: i64 = 30 * 60;
 /// How often the sweep queues a share's send again before it leaves it to the operator (the
 /// send queue's dead-letter alarm, the worker's log).
@@ -108,8 +109,8 @@ pub struct Share {
     /// How many events of the patient's own doing (right answers, downloads) were recorded.
     #[serde(default)]
     pub patient_events: u32,
-    /// When the share's send was last queued (while `sending`), and how often the sweep queued
-    /// it again since the practice's `send`.
+    /// When the share's send was last queued (while `sending`; then its activation, until the
+    /// patient is told), and how often the sweep queued it again since.
     #[serde(default)]
     pub send_queued_at: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -249,8 +250,9 @@ impl Share {
     }
 
     /// When the expiry sweep is next due for this share: when its link runs out; for a share
-    /// revoked while its upload URLs could still be used, as soon as no upload can land any
-    /// more. Revoking deletes the documents at once, but a PUT begun before the revoke can
+    /// whose send (or notice, after activation) is unfinished, when it is to be queued again;
+    /// for a share revoked while its upload URLs could still be used, as soon as no upload can
+    /// land any more. Revoking deletes the documents at once, but a PUT begun before the revoke can
     /// land after it; the sweep deletes the share's blobs once more, so nothing it brings is
     /// kept until the link would have run out.
     pub fn sweep_due_at(&self) -> DateTime<Utc> {

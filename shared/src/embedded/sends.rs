@@ -95,7 +95,7 @@ impl SendWorker {
             }
             for (id, queued_us) in queued {
                 let result = match ShareId::parse(&id) {
-                    Some(share) => self.service.finish_send(&share).await,
+                    Some(share) => self.service.run_isolated(&share).await,
                     None => Ok(()), // not a share id: nothing to do, drop it
                 };
                 match result {

@@ -129,7 +129,7 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> PortResult
 }
 
 /// `sweep_due_us` is when the sweep is due ([`Share::sweep_due_at`]): the link's expiry, or
-/// sooner for a share revoked while its uploads could still land.
+/// sooner for a share to queue again or revoked while its uploads could still land.
 fn share_columns(share: &Share) -> PortResult<(i64, i64, bool, i64, String)> {
     Ok((us(share.sweep_due_at()), us(share.purge_at), share.expiry_processed, share.version as i64, to_json(share)?))
 }

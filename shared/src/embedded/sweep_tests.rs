@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 
-/// Documents that cannot be deleted for one share (a full disk, a throttled bucket).
+/// Documents that cannot be deleted for one share (a full disk, a throttled bucket); writing an
+/// archive panics (a bug in a send worker's run).
 struct Undeletable(String);
 
 #[async_trait]
@@ -26,7 +27,7 @@ impl BlobStore for Undeletable {
         Err(NotGranted::DOCUMENTS.error())
     }
     async fn create(&self, _: &str) -> PortResult<Box<dyn BlobWriter>> {
-        Err(NotGranted::DOCUMENTS.error())
+        panic!("a bug in the run");
     }
     async fn size(&self, _: &str) -> PortResult<Option<u64>> {
         Err(NotGranted::DOCUMENTS.error())
@@ -57,11 +58,26 @@ async fn a_share_that_cannot_be_expired_does_not_hold_up_the_others() {
     for share in [&stuck, &next] {
         store.insert_share(share, &[]).await.unwrap();
     }
-    let clock = ManualClock::new(now + Duration::days(3));
-    let outbox = Arc::new(Outbox::new(dir.path().join("outbox.jsonl"), false, Arc::new(clock.clone())));
-    let service = Service {
+    let service = service(&store, dir.path(), share_prefix(&stuck), now + Duration::days(3));
+
+    let run = service.sweep_expired().await;
+
+    assert!(matches!(run, Err(Error::Internal(_))), "the run says a share failed: {run:?}");
+    let after = |id| {
+        let store = store.clone();
+        async move { store.get_share(&id).await.unwrap().unwrap() }
+    };
+    assert!(after(next.id.clone()).await.expiry_processed, "the share after the stuck one was expired");
+    assert!(!after(stuck.id.clone()).await.expiry_processed, "the stuck one waits for the next run");
+}
+
+/// A service over `store` whose documents under `undeletable` cannot be deleted, at `now`.
+fn service(store: &Arc<SqliteStore>, dir: &std::path::Path, undeletable: String, now: chrono::DateTime<Utc>) -> Service {
+    let clock = ManualClock::new(now);
+    let outbox = Arc::new(Outbox::new(dir.join("outbox.jsonl"), false, Arc::new(clock.clone())));
+    Service {
         store: store.clone(),
-        blobs: Arc::new(Undeletable(share_prefix(&stuck))),
+        blobs: Arc::new(Undeletable(undeletable)),
         sms: outbox.clone(),
         mail: outbox,
         poster: Arc::new(NotGranted::WEBHOOK_POSTS),
@@ -74,15 +90,48 @@ async fn a_share_that_cannot_be_expired_does_not_hold_up_the_others() {
             max_inline_bytes: 0,
             max_share_bytes: None,
         },
-    };
+    }
+}
 
-    let run = service.sweep_expired().await;
+#[tokio::test]
+async fn a_due_list_that_lags_behind_a_share_never_expires_it() {
+    // DynamoDB's index may still list a share as due after a write moved its due time (or
+    // before the share's record says so): the sweep goes by the share itself, never deleting
+    // a live share's documents.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let now = Utc::now();
+    let live = Share::fixture(&Policy::default(), now);
+    store.insert_share(&live, &[]).await.unwrap();
+    let stale = (now - Duration::days(1)).timestamp_micros();
+    store.run(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
 
-    assert!(matches!(run, Err(Error::Internal(_))), "the run says a share failed: {run:?}");
-    let after = |id| {
-        let store = store.clone();
-        async move { store.get_share(&id).await.unwrap().unwrap() }
-    };
-    assert!(after(next.id.clone()).await.expiry_processed, "the share after the stuck one was expired");
-    assert!(!after(stuck.id.clone()).await.expiry_processed, "the stuck one waits for the next run");
+    // Its documents cannot be deleted: an attempt would fail the run.
+    let service = service(&store, dir.path(), share_prefix(&live), now);
+    assert_eq!(service.sweep_expired().await.expect("nothing to do"), 0);
+    let after = store.get_share(&live.id).await.unwrap().unwrap();
+    assert!(!after.expiry_processed && after.access(now) == crate::domain::Access::Open);
+}
+
+#[tokio::test]
+async fn a_send_run_that_panics_fails_its_share_not_the_worker() {
+    // The embedded server's one send task must outlive a run that panics: the share is tried
+    // again later, and the others are still sent.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let now = Utc::now();
+    let (practice, _) =
+        crate::admin::create_practice(store.as_ref(), crate::admin::NewPractice::named("Praxis").unwrap(), now).await.unwrap();
+    let mut share = Share::fixture(&Policy::default(), now);
+    share.practice_id = practice.id;
+    share.lifecycle = crate::domain::Lifecycle::Sending;
+    store.insert_share(&share, &[]).await.unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let queue = super::sends::EmbeddedSends::new(store.clone(), wake.clone(), Arc::new(ManualClock::new(now)));
+    crate::ports::SendQueue::enqueue(&queue, &share.id, share.version).await.unwrap();
+
+    let service = Arc::new(service(&store, dir.path(), String::new(), now));
+    let worker = super::sends::SendWorker::new(store.clone(), service, wake);
+    assert_eq!(worker.run_once().await.expect("the worker goes on"), 0, "the share's run failed");
+    assert_eq!(worker.run_once().await.expect("and again"), 0, "tried again, still there");
 }

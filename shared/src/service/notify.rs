@@ -48,7 +48,7 @@ impl Service {
         Notifications { email: Some(email), sms }
     }
 
-    async fn send_share_email(&self, practice: &Practice, share: &Share) -> ChannelResult {
+    pub(super) async fn send_share_email(&self, practice: &Practice, share: &Share) -> ChannelResult {
         let link = self.link(&share.id);
         let text = render_email(&ShareNotice {
             language: share.recipient.language,

@@ -98,9 +98,12 @@ impl Service {
     /// The work a `send` queued: every upload moved into place and hashed into the archive,
     /// then the share active and the patient notified; or, for the first document that is not
     /// what its share declares, that document deleted, `upload_rejected` recorded and the share
-    /// back to `awaiting_upload`. Safe to run any number of times, also at once: it acts only
-    /// on a `sending` share, and only the run that activates it notifies. An error (storage,
-    /// the network) leaves the share `sending` for the queue to try again.
+    /// back to `awaiting_upload`. Safe to run any number of times, also at once: it builds
+    /// only for a `sending` share, and only the run that activates it notifies (a later run
+    /// only makes good what an ended run left untold, [`Self::notify_left_pending`], which
+    /// two runs of one share must not do at once: the queues never run them so). An error
+    /// (storage, the network) leaves the share for the queue to try again.
+    /// [`Self::run_isolated`] is how a worker calls it.
     pub async fn finish_send(&self, id: &ShareId) -> Result<()> {
         let Some(share) = self.store.get_share(id).await? else { return Ok(()) };
         if share.lifecycle == Lifecycle::Active && share.notify_pending_since.is_some() {
@@ -116,9 +119,20 @@ impl Service {
         result
     }
 
+    /// [`Self::finish_send`] in a task of its own, so that a panic in it fails this share's
+    /// run (retried as an error is) rather than the worker that called it.
+    pub async fn run_isolated(self: &std::sync::Arc<Self>, id: &ShareId) -> Result<()> {
+        let (service, id) = (self.clone(), id.clone());
+        match tokio::spawn(async move { service.finish_send(&id).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Internal(format!("the send worker's run ended: {e}"))),
+        }
+    }
+
     async fn work_send(&self, share: Share) -> Result<()> {
         let id = &share.id;
-        // Read before the share is activated: once it is, no later run would notify.
+        // Read before the share is activated: a run that fails after it leaves the notice to
+        // a later run.
         let practice = self
             .store
             .get_practice(&share.practice_id)
@@ -170,14 +184,25 @@ impl Service {
             .await?;
         let Some((share, code)) = activated else { return Ok(()) };
         tracing::info!(share_id = %share.id, reference = %share.reference, "share sent after upload");
-        self.notify_activated(&practice, &share, code.as_ref()).await
+        self.notify_activated(&practice, &share, code.as_ref(), true).await
     }
 
-    /// Notifies the patient of a share this run activated (unless revoked in the moment since),
-    /// then clears the share's pending notification.
-    async fn notify_activated(&self, practice: &Practice, share: &Share, code: Option<&Code>) -> Result<()> {
-        if self.store.get_share(&share.id).await?.is_some_and(|s| s.access(self.now()) == Access::Open) {
-            self.notify(practice, share, code).await;
+    /// Notifies the patient of a share this run activated, on the channels still to tell: the
+    /// email (`email`) and, for `sms`, the code given; then clears the mark. Nothing is sent if
+    /// the share changed meanwhile: revoked, or resent by the practice (a new code, already
+    /// told to the patient; this run's would be dead on arrival).
+    async fn notify_activated(&self, practice: &Practice, share: &Share, code: Option<&Code>, email: bool) -> Result<()> {
+        let generation = |s: &Share| s.secret.as_ref().map(|secret| secret.generation);
+        let current = self.store.get_share(&share.id).await?;
+        if current.is_some_and(|s| {
+            s.access(self.now()) == Access::Open && s.notify_pending_since.is_some() && generation(&s) == generation(share)
+        }) {
+            if email {
+                self.send_share_email(practice, share).await;
+            }
+            if let (AuthMethod::Sms, Some(code)) = (share.auth, code) {
+                self.send_code_sms(practice, share, code, false).await;
+            }
         }
         self.mutate(Load::AnyState(&share.id), |share, _| match share.notify_pending_since.take() {
             Some(_) => Step::changed(vec![], Ok(())),
@@ -186,48 +211,49 @@ impl Service {
         .await
     }
 
-    /// A share activated by a run that ended before it cleared its pending notification (a
-    /// crash, a timeout, an error): notified now, unless its events say the patient was (the
-    /// run ended after notifying), with a fresh SMS code, since the one made at activation
-    /// never left that run. Runs of one share never overlap (one message group per share on
-    /// SQS, one task beside a server), so nothing else is notifying it meanwhile.
+    /// A share activated by a run that ended before it cleared its mark (a crash, a timeout,
+    /// an error): each channel the share's events show no result for since `archive_ready` is
+    /// told now; the SMS with a fresh code, since the one made at activation never left that
+    /// run. Runs of one share never overlap (one message group per share on SQS, one task
+    /// beside a server), so nothing else is notifying it meanwhile.
     async fn notify_left_pending(&self, share: Share) -> Result<()> {
         let events = self.store.list_events(&share.id).await?;
         let activated = events.iter().rposition(|e| e.kind == EventKind::ArchiveReady).unwrap_or(0);
-        let notified = events[activated..]
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::EmailSent | EventKind::SmsSent | EventKind::NotificationFailed));
+        let told = |channel: &str, sent: EventKind| {
+            events[activated..]
+                .iter()
+                .any(|e| e.kind == sent || (e.kind == EventKind::NotificationFailed && e.data["channel"] == channel))
+        };
+        let email = !told("email", EventKind::EmailSent);
+        let sms = share.auth == AuthMethod::Sms && !told("sms", EventKind::SmsSent);
         let practice = self
             .store
             .get_practice(&share.practice_id)
             .await?
             .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
-        let keys = match share.auth {
-            AuthMethod::Sms if !notified => Some(self.keys().await?),
-            _ => None,
-        };
+        let keys = if sms { Some(self.keys().await?) } else { None };
         let id = share.id.clone();
         let taken = self
             .mutate_from(Some(share), Load::AnyState(&id), |share, now| {
                 if share.notify_pending_since.is_none() || share.access(now) != Access::Open {
                     return Step::unchanged(vec![], Ok(None)); // cleared, revoked or expired meanwhile
                 }
-                if notified {
-                    share.notify_pending_since = None;
+                if !email && !sms {
+                    share.notify_pending_since = None; // told already: the run ended after it
                     return Step::changed(vec![], Ok(None));
                 }
                 let code = keys.map(|keys| new_code(keys, share, now));
                 // A manual code lives from when the patient can first use it, as at activation.
-                if let Some(secret) = share.secret.as_mut().filter(|_| share.auth == AuthMethod::Manual) {
+                if let Some(secret) = share.secret.as_mut().filter(|_| email && share.auth == AuthMethod::Manual) {
                     secret.issued_at = now;
                 }
                 Step::changed(vec![], Ok(Some((share.clone(), code))))
             })
             .await?;
         let Some((share, code)) = taken else { return Ok(()) };
-        tracing::warn!(share_id = %share.id, reference = %share.reference,
+        tracing::warn!(share_id = %share.id, reference = %share.reference, email, sms,
             "a share activated by a run that ended before notifying: notified now");
-        self.notify_activated(&practice, &share, code.as_ref()).await
+        self.notify_activated(&practice, &share, code.as_ref(), email).await
     }
 
     /// The sweep's part for a share still `sending` long after its send was queued (a message

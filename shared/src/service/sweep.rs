@@ -4,7 +4,7 @@
 
 use super::archive::share_prefix;
 use super::{Load, Service, Step};
-use crate::domain::{Event, EventKind, Lifecycle, Share, ShareId};
+use crate::domain::{Access, Event, EventKind, Lifecycle, Share, ShareId};
 use crate::error::{Error, Result};
 
 const BATCH: usize = 100;
@@ -16,9 +16,12 @@ impl Service {
     pub async fn sweep_expired(&self) -> Result<usize> {
         let mut done = 0;
         let mut failed: Vec<ShareId> = Vec::new();
+        // Each share once a run: a due list that lags behind the shares (DynamoDB's index is
+        // eventually consistent) must not bring one back again and again.
+        let mut seen: std::collections::HashSet<ShareId> = std::collections::HashSet::new();
         loop {
             let due = self.store.shares_due_for_expiry(self.now(), BATCH).await?;
-            let due: Vec<_> = due.into_iter().filter(|share| !failed.contains(&share.id)).collect();
+            let due: Vec<_> = due.into_iter().filter(|share| seen.insert(share.id.clone())).collect();
             if due.is_empty() {
                 break;
             }
@@ -58,13 +61,19 @@ impl Service {
         Ok(done)
     }
 
-    /// Deletes an expired share's documents and records its expiry; `false` if it was done.
+    /// Deletes an expired (or revoked) share's documents and records its expiry; `false` if
+    /// it was done, or if the share is not expired or revoked: the due list may lag behind it.
     async fn expire(&self, share: &Share) -> Result<bool> {
+        let gone = |share: &Share, now| matches!(share.access(now), Access::Expired | Access::Revoked);
+        match self.store.get_share(&share.id).await? {
+            Some(current) if gone(&current, self.now()) => {}
+            _ => return Ok(false),
+        }
         // Documents first: deleting is idempotent, so if anything below fails the next
         // sweep finds the share again and finishes; the other order could lose a delete.
         self.blobs.delete_prefix(&share_prefix(share)).await?;
         self.mutate(Load::AnyState(&share.id), |share, now| {
-            if share.expiry_processed {
+            if share.expiry_processed || !gone(share, now) {
                 return Step::unchanged(vec![], Ok(false));
             }
             share.expiry_processed = true;

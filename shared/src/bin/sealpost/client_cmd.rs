@@ -231,15 +231,15 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
         view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
     }
     // The notification follows the activation by moments: its result is worth a short wait.
-    let emailed = |view: &Value| {
-        view["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| e["type"] == "email_sent" || (e["type"] == "notification_failed" && e["data"]["channel"] == "email"))
+    let told = |view: &Value, channel: &str| {
+        view["events"].as_array().into_iter().flatten().any(|e| {
+            e["type"] == format!("{channel}_sent").as_str()
+                || (e["type"] == "notification_failed" && e["data"]["channel"] == channel)
+        })
     };
+    let all_told = |view: &Value| told(view, "email") && (view["auth_method"] != "sms" || told(view, "sms"));
     let active = std::time::Instant::now();
-    while view["status"] == "active" && !emailed(&view) && active.elapsed() < Duration::from_secs(30) {
+    while view["status"] == "active" && !all_told(&view) && active.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
     }

@@ -291,3 +291,45 @@ async fn a_practice_that_resends_after_such_a_run_is_not_doubled_and_the_sweep_m
     assert_eq!(count_events(&view, "archive_ready"), 1);
     assert_eq!(count_events(&view, "email_sent"), 1);
 }
+
+/// The app's mail, through which the practice resends the share once, as its email goes out.
+struct ResendMeanwhile {
+    service: std::sync::Arc<sealpost::service::Service>,
+    resent: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl sealpost::ports::MailSender for ResendMeanwhile {
+    async fn send_mail(&self, mail: &sealpost::ports::Mail) -> sealpost::ports::PortResult<sealpost::ports::Sent> {
+        if !self.resent.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let share = self.service.store.get_share(&mail.share_id).await?.expect("share");
+            let practice = self.service.store.get_practice(&share.practice_id).await?.expect("practice");
+            self.service.resend(&practice, &share.id).await.expect("resent");
+        }
+        self.service.mail.send_mail(mail).await
+    }
+}
+
+#[tokio::test]
+async fn a_resend_while_the_worker_tells_the_patient_is_the_code_that_counts() {
+    // The practice resends just as the worker's email goes out: the worker's SMS would carry a
+    // code the resend already replaced, and arrive last. It is not sent.
+    let app = TestApp::spawn().await;
+    let (id, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 14))]).await;
+    send(&app, &id).await.ok(202);
+    let s = &app.service;
+    let worker = sealpost::service::Service {
+        store: s.store.clone(),
+        blobs: s.blobs.clone(),
+        sms: s.sms.clone(),
+        mail: std::sync::Arc::new(ResendMeanwhile { service: s.clone(), resent: Default::default() }),
+        poster: s.poster.clone(),
+        sends: s.sends.clone(),
+        clock: s.clock.clone(),
+        keys: s.keys.clone(),
+        settings: s.settings.clone(),
+    };
+    worker.finish_send(&sealpost::domain::ShareId::parse(&id).unwrap()).await.expect("run");
+    assert_eq!(app.sent_sms().await.len(), 1, "the resend's code only");
+    verify_ok(&app, &id, &last_code(&app).await).await;
+}

@@ -297,7 +297,9 @@ class Rehearsal:
             doc_id = made["documents"][0]["id"]
             renewed = self.expect(self.practice("POST", f"/v1/shares/{made['id']}/documents/{doc_id}/upload-url"), 200,
                                   "a fresh upload URL")
-            check(renewed["uploaded"] is False and renewed["upload_expires_in"] == 300, f"renewed: {renewed}")
+            # At most SPEC's 5 minutes; a second less when the clock ticked while it was signed (it
+            # ends when its end was recorded).
+            check(renewed["uploaded"] is False and 290 <= renewed["upload_expires_in"] <= 300, f"renewed: {renewed}")
             upload = renewed["upload_url"]
             headers = renewed["upload_headers"]
             check(headers == made["documents"][0]["upload_headers"], f"the same checksum header: {headers}")

@@ -111,6 +111,16 @@ async fn a_due_list_that_lags_behind_a_share_never_expires_it() {
     assert_eq!(service.sweep_expired().await.expect("nothing to do"), 0);
     let after = store.get_share(&live.id).await.unwrap().unwrap();
     assert!(!after.expiry_processed && after.access(now) == crate::domain::Access::Open);
+
+    // Nor a revoked share before its uploads can have landed: its second cleanup comes then.
+    let mut revoked = Share::fixture(&Policy::default(), now);
+    revoked.lifecycle = crate::domain::Lifecycle::Revoked;
+    revoked.revoked_at = Some(now);
+    revoked.upload_urls_until = Some(now + Duration::minutes(5));
+    store.insert_share(&revoked, &[]).await.unwrap();
+    store.run(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
+    assert_eq!(service.sweep_expired().await.expect("nothing to do"), 0);
+    assert!(!store.get_share(&revoked.id).await.unwrap().unwrap().expiry_processed, "still to be swept once more");
 }
 
 #[tokio::test]
@@ -133,5 +143,6 @@ async fn a_send_run_that_panics_fails_its_share_not_the_worker() {
     let service = Arc::new(service(&store, dir.path(), String::new(), now));
     let worker = super::sends::SendWorker::new(store.clone(), service, wake);
     assert_eq!(worker.run_once().await.expect("the worker goes on"), 0, "the share's run failed");
-    assert_eq!(worker.run_once().await.expect("and again"), 0, "tried again, still there");
+    let queued = store.run(|conn| Ok(conn.query_row("SELECT count(*) FROM send_queue", [], |r| r.get::<_, i64>(0)).unwrap()));
+    assert_eq!(queued.await.unwrap(), 1, "the share stays queued, to be tried again");
 }

@@ -200,7 +200,12 @@ impl Service {
             if email {
                 self.send_share_email(practice, share).await;
             }
-            if let (AuthMethod::Sms, Some(code)) = (share.auth, code) {
+            // Checked again: a resend while the email went out makes this code dead on arrival.
+            let still = self.store.get_share(&share.id).await?;
+            if let (AuthMethod::Sms, Some(code), Some(still)) = (share.auth, code, still)
+                && still.notify_pending_since.is_some()
+                && generation(&still) == generation(share)
+            {
                 self.send_code_sms(practice, share, code, false).await;
             }
         }

@@ -62,9 +62,11 @@ impl Service {
     }
 
     /// Deletes an expired (or revoked) share's documents and records its expiry; `false` if
-    /// it was done, or if the share is not expired or revoked: the due list may lag behind it.
+    /// it was done, or if the share is not expired or revoked, or not due yet (a revoked one
+    /// waits for its uploads to land): the due list may lag behind it.
     async fn expire(&self, share: &Share) -> Result<bool> {
-        let gone = |share: &Share, now| matches!(share.access(now), Access::Expired | Access::Revoked);
+        let gone =
+            |share: &Share, now| matches!(share.access(now), Access::Expired | Access::Revoked) && share.sweep_due_at() <= now;
         match self.store.get_share(&share.id).await? {
             Some(current) if gone(&current, self.now()) => {}
             _ => return Ok(false),

@@ -200,20 +200,32 @@ async fn run_ending_before_the_notification(app: &TestApp, id: &str) {
     run_ending_at(app, id, false).await
 }
 
-/// … or ends between the email and the SMS (`at_sms`).
-async fn run_ending_at(app: &TestApp, id: &str, at_sms: bool) {
+/// The app's service with other senders: a worker whose notifying goes otherwise.
+fn with_senders(
+    app: &TestApp,
+    sms: std::sync::Arc<dyn sealpost::ports::SmsSender>,
+    mail: std::sync::Arc<dyn sealpost::ports::MailSender>,
+) -> sealpost::service::Service {
     let s = &app.service;
-    let ends = std::sync::Arc::new(ProcessEnds);
-    let ending = sealpost::service::Service {
+    sealpost::service::Service {
         store: s.store.clone(),
         blobs: s.blobs.clone(),
-        sms: if at_sms { ends.clone() } else { s.sms.clone() },
-        mail: if at_sms { s.mail.clone() } else { ends },
+        sms,
+        mail,
         poster: s.poster.clone(),
         sends: s.sends.clone(),
         clock: s.clock.clone(),
         keys: s.keys.clone(),
         settings: s.settings.clone(),
+    }
+}
+
+/// … or ends between the email and the SMS (`at_sms`).
+async fn run_ending_at(app: &TestApp, id: &str, at_sms: bool) {
+    let ends = std::sync::Arc::new(ProcessEnds);
+    let ending = match at_sms {
+        true => with_senders(app, ends, app.service.mail.clone()),
+        false => with_senders(app, app.service.sms.clone(), ends),
     };
     let id = sealpost::domain::ShareId::parse(id).unwrap();
     let run = tokio::spawn(async move { ending.finish_send(&id).await });
@@ -317,18 +329,8 @@ async fn a_resend_while_the_worker_tells_the_patient_is_the_code_that_counts() {
     let app = TestApp::spawn().await;
     let (id, _) = uploaded_share(&app, &[("scan.bin", &noise(300_000, 14))]).await;
     send(&app, &id).await.ok(202);
-    let s = &app.service;
-    let worker = sealpost::service::Service {
-        store: s.store.clone(),
-        blobs: s.blobs.clone(),
-        sms: s.sms.clone(),
-        mail: std::sync::Arc::new(ResendMeanwhile { service: s.clone(), resent: Default::default() }),
-        poster: s.poster.clone(),
-        sends: s.sends.clone(),
-        clock: s.clock.clone(),
-        keys: s.keys.clone(),
-        settings: s.settings.clone(),
-    };
+    let resends = ResendMeanwhile { service: app.service.clone(), resent: Default::default() };
+    let worker = with_senders(&app, app.service.sms.clone(), std::sync::Arc::new(resends));
     worker.finish_send(&sealpost::domain::ShareId::parse(&id).unwrap()).await.expect("run");
     assert_eq!(app.sent_sms().await.len(), 1, "the resend's code only");
     verify_ok(&app, &id, &last_code(&app).await).await;

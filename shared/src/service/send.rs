@@ -133,11 +133,7 @@ impl Service {
         let id = &share.id;
         // Read before the share is activated: a run that fails after it leaves the notice to
         // a later run.
-        let practice = self
-            .store
-            .get_practice(&share.practice_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
+        let practice = self.practice_of(&share).await?;
         for (i, doc) in share.documents.iter().enumerate() {
             if let Some(why) = self.place_upload(&share, doc).await? {
                 return self.reject_upload(&share, i, why).await;
@@ -231,11 +227,7 @@ impl Service {
         };
         let email = !told("email", EventKind::EmailSent);
         let sms = share.auth == AuthMethod::Sms && !told("sms", EventKind::SmsSent);
-        let practice = self
-            .store
-            .get_practice(&share.practice_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))?;
+        let practice = self.practice_of(&share).await?;
         let keys = if sms { Some(self.keys().await?) } else { None };
         let id = share.id.clone();
         let taken = self
@@ -340,6 +332,14 @@ impl Service {
         let mut view = DocumentView::new(&doc).with_upload(url, &sha256);
         view.uploaded = Some(uploaded);
         Ok(view)
+    }
+
+    /// The practice a share belongs to, which a worker needs to notify its patient.
+    async fn practice_of(&self, share: &Share) -> Result<Practice> {
+        self.store
+            .get_practice(&share.practice_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("share {} has no practice", share.id)))
     }
 
     /// The size of a document's upload, or of the document moved into place by an earlier

@@ -194,7 +194,7 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     // still missing, through fresh URLs (the first ones may have run out).
     let resuming = args.idempotency_key.is_some();
     let status = match resuming {
-        true => api.call(api.get(&format!("/v1/shares/{id}"))).await?["status"].as_str().unwrap_or_default().to_owned(),
+        true => api.share(id).await?["status"].as_str().unwrap_or_default().to_owned(),
         false => "awaiting_upload".to_owned(),
     };
     if status == "awaiting_upload" {
@@ -228,7 +228,7 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
             bail!("still sending after {} minutes: `sealpost status {id}` shows when it is done", SEND_TIMEOUT.as_secs() / 60);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
+        view = api.share(id).await?;
     }
     // The notification follows the activation by moments: its result is worth a short wait.
     let told = |view: &Value, channel: &str| {
@@ -241,7 +241,7 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
     let active = std::time::Instant::now();
     while view["status"] == "active" && !all_told(&view) && active.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        view = api.call(api.get(&format!("/v1/shares/{id}"))).await.map_err(anyhow::Error::from)?;
+        view = api.share(id).await?;
     }
     let events = view["events"].as_array().cloned().unwrap_or_default();
     if view["status"] != "active" && view["status"] != "awaiting_upload" && view["status"] != "locked" {
@@ -536,7 +536,7 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     if args.id.is_empty() || !args.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         bail!("id: not a share id");
     }
-    let share = api.call(api.get(&format!("/v1/shares/{}", args.id))).await?;
+    let share = api.share(&args.id).await?;
     print!("{}", timeline(&share));
     Ok(())
 }
@@ -629,6 +629,11 @@ impl Api {
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.key).timeout(CALL_TIMEOUT)
+    }
+
+    /// `GET /v1/shares/{id}`: the share's view with its events.
+    async fn share(&self, id: &str) -> Result<Value, CallError> {
+        self.call(self.get(&format!("/v1/shares/{id}"))).await
     }
 
     /// Sends a JSON call; a 2xx answer's body, or the API's error as a readable line.

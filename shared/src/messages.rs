@@ -6,7 +6,7 @@
 //! Emails carry the practice name, reference, link, expiry and the practice's message — never
 //! a document name, never a code.
 
-use crate::domain::{AuthMethod, Code, Language};
+use crate::domain::{AuthMethod, Language};
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, context};
 use std::collections::BTreeMap;
@@ -38,7 +38,8 @@ pub struct CodeSms<'a> {
     pub language: Language,
     pub practice: &'a str,
     pub reference: &'a str,
-    pub code: &'a Code,
+    /// The code's six digits ([`Code::digits`]), or a preview's placeholder of the same length.
+    pub code: &'a str,
     pub host: &'a str,
 }
 
@@ -121,7 +122,7 @@ pub fn render_email(n: &ShareNotice<'_>) -> EmailText {
 
 pub fn render_sms(s: &CodeSms<'_>) -> String {
     let ctx = context! {
-        practice => s.practice, reference => s.reference, code => s.code.digits(), host => s.host,
+        practice => s.practice, reference => s.reference, code => s.code, host => s.host,
     };
     texts().string(s.language, "sms", &ctx)
 }
@@ -140,6 +141,45 @@ pub fn gsm7_septets(text: &str) -> Option<usize> {
             None
         }
     })
+}
+
+/// How an SMS's text travels: GSM 03.38's 7-bit alphabet, or UCS-2 when one character is
+/// outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum SmsEncoding {
+    #[serde(rename = "GSM-7")]
+    Gsm7,
+    #[serde(rename = "UCS-2")]
+    Ucs2,
+}
+
+/// The encoding `text` goes in and the number of segments (billed messages) it takes: one of
+/// 160 septets or 70 UCS-2 units, or, when longer, parts of 153 and 67 (each part gives room to
+/// the header that joins them, 3GPP TS 23.040). A GSM-7 extension character (two septets) is
+/// never split between parts, and neither is a UTF-16 surrogate pair.
+pub fn sms_segments(text: &str) -> (SmsEncoding, usize) {
+    const GSM7_SINGLE: usize = 160;
+    const GSM7_PART: usize = 153;
+    const UCS2_SINGLE: usize = 70;
+    const UCS2_PART: usize = 67;
+    let (encoding, units, single, part): (_, Vec<usize>, _, _) = if gsm7_septets(text).is_some() {
+        let units = text.chars().map(|c| gsm7_septets(c.encode_utf8(&mut [0; 4])).unwrap_or(1)).collect();
+        (SmsEncoding::Gsm7, units, GSM7_SINGLE, GSM7_PART)
+    } else {
+        (SmsEncoding::Ucs2, text.chars().map(char::len_utf16).collect(), UCS2_SINGLE, UCS2_PART)
+    };
+    if units.iter().sum::<usize>() <= single {
+        return (encoding, 1);
+    }
+    let (mut parts, mut used) = (1, 0);
+    for unit in units {
+        if used + unit > part {
+            parts += 1;
+            used = 0;
+        }
+        used += unit;
+    }
+    (encoding, parts)
 }
 
 #[cfg(test)]
@@ -163,13 +203,12 @@ mod tests {
     #[test]
     fn sms_fits_one_gsm7_segment_in_every_language() {
         assert_eq!(LONG_PRACTICE.chars().count(), 40);
-        let code = Code::parse("123456").unwrap();
         for lang in Language::ALL {
             let body = render_sms(&CodeSms {
                 language: lang,
                 practice: LONG_PRACTICE,
                 reference: "SP-7K4Q-9XMD",
-                code: &code,
+                code: "123456",
                 host: "dokumente.praxis-example.ch",
             });
             let septets = gsm7_septets(&body).unwrap_or_else(|| panic!("{lang:?} SMS is not GSM-7: {body}"));
@@ -184,6 +223,28 @@ mod tests {
         assert_eq!(gsm7_septets("abc"), Some(3));
         assert_eq!(gsm7_septets("€"), Some(2));
         assert_eq!(gsm7_septets("ê"), None);
+    }
+
+    #[test]
+    fn segments_follow_the_encodings_limits() {
+        assert_eq!(sms_segments(&"a".repeat(160)), (SmsEncoding::Gsm7, 1));
+        assert_eq!(sms_segments(&"a".repeat(161)), (SmsEncoding::Gsm7, 2));
+        assert_eq!(sms_segments(&"a".repeat(306)), (SmsEncoding::Gsm7, 2));
+        assert_eq!(sms_segments(&"a".repeat(307)), (SmsEncoding::Gsm7, 3));
+        // 80 euro signs are 160 septets: one SMS; one more and the parts hold 76 each.
+        assert_eq!(sms_segments(&"€".repeat(80)), (SmsEncoding::Gsm7, 1));
+        assert_eq!(sms_segments(&"€".repeat(81)), (SmsEncoding::Gsm7, 2));
+        assert_eq!(sms_segments(&format!("{}€", "a".repeat(152))), (SmsEncoding::Gsm7, 1));
+        assert_eq!(sms_segments(&format!("{}€", "a".repeat(159))), (SmsEncoding::Gsm7, 2));
+        // An escape pair is never split: 306 septets would fit two parts of 153, but with € as
+        // the 153rd and 154th the first part ends at 152.
+        assert_eq!(sms_segments(&format!("{}€{}", "a".repeat(152), "a".repeat(152))), (SmsEncoding::Gsm7, 3));
+        assert_eq!(sms_segments(&"ê".repeat(70)), (SmsEncoding::Ucs2, 1));
+        assert_eq!(sms_segments(&"ê".repeat(71)), (SmsEncoding::Ucs2, 2));
+        // An emoji is two UTF-16 units.
+        assert_eq!(sms_segments(&"😀".repeat(35)), (SmsEncoding::Ucs2, 1));
+        assert_eq!(sms_segments(&format!("{}😀", "ê".repeat(69))), (SmsEncoding::Ucs2, 2));
+        assert_eq!(sms_segments(""), (SmsEncoding::Gsm7, 1));
     }
 
     #[test]

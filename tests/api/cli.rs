@@ -217,6 +217,44 @@ async fn manual_auth_prints_the_code_that_opens_the_share() {
 }
 
 #[tokio::test]
+async fn preview_prints_the_email_and_sms_and_sends_nothing() {
+    let app = TestApp::spawn().await;
+    let mut cmd = args(&["send", "--preview"]);
+    cmd.extend(api_args(&app));
+    cmd.extend(args(&["--to-email", EMAIL, "--to-phone", PHONE, "--lang", "en", "--message", MESSAGE]));
+    let out = sealpost(cmd.clone()).await;
+    assert_success(&out);
+    let printed = stdout(&out);
+    let shown = call(
+        &app,
+        "POST",
+        "/v1/shares/preview",
+        Some(&app.api_key),
+        Some(&json!({
+            "recipient": {"email": EMAIL, "phone": PHONE, "language": "en"}, "message": MESSAGE
+        })),
+    )
+    .await
+    .ok(200);
+    assert!(printed.contains(shown["email"]["subject"].as_str().unwrap()), "{printed}");
+    assert!(printed.contains(shown["email"]["text"].as_str().unwrap().trim_end()), "{printed}");
+    assert!(printed.contains(shown["sms"]["text"].as_str().unwrap()), "{printed}");
+    assert!(printed.contains("GSM-7, 1 segment:"), "{printed}");
+    assert!(printed.contains("XXXXXX for the code") && printed.contains("Nothing was sent."), "{printed}");
+    assert!(!stderr(&out).contains("idempotency key"), "a preview creates nothing to retry: {}", stderr(&out));
+
+    // Files given are checked as a send would: an empty one is refused by the API.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("Leer.pdf");
+    std::fs::write(&empty, b"").unwrap();
+    cmd.push(empty.display().to_string());
+    let err = assert_failed_cleanly(&sealpost(cmd).await);
+    assert!(err.starts_with("error: documents[0].content_base64: "), "{err}");
+    assert!(app.sent_emails().await.is_empty() && app.sent_sms().await.is_empty());
+    assert_eq!(list_shares(&app, "").await.ok(200)["shares"], json!([]), "nothing created");
+}
+
+#[tokio::test]
 async fn a_retry_with_the_same_idempotency_key_sends_nothing_twice() {
     let app = TestApp::spawn().await;
     app.start_send_task();

@@ -95,6 +95,7 @@ async fn each_api_event_reaches_its_handler() {
         let expected: &[u16] = match route {
             Route::CreateShare => &[201],
             Route::ListShares => &[200],
+            Route::PreviewShare => &[200],
             // `webhooks` serves every webhook route; its event lists the endpoints.
             Route::CreateWebhook => &[200],
             // The events name a share that does not exist here: the handler answers so.

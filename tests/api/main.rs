@@ -17,6 +17,7 @@ mod notify_failures;
 mod openapi;
 mod page;
 mod pepper;
+mod preview;
 mod restart;
 mod revoke;
 mod self_service;

@@ -223,6 +223,15 @@ class Rehearsal:
             self.check_glibc()
         with self.step("a practice and its key, with the operator's CLI"):
             self.make_practice()
+        with self.step("preview-share: the email and SMS a create would send, nothing sent"):
+            shown = self.expect(self.practice("POST", "/v1/shares/preview", json={
+                "recipient": {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"},
+                "message": MESSAGE,
+            }), 200, "preview")
+            check(shown["sms"]["encoding"] == "GSM-7" and shown["sms"]["segments"] == 1, f"one GSM-7 SMS: {shown['sms']}")
+            check(shown["placeholders"]["code"] in shown["sms"]["text"], "the code's placeholder in the SMS")
+            check(MESSAGE in shown["email"]["text"], "the practice's message in the email")
+            check(not self.sms_to(PHONE) and not self.emails_to(PATIENT), "nothing sent")
         pdf = b"%PDF-1.4 rehearsal " + secrets.token_bytes(2048)
         with self.step("create-share: inline, SMS and email in moto's record"):
             share = self.expect(self.practice("POST", "/v1/shares", json={

@@ -54,6 +54,13 @@ impl ShareId {
         Self(random_token::<16>())
     }
 
+    /// What a preview shows where a share's id will be (in its link).
+    pub const PLACEHOLDER: &str = "XXXXXXXXXXXXXXXXXXXXXX";
+
+    pub fn placeholder() -> Self {
+        Self(Self::PLACEHOLDER.to_owned())
+    }
+
     /// `None` for anything that cannot be a share id; callers answer that like an unknown id.
     pub fn parse(s: &str) -> Option<Self> {
         (s.len() == 22 && is_url_safe(s)).then(|| Self(s.to_owned()))
@@ -132,6 +139,14 @@ string_id!(
 );
 
 impl Reference {
+    /// What a preview shows where a share's reference will be: as long as one, so a preview's
+    /// SMS takes the segments the real one will.
+    pub const PLACEHOLDER: &str = "SP-XXXX-XXXX";
+
+    pub fn placeholder() -> Self {
+        Self(Self::PLACEHOLDER.to_owned())
+    }
+
     pub fn generate() -> Self {
         const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let bytes = random_bytes::<8>();

@@ -85,6 +85,8 @@ routes! {
     /// patient notified.
     CreateShare: POST "/v1/shares" => "create-share", practice::create,
         Uses::DOCUMENTS.and(Uses::UPLOAD_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::KEYS).and(Uses::SMS).and(Uses::EMAIL);
+    /// The email and SMS create would send, rendered; nothing kept.
+    PreviewShare: POST "/v1/shares/preview" => "preview-share", practice::preview, Uses::NOTHING;
     ListShares: GET "/v1/shares" => "list-shares", practice::list, Uses::NOTHING;
     GetShare: GET "/v1/shares/{id}" => "get-share", practice::get, Uses::NOTHING;
     /// Documents deleted.

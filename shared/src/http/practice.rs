@@ -13,11 +13,7 @@ use serde::Deserialize;
 /// practices, not for anyone who can reach the port.
 pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let too_large =
-            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-        if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
-    })?;
+    let body = create_body(body).await?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -28,6 +24,22 @@ pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body)
     Ok(match svc.create_share(&practice, &body, key).await? {
         Created::New(view) => json_response(StatusCode::CREATED, view),
         Created::Replayed { status, body } => json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), body),
+    })
+}
+
+/// Takes a create body, as [`create`] does: a preview is checked as the create would be.
+pub async fn preview(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
+    let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
+    let body = create_body(body).await?;
+    Ok(json_response(StatusCode::OK, svc.preview_share(&practice, &body)?))
+}
+
+/// A create body, up to [`MAX_BODY_BYTES`].
+async fn create_body(body: Body) -> Result<axum::body::Bytes, Error> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        let too_large =
+            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
     })
 }
 

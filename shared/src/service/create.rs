@@ -74,20 +74,7 @@ impl Service {
 
     async fn create_validated(&self, practice: &Practice, new: NewShare) -> Result<ShareView> {
         // Checked after the Idempotency-Key: a retry of a create answered before gets its answer.
-        if let Some(max) = self.settings.max_share_bytes {
-            let total: u64 = new.documents.iter().map(|d| d.content.size()).sum();
-            if total > max {
-                return Err(Error::invalid(
-                    "documents",
-                    format!(
-                        "the documents total {total} bytes ({:.2} GiB); a share holds at most {max} bytes ({} GiB) \
-                         here, what one send archives within its time limit: send them as several shares",
-                        total as f64 / GIB,
-                        max >> 30
-                    ),
-                ));
-            }
-        }
+        self.check_share_size(&new)?;
         let keys = self.keys().await?;
         let now = self.now();
         let id = ShareId::generate();
@@ -177,6 +164,25 @@ impl Service {
         });
         view.code = manual_code(&share, code.as_ref());
         Ok(view)
+    }
+
+    /// Refuses documents that total more than this backend's worker archives in one run
+    /// ([`super::Settings::max_share_bytes`]).
+    pub(super) fn check_share_size(&self, new: &NewShare) -> Result<()> {
+        let Some(max) = self.settings.max_share_bytes else { return Ok(()) };
+        let total: u64 = new.documents.iter().map(|d| d.content.size()).sum();
+        if total <= max {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "documents",
+            format!(
+                "the documents total {total} bytes ({:.2} GiB); a share holds at most {max} bytes ({} GiB) \
+                 here, what one send archives within its time limit: send them as several shares",
+                total as f64 / GIB,
+                max >> 30
+            ),
+        ))
     }
 }
 

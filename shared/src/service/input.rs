@@ -60,6 +60,18 @@ pub fn parse_create_body(body: &[u8], practice_language: Language, policy: &Poli
     parse_json::<CreateShareRequest>(body)?.validate(practice_language, policy, max_inline)
 }
 
+/// `POST /v1/shares/preview`: a create body whose `documents` may be left out (the answer is
+/// the same either way); what is given is checked as create checks it.
+pub fn parse_preview_body(body: &[u8], practice_language: Language, policy: &Policy, max_inline: u64) -> Result<NewShare> {
+    let mut request = parse_json::<CreateShareRequest>(body)?;
+    let documents = request.documents.take();
+    let mut new = request.validate_all_but_documents(practice_language, policy)?;
+    if let Some(documents) = documents {
+        new.documents = validate_documents(documents, max_inline)?;
+    }
+    Ok(new)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShareRequest {
@@ -68,7 +80,8 @@ pub struct CreateShareRequest {
     pub auth: AuthIn,
     pub expires_in_days: Option<u32>,
     pub message: Option<String>,
-    pub documents: Vec<DocumentIn>,
+    /// Required by create ([`CreateShareRequest::validate`]), optional in a preview.
+    pub documents: Option<Vec<DocumentIn>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +161,16 @@ fn field<T>(name: &str, r: std::result::Result<T, crate::domain::Invalid>) -> Re
 impl CreateShareRequest {
     /// `max_inline`: what the inline documents may total on this backend ([`MAX_INLINE_BYTES`],
     /// [`AWS_MAX_INLINE_BYTES`]).
-    pub fn validate(self, practice_language: Language, policy: &Policy, max_inline: u64) -> Result<NewShare> {
+    pub fn validate(mut self, practice_language: Language, policy: &Policy, max_inline: u64) -> Result<NewShare> {
+        let documents = self.documents.take().ok_or_else(|| Error::invalid("documents", "missing field `documents`"))?;
+        let mut new = self.validate_all_but_documents(practice_language, policy)?;
+        new.documents = validate_documents(documents, max_inline)?;
+        Ok(new)
+    }
+
+    /// Everything but the documents, which the caller checks ([`validate_documents`]), in the
+    /// order create has always checked them: recipient, auth, expiry, message.
+    fn validate_all_but_documents(self, practice_language: Language, policy: &Policy) -> Result<NewShare> {
         let r = self.recipient;
         let auth = self.auth.method.unwrap_or_default();
         let email = field("recipient.email", Email::parse(&r.email))?;
@@ -203,7 +225,6 @@ impl CreateShareRequest {
                 ));
             }
         }
-        let documents = validate_documents(self.documents, max_inline)?;
         Ok(NewShare {
             recipient: Recipient { email, phone, name, language },
             auth,
@@ -211,7 +232,7 @@ impl CreateShareRequest {
             known_secret,
             expires_in_days,
             message,
-            documents,
+            documents: Vec::new(),
         })
     }
 }

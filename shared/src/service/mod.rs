@@ -7,6 +7,7 @@ mod input;
 mod manage;
 mod notify;
 mod patient;
+mod preview;
 mod send;
 mod sweep;
 mod views;
@@ -16,9 +17,10 @@ pub use create::Created;
 pub use input::VerifyIn;
 pub use input::{
     AWS_MAX_INLINE_BYTES, AWS_MAX_SHARE_BYTES, Content, CreateShareRequest, KnownSecret, MAX_DOCUMENTS, MAX_INLINE_BYTES,
-    MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json,
+    MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES, NewDocument, NewShare, parse_create_body, parse_json, parse_preview_body,
 };
 pub use notify::{ChannelResult, Notifications, ProviderReport};
+pub use preview::{CODE_PLACEHOLDER, PreviewView};
 pub use send::Sent;
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};

@@ -2,7 +2,7 @@
 //! recorded as `notification_failed` and reported in the answer; it never loses the share.
 
 use super::Service;
-use crate::domain::{AuthMethod, Code, Email, Event, EventKind, Practice, Share};
+use crate::domain::{AuthMethod, Code, Email, Event, EventKind, Phone, Practice, Share};
 use crate::messages::{CodeSms, ShareNotice, render_email, render_sms};
 use crate::ports::{Mail, Sent, Sms};
 use serde::Serialize;
@@ -49,6 +49,12 @@ impl Service {
     }
 
     pub(super) async fn send_share_email(&self, practice: &Practice, share: &Share) -> ChannelResult {
+        let result = self.mail.send_mail(&self.share_mail(practice, share)).await;
+        self.record_delivery(share, "email", EventKind::EmailSent, result).await
+    }
+
+    /// The email about `share`: what [`Self::send_share_email`] sends and a preview shows.
+    pub(super) fn share_mail(&self, practice: &Practice, share: &Share) -> Mail {
         let link = self.link(&share.id);
         let text = render_email(&ShareNotice {
             language: share.recipient.language,
@@ -59,7 +65,7 @@ impl Service {
             auth: share.auth,
             message: share.message.as_deref(),
         });
-        let mail = Mail {
+        Mail {
             from_name: practice.name.clone(),
             from_address: practice.sender_email.deliverable(),
             reply_to: practice.reply_to.as_ref().map(Email::deliverable),
@@ -68,9 +74,20 @@ impl Service {
             text: text.text,
             html: text.html,
             share_id: share.id.clone(),
-        };
-        let result = self.mail.send_mail(&mail).await;
-        self.record_delivery(share, "email", EventKind::EmailSent, result).await
+        }
+    }
+
+    /// The SMS that carries `code` (its digits, or a preview's placeholder) to `phone`: what
+    /// [`Self::send_code_sms`] sends and a preview shows.
+    pub(super) fn code_sms(&self, practice: &Practice, share: &Share, phone: &Phone, code: &str) -> Sms {
+        let body = render_sms(&CodeSms {
+            language: share.recipient.language,
+            practice: &practice.name,
+            reference: share.reference.as_str(),
+            code,
+            host: self.settings.page_host(),
+        });
+        Sms { to: phone.as_str().to_owned(), sender: practice.sms_sender.clone(), body, share_id: share.id.clone() }
     }
 
     /// Sends a code by SMS to the number the practice gave, within the practice's daily cap.
@@ -99,15 +116,7 @@ impl Service {
                 }
             }
         }
-        let body = render_sms(&CodeSms {
-            language: share.recipient.language,
-            practice: &practice.name,
-            reference: share.reference.as_str(),
-            code,
-            host: self.settings.page_host(),
-        });
-        let sms = Sms { to: phone.as_str().to_owned(), sender: practice.sms_sender.clone(), body, share_id: share.id.clone() };
-        let result = self.sms.send_sms(&sms).await;
+        let result = self.sms.send_sms(&self.code_sms(practice, share, phone, code.digits())).await;
         self.record_delivery(share, "sms", EventKind::SmsSent, result).await
     }
 

@@ -106,8 +106,12 @@ pub struct SendArgs {
     /// archive and the patient's notification (`sealpost status` shows them later).
     #[arg(long)]
     pub no_wait: bool,
+    /// Print the email and SMS the patient would get, and send nothing (the files are optional
+    /// then; given, they are checked as a send would check them).
+    #[arg(long)]
+    preview: bool,
     /// The documents to send (up to 50).
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "preview", value_name = "FILE")]
     files: Vec<PathBuf>,
 }
 
@@ -148,16 +152,6 @@ struct Outgoing {
 async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api)?;
     let files = plan(&args.files, args.inline_limit)?;
-    let idempotency_key = match &args.idempotency_key {
-        Some(key) => key.clone(),
-        None => {
-            let key = hex::encode(sealpost::domain::random_bytes::<16>());
-            // Up front: a call cut short (a timeout, Ctrl-C) may still have created the share.
-            eprintln!("idempotency key: {key} (a retry with --idempotency-key {key} sends nothing twice)");
-            key
-        }
-    };
-
     let mut documents = Vec::new();
     for f in &files {
         let mut doc = json!({"filename": f.filename, "content_type": f.content_type});
@@ -172,6 +166,19 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
         documents.push(doc);
     }
     let body = create_body(&args, documents);
+    if args.preview {
+        print!("{}", preview_text(&api.call(api.post("/v1/shares/preview").json(&body)).await?));
+        return Ok(());
+    }
+    let idempotency_key = match &args.idempotency_key {
+        Some(key) => key.clone(),
+        None => {
+            let key = hex::encode(sealpost::domain::random_bytes::<16>());
+            // Before the call: a call cut short (a timeout, Ctrl-C) may still have created the share.
+            eprintln!("idempotency key: {key} (a retry with --idempotency-key {key} sends nothing twice)");
+            key
+        }
+    };
 
     let request = api.post("/v1/shares").header("Idempotency-Key", &idempotency_key).json(&body);
     let created = api.call(request).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
@@ -290,7 +297,11 @@ fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {
             recipient.insert(key.into(), json!(v));
         }
     }
-    let mut body = json!({"recipient": recipient, "documents": documents});
+    let mut body = json!({"recipient": recipient});
+    // None only for a preview without files: the API takes it without documents.
+    if !documents.is_empty() {
+        body["documents"] = json!(documents);
+    }
     if let Some(method) = args.auth {
         body["auth"] = json!({"method": method.api_name()});
     }
@@ -529,6 +540,42 @@ fn print_sent(share: &Value, files: &[Outgoing]) {
     if let Some(code) = share["code"].as_str() {
         println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
     }
+}
+
+/// A preview's email and SMS as the patient would read them, the placeholders named.
+fn preview_text(shown: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let email = &shown["email"];
+    let mut out =
+        format!("email to {} from {} <{}>\n", text(&email["to"]), text(&email["from_name"]), text(&email["from_address"]));
+    if let Some(reply_to) = email["reply_to"].as_str() {
+        out += &format!("reply-to {reply_to}\n");
+    }
+    out += &format!("subject: {}\n\n{}\n\n", text(&email["subject"]), text(&email["text"]).trim_end());
+    let sms = &shown["sms"];
+    if sms.is_object() {
+        let segments = sms["segments"].as_u64().unwrap_or(0);
+        out += &format!(
+            "sms to {}, {}, {segments} {}:\n{}\n\n",
+            text(&sms["to"]),
+            text(&sms["encoding"]),
+            if segments == 1 { "segment" } else { "segments" },
+            text(&sms["text"]).trim_end()
+        );
+    } else {
+        out += &format!("no sms (auth {})\n\n", text(&shown["auth_method"]));
+    }
+    let placeholders = &shown["placeholders"];
+    out += &format!(
+        "the link expires {}. Placeholders: {} for the reference",
+        local_time(&shown["expires_at"]),
+        text(&placeholders["reference"])
+    );
+    if let Some(code) = placeholders["code"].as_str() {
+        out += &format!(", {code} for the code");
+    }
+    out += &format!(", {} for the link. Nothing was sent.\n", text(&placeholders["link"]));
+    out
 }
 
 async fn run_status(args: StatusArgs) -> anyhow::Result<()> {

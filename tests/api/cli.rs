@@ -8,7 +8,7 @@ use chrono::Local;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn sealpost_bin() -> PathBuf {
+pub(crate) fn sealpost_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("SEALPOST_BIN") {
         return PathBuf::from(bin);
     }
@@ -21,7 +21,7 @@ fn sealpost_bin() -> PathBuf {
 
 /// Runs `sealpost args…` off the runtime's thread (the server answers on it meanwhile), with
 /// none of the caller's SEALPOST_* settings.
-async fn sealpost(args: Vec<String>) -> Output {
+pub(crate) async fn sealpost(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(sealpost_bin())
             .args(&args)
@@ -34,30 +34,30 @@ async fn sealpost(args: Vec<String>) -> Output {
     .expect("joined")
 }
 
-fn args(list: &[&str]) -> Vec<String> {
+pub(crate) fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn api_args(app: &TestApp) -> Vec<String> {
+pub(crate) fn api_args(app: &TestApp) -> Vec<String> {
     args(&["--api", &app.base_url, "--key", &app.api_key])
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[track_caller]
-fn assert_success(out: &Output) {
+pub(crate) fn assert_success(out: &Output) {
     assert!(out.status.success(), "sealpost failed ({:?}):\n{}\n{}", out.status, stdout(out), stderr(out));
 }
 
 /// Exit code 1, one `error:` line (answered), and nothing of a panic or a debug dump.
 #[track_caller]
-fn assert_failed_cleanly(out: &Output) -> String {
+pub(crate) fn assert_failed_cleanly(out: &Output) -> String {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "exit code 1 expected:\n{}\n{err}", stdout(out));
     for dump in ["panicked", "RUST_BACKTRACE", "Error {", "Caused by", "kind:", "Os {"] {
@@ -70,7 +70,7 @@ fn assert_failed_cleanly(out: &Output) -> String {
 
 /// The value of the `name:` line in the CLI's output.
 #[track_caller]
-fn line_value(text: &str, name: &str) -> String {
+pub(crate) fn line_value(text: &str, name: &str) -> String {
     let prefix = format!("{name}:");
     text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix} line in:\n{text}")).trim().to_owned()
 }

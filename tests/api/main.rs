@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod batch;
 mod cli;
 mod codes;
 mod create;

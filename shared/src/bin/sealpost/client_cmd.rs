@@ -5,7 +5,8 @@
 //! (and the field it names), or which URL could not be reached. Nothing here logs personal data:
 //! the recipient's address and phone go into the request body and nowhere else.
 
-use anyhow::{Context, anyhow, bail};
+use crate::api_client::{Api, ApiArgs, api_error, root_cause};
+use anyhow::{Context, bail};
 use chrono::{DateTime, Local};
 use futures_util::TryStreamExt;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -21,26 +22,13 @@ const INLINE_EACH: u64 = 4 * 1024 * 1024;
 /// 25 MiB inline, the AWS one 4 MiB (Lambda's 6 MiB event): the CLI does not know which it
 /// talks to, so it stays within both.
 const INLINE_TOTAL: u64 = sealpost::service::AWS_MAX_INLINE_BYTES;
-/// Time for one JSON call, a create with 4 MiB inline included.
-const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `send` waits for the archive of a share being sent (the worker archives up to
 /// 50 × 2 GiB on the embedded backend, 20 GiB within 15 minutes on AWS).
 const SEND_TIMEOUT: Duration = Duration::from_secs(1800);
 const CHUNK: usize = 256 * 1024;
 
-/// Where the practice API is, and the practice's key.
-#[derive(clap::Args)]
-pub struct ApiArgs {
-    /// Base URL of the Sealpost API.
-    #[arg(long = "api", env = "SEALPOST_API_URL", default_value = "http://127.0.0.1:8080")]
-    api: String,
-    /// The practice's API key (sp_live_…).
-    #[arg(long = "key", env = "SEALPOST_API_KEY", hide_env_values = true)]
-    key: String,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AuthMethod {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuthMethod {
     /// A code by SMS (needs --to-phone).
     Sms,
     /// A code printed here, for you to pass on by phone or on paper.
@@ -54,7 +42,7 @@ enum AuthMethod {
 }
 
 impl AuthMethod {
-    fn api_name(self) -> &'static str {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
             AuthMethod::Sms => "sms",
             AuthMethod::Manual => "manual",
@@ -67,10 +55,10 @@ impl AuthMethod {
 #[derive(clap::Args)]
 pub struct SendArgs {
     #[command(flatten)]
-    api: ApiArgs,
+    pub(crate) api: ApiArgs,
     /// The patient's email address (gets the link).
-    #[arg(long)]
-    to_email: String,
+    #[arg(long, required_unless_present = "batch")]
+    to_email: Option<String>,
     /// The patient's mobile number, E.164 (+41791234567); gets the code for --auth sms.
     #[arg(long)]
     to_phone: Option<String>,
@@ -79,10 +67,10 @@ pub struct SendArgs {
     name: Option<String>,
     /// Language of email, SMS and page: de, fr, it or en (default: the practice's).
     #[arg(long)]
-    lang: Option<String>,
+    pub(crate) lang: Option<String>,
     /// How the patient proves who they are (default: sms).
     #[arg(long, value_enum)]
-    auth: Option<AuthMethod>,
+    pub(crate) auth: Option<AuthMethod>,
     /// Date of birth for --auth date_of_birth (1980-02-29).
     #[arg(long)]
     dob: Option<String>,
@@ -91,17 +79,17 @@ pub struct SendArgs {
     insurance_number: Option<String>,
     /// How long the link works (default: the practice's).
     #[arg(long)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
     /// A short text added to the email (no codes in it).
     #[arg(long)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Makes a retried send safe: the same key returns the first answer and sends nothing
     /// twice (default: a new random key, printed).
     #[arg(long)]
     idempotency_key: Option<String>,
     /// Files up to this many bytes go inline in the request; larger ones are uploaded.
     #[arg(long, default_value_t = INLINE_EACH, value_name = "BYTES")]
-    inline_limit: u64,
+    pub(crate) inline_limit: u64,
     /// Return once the share is queued for sending (large files), without waiting for its
     /// archive and the patient's notification (`sealpost status` shows them later).
     #[arg(long)]
@@ -110,8 +98,24 @@ pub struct SendArgs {
     /// then; given, they are checked as a send would check them).
     #[arg(long)]
     preview: bool,
+    /// A billing run: one share per row of this UTF-8 CSV (columns: email, phone, name,
+    /// language, auth, auth_value, expires_in_days, message, files, idempotency_key; files
+    /// separated by `|`, relative to the CSV). Every row is checked before anything is sent.
+    /// --lang, --auth, --expires-in-days and --message fill the rows that leave them empty.
+    #[arg(long, value_name = "CSV",
+          conflicts_with_all = ["to_email", "to_phone", "name", "dob", "insurance_number", "idempotency_key", "preview", "files"])]
+    batch: Option<PathBuf>,
+    /// With --batch: send the valid rows even when others are not (they are reported).
+    #[arg(long, requires = "batch")]
+    pub(crate) skip_invalid: bool,
+    /// With --batch: where the result CSV goes (default: beside the input, `NAME.report.csv`).
+    #[arg(long, requires = "batch", value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// With --batch: how many rows are sent at once.
+    #[arg(long, requires = "batch", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub(crate) concurrency: u16,
     /// The documents to send (up to 50).
-    #[arg(required_unless_present = "preview", value_name = "FILE")]
+    #[arg(required_unless_present_any = ["preview", "batch"], value_name = "FILE")]
     files: Vec<PathBuf>,
 }
 
@@ -141,32 +145,54 @@ fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 /// A file on its way: inline (its base64) or uploaded later (its size and hash).
-struct Outgoing {
-    path: PathBuf,
-    filename: String,
+pub(crate) struct Outgoing {
+    pub(crate) path: PathBuf,
+    pub(crate) filename: String,
     content_type: &'static str,
-    size: u64,
+    pub(crate) size: u64,
     inline: bool,
+}
+
+/// One share to send: its create body without `documents`, and its files.
+pub(crate) struct Outbound {
+    pub(crate) body: Value,
+    pub(crate) files: Vec<Outgoing>,
+    pub(crate) idempotency_key: String,
+    /// How to run this send again without sending twice, for error messages.
+    pub(crate) again: String,
+    /// The key may have been used before (given by the user, or a batch run again): the create
+    /// may answer a share made then, whose uploads are resumed.
+    pub(crate) resuming: bool,
+}
+
+/// How a send ended: the share's view (with `notifications`), and the code for `manual`.
+pub(crate) struct SendResult {
+    pub(crate) share: Value,
+    pub(crate) code: Option<String>,
+    /// The code was printed already, before waiting for the share to be sent.
+    code_printed: bool,
+}
+
+/// Whether a send speaks to the terminal (one `sealpost send`), or runs quietly as one row of
+/// a batch, whose own progress bar is the run's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Voice {
+    Terminal,
+    Quiet,
 }
 
 async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api)?;
-    let files = plan(&args.files, args.inline_limit)?;
-    let mut documents = Vec::new();
-    for f in &files {
-        let mut doc = json!({"filename": f.filename, "content_type": f.content_type});
-        if f.inline {
-            use base64::Engine;
-            let bytes = tokio::fs::read(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
-            doc["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-        } else {
-            doc["size"] = json!(f.size);
-            doc["sha256"] = json!(sha256_of(f).await?);
-        }
-        documents.push(doc);
+    if let Some(csv) = &args.batch {
+        return crate::batch_cmd::run(&api, &args, csv).await;
     }
-    let body = create_body(&args, documents);
+    let files = plan(&args.files, args.inline_limit)?;
+    let body = create_body(&args);
     if args.preview {
+        let mut body = body;
+        if !files.is_empty() {
+            body["documents"] = json!(documents(&files, Voice::Terminal).await?);
+        }
         print!("{}", preview_text(&api.call(api.post("/v1/shares/preview").json(&body)).await?));
         return Ok(());
     }
@@ -174,24 +200,54 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
         Some(key) => key.clone(),
         None => {
             let key = hex::encode(sealpost::domain::random_bytes::<16>());
-            // Before the call: a call cut short (a timeout, Ctrl-C) may still have created the share.
+            // Before any call: a call cut short (a timeout, Ctrl-C) may still have created the share.
             eprintln!("idempotency key: {key} (a retry with --idempotency-key {key} sends nothing twice)");
             key
         }
     };
+    let again = format!("the same command with --idempotency-key {idempotency_key}");
+    let outbound = Outbound { body, files, idempotency_key, again, resuming: args.idempotency_key.is_some() };
+    let sent = send_share(&api, &outbound, !args.no_wait, Voice::Terminal).await?;
+    print_sent(&sent.share, &outbound.files, sent.code.as_deref().filter(|_| !sent.code_printed));
+    Ok(())
+}
 
-    let request = api.post("/v1/shares").header("Idempotency-Key", &idempotency_key).json(&body);
-    let created = api.call(request).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
+/// The create body's `documents`: each file inline (base64) or declared for upload (size and
+/// SHA-256).
+async fn documents(files: &[Outgoing], voice: Voice) -> anyhow::Result<Vec<Value>> {
+    let mut documents = Vec::new();
+    for f in files {
+        let mut doc = json!({"filename": f.filename, "content_type": f.content_type});
+        if f.inline {
+            use base64::Engine;
+            let bytes = tokio::fs::read(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
+            doc["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        } else {
+            doc["size"] = json!(f.size);
+            doc["sha256"] = json!(sha256_of(f, voice).await?);
+        }
+        documents.push(doc);
+    }
+    Ok(documents)
+}
+
+/// Creates the share, uploads what does not go inline, asks for it to be sent and, with
+/// `wait`, waits until the patient is told. Resuming, only what is still missing is done.
+pub(crate) async fn send_share(api: &Api, out: &Outbound, wait: bool, voice: Voice) -> anyhow::Result<SendResult> {
+    let mut body = out.body.clone();
+    body["documents"] = json!(documents(&out.files, voice).await?);
+    let request = api.post("/v1/shares").header("Idempotency-Key", &out.idempotency_key).json(&body);
+    let created = api.call(request).await.map_err(|e| e.with_retry_hint(&out.again))?;
     if created["status"] != "awaiting_upload" {
-        print_sent(&created, &files);
-        return Ok(());
+        let code = created["code"].as_str().map(str::to_owned);
+        return Ok(SendResult { share: created, code, code_printed: false });
     }
     let id = created["id"].as_str().context("the API answered a share without an id")?;
     let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if answered.len() != files.len() {
-        bail!("the API answered {} documents for {} files", answered.len(), files.len());
+    if answered.len() != out.files.len() {
+        bail!("the API answered {} documents for {} files", answered.len(), out.files.len());
     }
-    for (f, doc) in files.iter().zip(answered) {
+    for (f, doc) in out.files.iter().zip(answered) {
         if doc["filename"] != f.filename.as_str() {
             bail!("the API answered the documents in another order than they were sent");
         }
@@ -199,36 +255,39 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     // A retry answers the first create as it was: that run may have uploaded some documents,
     // got as far as `send`, or had an upload rejected by the worker. It resumes with what is
     // still missing, through fresh URLs (the first ones may have run out).
-    let resuming = args.idempotency_key.is_some();
-    let status = match resuming {
+    let status = match out.resuming {
         true => api.share(id).await?["status"].as_str().unwrap_or_default().to_owned(),
         false => "awaiting_upload".to_owned(),
     };
     if status == "awaiting_upload" {
         let issued = std::time::Instant::now();
-        for (f, doc) in files.iter().zip(answered) {
-            upload_document(&api, id, f, doc, issued, resuming).await?;
+        for (f, doc) in out.files.iter().zip(answered) {
+            upload_document(api, id, f, doc, issued, out.resuming, voice).await?;
         }
     }
     let send = api.post(&format!("/v1/shares/{id}/send"));
-    let mut share = api.call(send).await.map_err(|e| e.with_retry_hint(&idempotency_key))?;
-    if share["status"] == "sending" && !args.no_wait {
+    let mut share = api.call(send).await.map_err(|e| e.with_retry_hint(&out.again))?;
+    let code = share["code"].as_str().map(str::to_owned);
+    let mut code_printed = false;
+    if share["status"] == "sending" && wait {
         // The code is shown once, in this answer: printed before waiting, whatever comes next.
-        if let Some(code) = share["code"].as_str() {
+        if let (Some(code), Voice::Terminal) = (&code, voice) {
             println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
+            code_printed = true;
         }
-        share = wait_until_sent(&api, id, share, &idempotency_key).await?;
+        share = wait_until_sent(api, id, share, &out.again, voice).await?;
     }
-    print_sent(&share, &files);
-    Ok(())
+    Ok(SendResult { share, code, code_printed })
 }
 
 /// Polls the share until its archive is built and the patient notified (`active`), and
 /// answers it with `notifications` as the events tell them; an upload the worker rejected is
 /// an error naming the document and why.
-async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: &str) -> anyhow::Result<Value> {
+async fn wait_until_sent(api: &Api, id: &str, answered: Value, again: &str, voice: Voice) -> anyhow::Result<Value> {
     let started = std::time::Instant::now();
-    eprintln!("sending: the archive is being built, the patient is notified when it is ready");
+    if voice == Voice::Terminal {
+        eprintln!("sending: the archive is being built, the patient is notified when it is ready");
+    }
     let mut view = answered.clone();
     while view["status"] == "sending" {
         if started.elapsed() > SEND_TIMEOUT {
@@ -263,11 +322,14 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
                 format!("{} ({})", e["data"]["document_id"].as_str().unwrap_or("?"), e["data"]["reason"].as_str().unwrap_or("?"))
             })
             .unwrap_or_else(|| "a document".into());
-        bail!(
-            "the upload of {why} was refused when the archive was built: nothing was sent; the same command with \
-             --idempotency-key {idempotency_key} uploads it again and sends"
-        );
+        bail!("the upload of {why} was refused when the archive was built: nothing was sent; {again} uploads it again and sends");
     }
+    view["notifications"] = notifications_from_events(&events);
+    Ok(view)
+}
+
+/// Each channel's result as the share's events tell it, as create's `notifications` does.
+pub(crate) fn notifications_from_events(events: &[Value]) -> Value {
     let mut notifications = serde_json::Map::new();
     for channel in ["email", "sms"] {
         let sent = events.iter().any(|e| e["type"] == format!("{channel}_sent").as_str());
@@ -278,13 +340,13 @@ async fn wait_until_sent(api: &Api, id: &str, answered: Value, idempotency_key: 
             notifications.insert(channel.into(), json!({"status": "failed", "error": f["data"]["error"]}));
         }
     }
-    view["notifications"] = Value::Object(notifications);
-    Ok(view)
+    Value::Object(notifications)
 }
 
-fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {
+/// The create body for one `sealpost send`, without its documents.
+fn create_body(args: &SendArgs) -> Value {
     let mut recipient = Map::new();
-    recipient.insert("email".into(), json!(args.to_email));
+    recipient.insert("email".into(), json!(args.to_email.as_deref().unwrap_or_default()));
     let optional = [
         ("phone", &args.to_phone),
         ("name", &args.name),
@@ -298,10 +360,6 @@ fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {
         }
     }
     let mut body = json!({"recipient": recipient});
-    // None only for a preview without files: the API takes it without documents.
-    if !documents.is_empty() {
-        body["documents"] = json!(documents);
-    }
     if let Some(method) = args.auth {
         body["auth"] = json!({"method": method.api_name()});
     }
@@ -315,7 +373,7 @@ fn create_body(args: &SendArgs, documents: Vec<Value>) -> Value {
 }
 
 /// Checks every file before anything is sent, and picks inline or upload for each.
-fn plan(paths: &[PathBuf], inline_limit: u64) -> anyhow::Result<Vec<Outgoing>> {
+pub(crate) fn plan(paths: &[PathBuf], inline_limit: u64) -> anyhow::Result<Vec<Outgoing>> {
     let mut inline_total = 0;
     let mut files = Vec::new();
     for path in paths {
@@ -366,9 +424,9 @@ fn content_type(filename: &str) -> &'static str {
 }
 
 /// SHA-256 of a file, read in chunks: a 2 GiB scan never sits in memory.
-async fn sha256_of(f: &Outgoing) -> anyhow::Result<String> {
+async fn sha256_of(f: &Outgoing, voice: Voice) -> anyhow::Result<String> {
     let mut file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
-    let bar = progress(f.size, &format!("hashing {}", f.filename));
+    let bar = progress(f.size, &format!("hashing {}", f.filename), voice);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -419,26 +477,31 @@ async fn upload_document(
     doc: &Value,
     issued: std::time::Instant,
     resuming: bool,
+    voice: Voice,
 ) -> anyhow::Result<()> {
     let Some(url) = doc["upload_url"].as_str() else { return Ok(()) };
     let mut target = UploadTarget::of(doc, url, issued);
     if resuming || target.ends_soon() {
         let fresh = renew_upload_url(api, id, doc).await?;
         if resuming && fresh["uploaded"] == true {
-            eprintln!("{}: uploaded already", f.filename);
+            if voice == Voice::Terminal {
+                eprintln!("{}: uploaded already", f.filename);
+            }
             return Ok(());
         }
         target = UploadTarget::from_answer(&fresh)?;
     }
-    let Err(first) = upload(api, f, &target).await? else { return Ok(()) };
+    let Err(first) = upload(api, f, &target, voice).await? else { return Ok(()) };
     // Refused as expired (on AWS also when the credentials that signed it ended first), or the
     // connection broken: once more through a fresh URL.
-    eprintln!("{}: {first}; again through a fresh URL", f.filename);
+    if voice == Voice::Terminal {
+        eprintln!("{}: {first}; again through a fresh URL", f.filename);
+    }
     let fresh = renew_upload_url(api, id, doc).await?;
     if fresh["uploaded"] == true {
         return Ok(()); // the PUT landed; only its answer was lost
     }
-    if let Err(again) = upload(api, f, &UploadTarget::from_answer(&fresh)?).await? {
+    if let Err(again) = upload(api, f, &UploadTarget::from_answer(&fresh)?, voice).await? {
         bail!("upload of {} failed twice, also through a fresh URL: {again}", f.filename);
     }
     Ok(())
@@ -455,10 +518,10 @@ async fn renew_upload_url(api: &Api, id: &str, doc: &Value) -> anyhow::Result<Va
 /// refused), and a progress bar on a terminal. `Ok(Err(why))` when a fresh URL may do
 /// better: the URL refused with 403, as an expired one is, or the connection broken (S3 may
 /// answer a refused PUT and close before the body is sent).
-async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget) -> anyhow::Result<Result<(), String>> {
+async fn upload(api: &Api, f: &Outgoing, target: &UploadTarget, voice: Voice) -> anyhow::Result<Result<(), String>> {
     let url = if target.url.starts_with('/') { format!("{}{}", api.base, target.url) } else { target.url.clone() };
     let file = tokio::fs::File::open(&f.path).await.with_context(|| format!("could not read {}", f.path.display()))?;
-    let bar = progress(f.size, &format!("uploading {}", f.filename));
+    let bar = progress(f.size, &format!("uploading {}", f.filename), voice);
     let counter = bar.clone();
     let stream =
         tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
@@ -506,9 +569,10 @@ fn s3_reason(body: &str) -> String {
     }
 }
 
-/// A progress bar on stderr, or none when either output is not a terminal (scripts, CI).
-fn progress(len: u64, label: &str) -> ProgressBar {
-    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+/// A progress bar on stderr, or none when either output is not a terminal (scripts, CI) or
+/// the send is a batch's row.
+fn progress(len: u64, label: &str, voice: Voice) -> ProgressBar {
+    if voice == Voice::Quiet || !on_terminal() {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
@@ -517,7 +581,13 @@ fn progress(len: u64, label: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(style).with_message(label.to_owned())
 }
 
-fn print_sent(share: &Value, files: &[Outgoing]) {
+/// Whether both outputs are a terminal, where progress bars go.
+pub(crate) fn on_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// What one `sealpost send` did; `code` unless it was printed already.
+fn print_sent(share: &Value, files: &[Outgoing], code: Option<&str>) {
     let field = |name: &str| share[name].as_str().unwrap_or("-").to_owned();
     println!("reference:  {}", field("reference"));
     println!("id:         {}", field("id"));
@@ -537,7 +607,7 @@ fn print_sent(share: &Value, files: &[Outgoing]) {
             }
         }
     }
-    if let Some(code) = share["code"].as_str() {
+    if let Some(code) = code {
         println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
     }
 }
@@ -645,123 +715,6 @@ fn local_time(value: &Value) -> String {
     }
 }
 
-/// The practice API at one base URL, with one key.
-struct Api {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(args: &ApiArgs) -> anyhow::Result<Self> {
-        let base = args.api.trim_end_matches('/').to_owned();
-        match url::Url::parse(&base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => bail!("--api: {base:?} is not an http:// or https:// URL"),
-        }
-        if args.key.trim().is_empty() {
-            bail!("--key: the API key is empty (or set SEALPOST_API_KEY)");
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .user_agent(concat!("sealpost-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("could not start the HTTP client")?;
-        Ok(Self { base, key: args.key.trim().to_owned(), http })
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).timeout(CALL_TIMEOUT)
-    }
-
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.key).timeout(CALL_TIMEOUT)
-    }
-
-    /// `GET /v1/shares/{id}`: the share's view with its events.
-    async fn share(&self, id: &str) -> Result<Value, CallError> {
-        self.call(self.get(&format!("/v1/shares/{id}"))).await
-    }
-
-    /// Sends a JSON call; a 2xx answer's body, or the API's error as a readable line.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, CallError> {
-        let response = request.send().await.map_err(|e| self.transport(&e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        // A 5xx or 429 may or may not have done the work: only those are worth a retry.
-        let may_have_happened = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        let message = match api_error(&body) {
-            _ if status.is_success() && body.is_object() => return Ok(body),
-            _ if status.is_success() => {
-                format!("{} answered HTTP {status} without a JSON body: is it a Sealpost API?", self.base)
-            }
-            Some(reason) => reason,
-            None => format!("{} answered HTTP {status}: is it a Sealpost API?", self.base),
-        };
-        Err(CallError { message, may_have_happened })
-    }
-
-    fn transport(&self, e: &reqwest::Error) -> CallError {
-        if e.is_connect() {
-            // Nothing reached the API: a plain retry is as safe as the first try.
-            let message = format!("could not reach the Sealpost API at {}: {}", self.base, root_cause(e));
-            return CallError { message, may_have_happened: false };
-        }
-        let message = if e.is_timeout() {
-            format!("no answer from {} in time", self.base)
-        } else {
-            format!("the call to {} failed: {}", self.base, root_cause(e))
-        };
-        CallError { message, may_have_happened: true }
-    }
-}
-
-/// A failed call, and whether the API may have done the work anyway (a timeout, a 5xx).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct CallError {
-    message: String,
-    may_have_happened: bool,
-}
-
-impl CallError {
-    /// After a create or send that may have happened, the way to retry it safely.
-    fn with_retry_hint(self, idempotency_key: &str) -> anyhow::Error {
-        if self.may_have_happened {
-            anyhow!(
-                "{}\n(to retry without sending twice: the same command with --idempotency-key {idempotency_key})",
-                self.message
-            )
-        } else {
-            anyhow!(self)
-        }
-    }
-}
-
-/// `field: message` from `{"error": {"code", "message", "field"?}}`.
-fn api_error(body: &Value) -> Option<String> {
-    let error = &body["error"];
-    let message = error["message"].as_str()?;
-    let mut line = match error["field"].as_str() {
-        Some(field) => format!("{field}: {message}"),
-        None => message.to_owned(),
-    };
-    if let Some(code) = error["code"].as_str() {
-        line += &format!(" ({code})");
-    }
-    Some(line)
-}
-
-/// The innermost error's words ("Connection refused (os error 111)"), not reqwest's wrapping.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    inner.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -832,12 +785,12 @@ mod tests {
         let api = Api::new(&ApiArgs { api: base, key: "sp_live_k".into() }).unwrap();
         let mut doc = fresh("/expired");
         doc["upload_expires_in"] = json!(3600);
-        upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false).await.expect("uploaded");
+        upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false, Voice::Quiet).await.expect("uploaded");
         assert_eq!(*renewed.lock().unwrap(), 1);
         assert_eq!(*received.lock().unwrap(), vec![("c2hh".to_owned(), b"%PDF-1.4 scan".to_vec())]);
 
         // The fresh URL refused as well: an error, not a loop.
-        let err = upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false).await.unwrap_err();
+        let err = upload_document(&api, "sh_1", &file, &doc, std::time::Instant::now(), false, Voice::Quiet).await.unwrap_err();
         assert!(err.to_string().contains("failed twice"), "{err}");
     }
 

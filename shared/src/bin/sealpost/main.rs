@@ -2,6 +2,8 @@
 //! everything it runs lives in the library.
 
 mod admin_cmd;
+mod api_client;
+mod batch_cmd;
 mod client_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};

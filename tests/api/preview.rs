@@ -29,6 +29,9 @@ async fn a_preview_is_what_create_then_sends() {
     assert_eq!(shown["placeholders"]["reference"], "SP-XXXX-XXXX", "{shown}");
     assert_eq!(shown["placeholders"]["code"], "XXXXXX", "{shown}");
     assert_eq!(shown["auth_method"], "sms");
+    // Each placeholder can be replaced on its own: none holds another.
+    let link = shown["placeholders"]["link"].as_str().unwrap();
+    assert!(!link.contains("XXXXXX") && !link.contains("SP-XXXX-XXXX"), "{link}");
 
     let (share, code) = {
         let share = create_share(&app, &body).await;

@@ -54,8 +54,9 @@ impl ShareId {
         Self(random_token::<16>())
     }
 
-    /// What a preview shows where a share's id will be (in its link).
-    pub const PLACEHOLDER: &str = "XXXXXXXXXXXXXXXXXXXXXX";
+    /// What a preview shows where a share's id will be (in its link): as long as one, and
+    /// holding no other placeholder, so each can be replaced on its own.
+    pub const PLACEHOLDER: &str = "SHARE-ID-PLACEHOLDER--";
 
     pub fn placeholder() -> Self {
         Self(Self::PLACEHOLDER.to_owned())

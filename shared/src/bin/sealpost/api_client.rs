@@ -161,8 +161,9 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    /// A server that answers `429` (`Retry-After: 0`) to the first `busy` calls, then `200`.
-    async fn busy_server(busy: u32) -> (Api, Arc<AtomicU32>) {
+    /// A server that answers `429` (with `Retry-After: {retry_after}`) to the first `busy`
+    /// calls, then `200`.
+    async fn busy_server(busy: u32, retry_after: &'static str) -> (Api, Arc<AtomicU32>) {
         let calls = Arc::new(AtomicU32::new(0));
         let counted = calls.clone();
         let app = axum::Router::new().route(
@@ -171,7 +172,7 @@ mod tests {
                 use axum::response::IntoResponse;
                 if counted.fetch_add(1, Ordering::SeqCst) < busy {
                     let error = serde_json::json!({"error": {"code": "rate_limited", "message": "slow down"}});
-                    (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], axum::Json(error)).into_response()
+                    (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after)], axum::Json(error)).into_response()
                 } else {
                     axum::Json(serde_json::json!({"id": "made"})).into_response()
                 }
@@ -185,15 +186,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_429_is_sent_again_after_its_retry_after() {
-        let (api, calls) = busy_server(3).await;
+        let (api, calls) = busy_server(3, "0").await;
         let answer = api.call(api.post("/v1/shares").json(&serde_json::json!({"a": 1}))).await.expect("answered");
         assert_eq!(answer["id"], "made");
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // The wait is the one the API asked for (a lower bound only: the machine may be slow).
+        let (api, _) = busy_server(1, "1").await;
+        let started = std::time::Instant::now();
+        api.call(api.post("/v1/shares").json(&serde_json::json!({"a": 1}))).await.expect("answered");
+        assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[tokio::test]
     async fn a_429_that_lasts_ends_as_the_apis_error() {
-        let (api, calls) = busy_server(u32::MAX).await;
+        let (api, calls) = busy_server(u32::MAX, "0").await;
         let err = api.call(api.post("/v1/shares").json(&serde_json::json!({"a": 1}))).await.unwrap_err();
         assert_eq!(err.message, "slow down (rate_limited)");
         assert!(err.may_have_happened);

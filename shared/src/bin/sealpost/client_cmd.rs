@@ -171,6 +171,9 @@ pub(crate) struct SendResult {
     pub(crate) code: Option<String>,
     /// The code was printed already, before waiting for the share to be sent.
     code_printed: bool,
+    /// Waiting for the share to be sent failed: the share was sent for, and its code (shown
+    /// once) is in `code`, but the patient may not have been told.
+    pub(crate) wait_error: Option<anyhow::Error>,
 }
 
 /// Whether a send speaks to the terminal (one `sealpost send`), or runs quietly as one row of
@@ -208,8 +211,19 @@ async fn run_send(args: SendArgs) -> anyhow::Result<()> {
     let again = format!("the same command with --idempotency-key {idempotency_key}");
     let outbound = Outbound { body, files, idempotency_key, again, resuming: args.idempotency_key.is_some() };
     let sent = send_share(&api, &outbound, !args.no_wait, Voice::Terminal).await?;
+    if let Some(e) = sent.wait_error {
+        return Err(e); // the code, if any, was printed before waiting
+    }
     print_sent(&sent.share, &outbound.files, sent.code.as_deref().filter(|_| !sent.code_printed));
     Ok(())
+}
+
+/// What the API checks of each file before anything is sent (a preview): its name, type and
+/// size, declared as an upload whose hash does not matter yet.
+pub(crate) fn document_stubs(files: &[Outgoing]) -> Vec<Value> {
+    let stub =
+        |f: &Outgoing| json!({"filename": f.filename, "content_type": f.content_type, "size": f.size, "sha256": "0".repeat(64)});
+    files.iter().map(stub).collect()
 }
 
 /// The create body's `documents`: each file inline (base64) or declared for upload (size and
@@ -240,7 +254,7 @@ pub(crate) async fn send_share(api: &Api, out: &Outbound, wait: bool, voice: Voi
     let created = api.call(request).await.map_err(|e| e.with_retry_hint(&out.again))?;
     if created["status"] != "awaiting_upload" {
         let code = created["code"].as_str().map(str::to_owned);
-        return Ok(SendResult { share: created, code, code_printed: false });
+        return Ok(SendResult { share: created, code, code_printed: false, wait_error: None });
     }
     let id = created["id"].as_str().context("the API answered a share without an id")?;
     let answered = created["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -275,9 +289,12 @@ pub(crate) async fn send_share(api: &Api, out: &Outbound, wait: bool, voice: Voi
             println!("code:       {code}  (give it to the patient yourself: it is shown only this once)");
             code_printed = true;
         }
-        share = wait_until_sent(api, id, share, &out.again, voice).await?;
+        match wait_until_sent(api, id, share.clone(), &out.again, voice).await {
+            Ok(view) => share = view,
+            Err(e) => return Ok(SendResult { share, code, code_printed, wait_error: Some(e) }),
+        }
     }
-    Ok(SendResult { share, code, code_printed })
+    Ok(SendResult { share, code, code_printed, wait_error: None })
 }
 
 /// Polls the share until its archive is built and the patient notified (`active`), and

@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
                 language: Language::De,
             },
             auth: AuthMethod::Manual,
-            policy: Policy::default().for_share(false),
+            policy: Policy::default().for_share(false, None),
             message: None,
             documents,
             link_days: 30,

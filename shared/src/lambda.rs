@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn every_function_name_is_served_with_what_it_uses() {
         let names = function_names();
-        assert_eq!(names.len(), 20, "{names:?}");
+        assert_eq!(names.len(), 22, "{names:?}");
         for name in names {
             assert!(function_uses(name).is_some(), "{name}");
             assert!(EVENT_FUNCTIONS.contains(&name) == Route::of_function(name).is_empty(), "{name}: routes or events, not both");

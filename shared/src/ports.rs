@@ -366,7 +366,9 @@ impl Uses {
     /// Upload links signed ([`BlobStore::upload_url`]; on S3, signed with the function's own
     /// `s3:PutObject`).
     pub const UPLOAD_LINKS: Uses = Uses(1 << 9);
-    pub const EVERYTHING: Uses = Uses((1 << 10) - 1);
+    /// Blobs read, nothing else ([`BlobStore::open`]): a patient's reply, for the practice.
+    pub const BLOB_READS: Uses = Uses(1 << 10);
+    pub const EVERYTHING: Uses = Uses((1 << 11) - 1);
 
     /// Both sets.
     pub const fn and(self, other: Uses) -> Uses {
@@ -385,7 +387,8 @@ impl Uses {
 }
 
 /// A [`BlobStore`] that makes only the calls its set allows ([`Uses::DOCUMENTS`],
-/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`], [`Uses::DOCUMENT_SIZES`], [`Uses::UPLOAD_LINKS`]); the others fail as [`NotGranted`]'s,
+/// [`Uses::DOCUMENT_LINKS`], [`Uses::DOCUMENT_DELETION`], [`Uses::DOCUMENT_SIZES`], [`Uses::UPLOAD_LINKS`],
+/// [`Uses::BLOB_READS`]); the others fail as [`NotGranted`]'s,
 /// as they would on AWS for a function whose role does not grant them.
 pub struct OnlyBlobs<B: ?Sized> {
     pub inner: std::sync::Arc<B>,
@@ -407,7 +410,7 @@ impl<B: BlobStore + ?Sized> BlobStore for OnlyBlobs<B> {
         self.inner.put(key, bytes).await
     }
     async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
-        if !self.allows(Uses::DOCUMENTS) {
+        if !self.allows(Uses::DOCUMENTS) && !self.allows(Uses::BLOB_READS) {
             return Err(NotGranted::DOCUMENTS.error());
         }
         self.inner.open(key).await

@@ -323,7 +323,7 @@ async fn a_rerun_after_a_rejected_upload_uploads_only_what_is_missing_through_fr
 }
 
 #[tokio::test]
-async fn tenant_create_takes_link_days_per_auth_method() {
+async fn tenant_create_sets_link_days_per_auth_method_and_replies() {
     // The operator's CLI on the embedded data dir (on AWS the rehearsal runs it).
     if !embedded() {
         return;
@@ -344,6 +344,16 @@ async fn tenant_create_takes_link_days_per_auth_method() {
         let share = post_share_with_key(&app, &key, &body).await.ok(201);
         assert_eq!(time(&share["expires_at"]), start_time() + Duration::days(days), "{method}");
     }
+
+    // Replies on by default for this practice's shares; a share may still say no.
+    let out = create(&["--allow-reply"]).await;
+    assert_success(&out);
+    let key = line_value(&stdout(&out), "API key");
+    assert_eq!(post_share_with_key(&app, &key, &share_body()).await.ok(201)["allow_reply"], true);
+    let mut body = share_body();
+    body["allow_reply"] = json!(false);
+    assert_eq!(post_share_with_key(&app, &key, &body).await.ok(201)["allow_reply"], false);
+    assert_eq!(post_share(&app, &share_body()).await.ok(201)["allow_reply"], false, "off unless the practice says");
 
     let out = create(&["--link-days-for", "dob=14"]).await;
     assert!(!out.status.success() && stderr(&out).contains("no auth method"), "{}", stderr(&out));

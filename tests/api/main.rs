@@ -19,6 +19,7 @@ mod openapi;
 mod page;
 mod pepper;
 mod preview;
+mod replies;
 mod restart;
 mod revoke;
 mod self_service;

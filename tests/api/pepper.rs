@@ -69,6 +69,7 @@ fn only_the_functions_that_need_the_pepper_may_read_it() {
             "archive-url",
             "create-share",
             "document-url",
+            "reply",
             "request-code",
             "resend-share",
             "send-share",
@@ -121,6 +122,9 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
         if uses.has(Uses::UPLOAD_LINKS) {
             needed.push("s3:PutObject");
         }
+        if uses.has(Uses::BLOB_READS) {
+            needed.extend(["s3:GetObject", "s3:ListBucket"]);
+        }
         needed.sort_unstable();
         needed.dedup();
         assert_eq!(sealpost_tests::gateway::granted_actions(&template, name, "s3"), needed, "{name}");
@@ -154,6 +158,8 @@ const TABLE_WRITES: &[(&str, Writes)] = &[
     ("resend-share", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     ("send-share", &[("UpdateItem", &["SHARE#*"])]),
     ("upload-url", &[("UpdateItem", &["SHARE#*"])]),
+    // A reply counted on its share, then marked submitted with its event.
+    ("reply", &[("PutItem", &["SHARE#*"]), ("UpdateItem", &["SHARE#*"])]),
     ("send-worker", &[("PutItem", &["MSG#*", "SHARE#*"]), ("UpdateItem", &["SHARE#*", "SMS#*"])]),
     // A provider's report becomes an event of its share.
     ("feedback", &[("PutItem", &["SHARE#*"])]),

@@ -363,8 +363,12 @@ pub fn build_service_with(
             }))
         }
     };
-    let any_documents =
-        Uses::DOCUMENTS.and(Uses::DOCUMENT_LINKS).and(Uses::DOCUMENT_DELETION).and(Uses::DOCUMENT_SIZES).and(Uses::UPLOAD_LINKS);
+    let any_documents = Uses::DOCUMENTS
+        .and(Uses::DOCUMENT_LINKS)
+        .and(Uses::DOCUMENT_DELETION)
+        .and(Uses::DOCUMENT_SIZES)
+        .and(Uses::UPLOAD_LINKS)
+        .and(Uses::BLOB_READS);
     let blobs: Arc<dyn BlobStore> = match uses.has_any(any_documents) {
         // Only the calls the function's set allows (its role grants no others).
         true => Arc::new(OnlyBlobs { inner: Arc::new(S3Blobs::new(clients.clone(), config.bucket.clone())), uses }),

@@ -34,10 +34,12 @@ pub enum EventKind {
     /// A document of a share being sent was not what its share declares (or was gone): the
     /// share waits for its upload again. `{"document_id", "reason"}`.
     UploadRejected,
+    /// The patient sent a reply: `{"reply_id", "files", "refused"}` (counts, never content).
+    ReplyReceived,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::Created,
         EventKind::EmailSent,
         EventKind::SmsSent,
@@ -58,6 +60,7 @@ impl EventKind {
         EventKind::EventsCapped,
         EventKind::ArchiveReady,
         EventKind::UploadRejected,
+        EventKind::ReplyReceived,
     ];
 
     /// The name in the API, in webhooks and in the store (serde's spelling, tested below).
@@ -83,6 +86,7 @@ impl EventKind {
             EventKind::EventsCapped => "events_capped",
             EventKind::ArchiveReady => "archive_ready",
             EventKind::UploadRejected => "upload_rejected",
+            EventKind::ReplyReceived => "reply_received",
         }
     }
 }

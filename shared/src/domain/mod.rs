@@ -10,6 +10,7 @@ mod ids;
 mod policy;
 mod practice;
 mod recipient;
+mod reply;
 pub mod share;
 mod webhook;
 
@@ -20,6 +21,10 @@ pub use ids::{DocumentId, EventId, PracticeId, Reference, ShareId, WebhookId, ra
 pub use policy::{MAX_ATTEMPTS, Policy, SharePolicy};
 pub use practice::{ApiKey, Practice};
 pub use recipient::{DateOfBirth, Email, InsuranceNumber, Language, PersonName, Phone};
+pub use reply::{
+    FileStatus, MAX_REPLIES, MAX_REPLIES_PER_DAY, MAX_REPLY_BYTES, MAX_REPLY_FILE_BYTES, MAX_REPLY_FILES,
+    MAX_REPLY_MESSAGE_CHARS, Reply, ReplyDenied, ReplyFile, ReplyFileType, ReplyId, ReplyMark, check_reply_room,
+};
 pub use share::{
     Access, Attempt, AuthMethod, Lifecycle, MAX_SEND_REQUEUES, NewShareParts, Recipient, SEND_REQUEUE_SECS, SecretState,
     SelfServiceDenied, Share, UPLOAD_URL_SECS, VerifyOutcome,

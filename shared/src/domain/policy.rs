@@ -29,6 +29,8 @@ pub struct Policy {
     /// minutes is refused as `expired_code`.
     pub code_lifetime_minutes: Option<u32>,
     pub daily_sms_cap: u32,
+    /// Whether a share lets the patient reply when it does not say (`allow_reply`).
+    pub allow_reply: bool,
 }
 
 impl Default for Policy {
@@ -43,6 +45,7 @@ impl Default for Policy {
             self_service_min_interval_minutes: 30,
             code_lifetime_minutes: None,
             daily_sms_cap: 500,
+            allow_reply: false,
         }
     }
 }
@@ -81,8 +84,10 @@ impl Policy {
     }
 
     /// The rules a new share keeps for its whole life, whatever the practice changes later.
-    pub fn for_share(&self, self_service_requested: bool) -> SharePolicy {
+    /// `allow_reply`: the share's own choice, else the practice's.
+    pub fn for_share(&self, self_service_requested: bool, allow_reply: Option<bool>) -> SharePolicy {
         SharePolicy {
+            allow_reply: allow_reply.unwrap_or(self.allow_reply),
             window_after_first_verify_hours: self.window_after_first_verify_hours,
             self_service: self.self_service && self_service_requested,
             self_service_max_requests: self.self_service_max_requests,
@@ -95,6 +100,9 @@ impl Policy {
 /// The policy a share was created under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharePolicy {
+    /// The patient may send a message and files back (`domain::Reply`).
+    #[serde(default)]
+    pub allow_reply: bool,
     pub window_after_first_verify_hours: Option<u32>,
     pub self_service: bool,
     pub self_service_max_requests: u32,

@@ -123,6 +123,9 @@ pub struct Share {
     /// run of the share notifies.
     #[serde(default)]
     pub notify_pending_since: Option<DateTime<Utc>>,
+    /// The patient's replies, oldest first: ids and times only (the content is blobs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<super::ReplyMark>,
     pub revoked_at: Option<DateTime<Utc>>,
     /// Set once the expiry sweep has recorded `expired` and deleted the documents.
     pub expiry_processed: bool,
@@ -211,6 +214,7 @@ impl Share {
             send_requeues: 0,
             upload_urls_until: None,
             notify_pending_since: None,
+            replies: Vec::new(),
             revoked_at: None,
             expiry_processed: false,
         }
@@ -230,7 +234,7 @@ impl Share {
                     language: Language::De,
                 },
                 auth: AuthMethod::Sms,
-                policy: policy.for_share(true),
+                policy: policy.for_share(true, None),
                 message: None,
                 documents: vec![],
                 link_days: 30,

@@ -25,6 +25,9 @@ use std::sync::Arc;
 pub const MAX_BODY_BYTES: usize = 36 * 1024 * 1024;
 /// Every other body (a code, a date): anonymous callers must not make the server hold megabytes.
 pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+/// A reply's start: 4,000 characters of message (up to 4 bytes each, some escaped in JSON) and
+/// five files' names and hashes.
+pub const REPLY_BODY_BYTES: usize = 64 * 1024;
 
 pub type AppState = Arc<Service>;
 
@@ -108,6 +111,17 @@ routes! {
     DocumentUrl: GET "/v1/public/shares/{id}/documents/{doc}" => "document-url", patient::document,
         Uses::KEYS.and(Uses::DOCUMENT_LINKS);
     ArchiveUrl: GET "/v1/public/shares/{id}/archive" => "archive-url", patient::archive, Uses::KEYS.and(Uses::DOCUMENT_LINKS);
+    /// The access token checked, the reply counted and kept, upload URLs signed.
+    StartReply: POST "/v1/public/shares/{id}/replies" => "reply", patient::start_reply,
+        Uses::KEYS.and(Uses::DOCUMENTS).and(Uses::UPLOAD_LINKS);
+    /// Each upload's size and first bytes read, a refused one deleted, the reply kept.
+    SubmitReply: POST "/v1/public/shares/{id}/replies/{reply}/submit" => "reply", patient::submit_reply,
+        Uses::KEYS.and(Uses::DOCUMENTS).and(Uses::DOCUMENT_SIZES).and(Uses::DOCUMENT_DELETION);
+    /// The replies read.
+    ListReplies: GET "/v1/shares/{id}/replies" => "replies", practice::replies, Uses::BLOB_READS;
+    /// A reply's file: a URL signed.
+    ReplyFileUrl: GET "/v1/shares/{id}/replies/{reply}/files/{index}" => "replies", practice::reply_file,
+        Uses::BLOB_READS.and(Uses::DOCUMENT_LINKS);
     /// The endpoint's signing secret, shown.
     CreateWebhook: POST "/v1/webhooks" => "webhooks", webhooks::create, Uses::KEYS;
     ListWebhooks: GET "/v1/webhooks" => "webhooks", webhooks::list, Uses::NOTHING;
@@ -200,6 +214,15 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
         } else {
             Error::invalid("body", "the request body could not be read")
         }
+    })
+}
+
+/// A body read by the handler itself (after its credentials checked out), up to `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large =
+            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
     })
 }
 

@@ -1,6 +1,6 @@
 //! The patient API: the share id from the link, then a short-lived access token.
 
-use super::{AppState, body_or_error, header_str, json_response, share_id};
+use super::{AppState, REPLY_BODY_BYTES, body_or_error, header_str, json_response, read_body, share_id};
 use crate::error::Error;
 use crate::service::{VerifyIn, parse_json};
 use axum::extract::rejection::BytesRejection;
@@ -38,4 +38,27 @@ pub async fn document(
 pub async fn archive(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
     let token = header_str(&headers, header::AUTHORIZATION.as_str());
     Ok(json_response(StatusCode::OK, svc.archive_url(&share_id(&id)?, token).await?))
+}
+
+/// `POST /v1/public/shares/{id}/replies`: the body is read once the share and token are known
+/// to be worth it (up to [`REPLY_BODY_BYTES`]).
+pub async fn start_reply(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, Error> {
+    let token = header_str(&headers, header::AUTHORIZATION.as_str());
+    let id = share_id(&id)?;
+    let body = read_body(body, REPLY_BODY_BYTES).await?;
+    Ok(json_response(StatusCode::CREATED, svc.start_reply(&id, token, &body).await?))
+}
+
+pub async fn submit_reply(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    Path((id, reply)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let token = header_str(&headers, header::AUTHORIZATION.as_str());
+    Ok(json_response(StatusCode::OK, svc.submit_reply(&share_id(&id)?, token, &reply).await?))
 }

@@ -1,6 +1,6 @@
 //! The practice API: bearer API key, a practice sees only its own shares.
 
-use super::{AppState, MAX_BODY_BYTES, header_str, json_response, share_id};
+use super::{AppState, MAX_BODY_BYTES, header_str, json_response, read_body, share_id};
 use crate::error::Error;
 use crate::service::{Created, Sent};
 use axum::body::Body;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 /// practices, not for anyone who can reach the port.
 pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    let body = create_body(body).await?;
+    let body = read_body(body, MAX_BODY_BYTES).await?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -30,17 +30,24 @@ pub async fn create(State(svc): State<AppState>, headers: HeaderMap, body: Body)
 /// Takes a create body, as [`create`] does: a preview is checked as the create would be.
 pub async fn preview(State(svc): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Error> {
     let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
-    let body = create_body(body).await?;
+    let body = read_body(body, MAX_BODY_BYTES).await?;
     Ok(json_response(StatusCode::OK, svc.preview_share(&practice, &body)?))
 }
 
-/// A create body, up to [`MAX_BODY_BYTES`].
-async fn create_body(body: Body) -> Result<axum::body::Bytes, Error> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let too_large =
-            std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-        if too_large { Error::PayloadTooLarge } else { Error::invalid("body", "the request body could not be read") }
-    })
+/// `GET /v1/shares/{id}/replies`.
+pub async fn replies(State(svc): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Error> {
+    let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
+    Ok(json_response(StatusCode::OK, svc.list_replies(&practice, &share_id(&id)?).await?))
+}
+
+/// `GET /v1/shares/{id}/replies/{reply}/files/{index}`.
+pub async fn reply_file(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    Path((id, reply, index)): Path<(String, String, String)>,
+) -> Result<Response, Error> {
+    let practice = svc.authenticate(header_str(&headers, header::AUTHORIZATION.as_str())).await?;
+    Ok(json_response(StatusCode::OK, svc.reply_file_url(&practice, &share_id(&id)?, &reply, &index).await?))
 }
 
 #[derive(Deserialize)]

@@ -80,6 +80,8 @@ pub struct CreateShareRequest {
     pub auth: AuthIn,
     pub expires_in_days: Option<u32>,
     pub message: Option<String>,
+    /// Whether the patient may reply (default: the practice's policy).
+    pub allow_reply: Option<bool>,
     /// Required by create ([`CreateShareRequest::validate`]), optional in a preview.
     pub documents: Option<Vec<DocumentIn>>,
 }
@@ -148,6 +150,7 @@ pub struct NewShare {
     pub recipient: Recipient,
     pub auth: AuthMethod,
     pub self_service: bool,
+    pub allow_reply: Option<bool>,
     pub known_secret: Option<KnownSecret>,
     pub expires_in_days: u32,
     pub message: Option<String>,
@@ -229,6 +232,7 @@ impl CreateShareRequest {
             recipient: Recipient { email, phone, name, language },
             auth,
             self_service: self.auth.self_service.unwrap_or(true),
+            allow_reply: self.allow_reply,
             known_secret,
             expires_in_days,
             message,

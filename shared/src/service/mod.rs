@@ -8,6 +8,7 @@ mod manage;
 mod notify;
 mod patient;
 mod preview;
+mod reply;
 mod send;
 mod sweep;
 mod views;
@@ -21,6 +22,7 @@ pub use input::{
 };
 pub use notify::{ChannelResult, Notifications, ProviderReport};
 pub use preview::{CODE_PLACEHOLDER, PreviewView};
+pub use reply::{ReplyList, ReplyStarted, ReplyView};
 pub use send::Sent;
 pub use views::{PublicShareView, ShareView, UrlView, VerifyView};
 pub use webhooks::{Delivered, Delivery, FailedDeliveries, TestDelivery, WebhookList, WebhookView};

@@ -46,6 +46,7 @@ impl Service {
             expires_at: share.effective_expires_at(),
             attempts_left: share.attempts_left(),
             self_service: SelfServiceView { available: self_service_available, retry_after: share.self_service_wait(now) },
+            allow_reply: share.policy.allow_reply,
         })
     }
 
@@ -192,7 +193,7 @@ impl Service {
     }
 
     /// The share, if `token` is a live access token from its current code.
-    async fn authorized_share(&self, id: &ShareId, token: Option<&str>) -> Result<Share> {
+    pub(super) async fn authorized_share(&self, id: &ShareId, token: Option<&str>) -> Result<Share> {
         let share = self.open_share(id).await?;
         let token = token.and_then(super::bearer).ok_or(Error::Unauthorized)?;
         let generation = self.keys().await?.check_token(token, share.id.as_str(), self.now()).ok_or(Error::Unauthorized)?;

@@ -66,7 +66,7 @@ impl Service {
                 practice_id: practice.id.clone(),
                 recipient: new.recipient,
                 auth: new.auth,
-                policy: practice.policy.for_share(new.self_service),
+                policy: practice.policy.for_share(new.self_service, new.allow_reply),
                 message: new.message,
                 documents: Vec::new(),
                 link_days: new.expires_in_days,

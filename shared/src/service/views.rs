@@ -44,13 +44,17 @@ impl DocumentView {
 
     /// With the URL to upload it to, and the headers its PUT must carry.
     pub fn with_upload(mut self, url: UploadUrl, sha256: &[u8; 32]) -> Self {
-        use base64::Engine;
         self.upload_url = Some(url.url);
         self.upload_expires_in = Some(url.expires_in);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
-        self.upload_headers = Some([(crate::ports::UPLOAD_CHECKSUM_HEADER, checksum)].into());
+        self.upload_headers = Some(upload_headers(sha256));
         self
     }
+}
+
+/// The headers an upload URL's PUT must carry: the checksum it signs.
+pub fn upload_headers(sha256: &[u8; 32]) -> std::collections::BTreeMap<&'static str, String> {
+    use base64::Engine;
+    [(crate::ports::UPLOAD_CHECKSUM_HEADER, base64::engine::general_purpose::STANDARD.encode(sha256))].into()
 }
 
 /// A share as its practice sees it.
@@ -69,6 +73,9 @@ pub struct ShareView {
     pub revoked_at: Option<DateTime<Utc>>,
     pub attempts_left: u32,
     pub self_service_requests: u32,
+    /// Whether the patient may reply, and how many replies came (`GET …/replies`).
+    pub allow_reply: bool,
+    pub replies: usize,
     pub documents: Vec<DocumentView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<Event>>,
@@ -95,6 +102,8 @@ impl ShareView {
             revoked_at: share.revoked_at,
             attempts_left: share.attempts_left(),
             self_service_requests: share.self_service_requests,
+            allow_reply: share.policy.allow_reply,
+            replies: share.replies.iter().filter(|r| r.submitted_at.is_some()).count(),
             documents: share.documents.iter().map(DocumentView::new).collect(),
             events: None,
             notifications: None,
@@ -124,6 +133,8 @@ pub struct PublicShareView {
     pub expires_at: DateTime<Utc>,
     pub attempts_left: u32,
     pub self_service: SelfServiceView,
+    /// Whether the patient may reply to the practice after the code.
+    pub allow_reply: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -102,6 +102,10 @@ pub struct CreateTenant {
     code_lifetime_minutes: Option<u32>,
     #[arg(long, default_value_t = 500)]
     daily_sms_cap: u32,
+    /// Patients may send a message and files back after the code, unless a share says not
+    /// (`allow_reply`).
+    #[arg(long)]
+    allow_reply: bool,
     #[command(flatten)]
     dir: DataDir,
 }
@@ -239,6 +243,7 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             new.policy.self_service = !a.no_self_service;
             new.policy.code_lifetime_minutes = a.code_lifetime_minutes;
             new.policy.daily_sms_cap = a.daily_sms_cap;
+            new.policy.allow_reply = a.allow_reply;
             let store = open(&a.dir).await?;
             let (practice, key) = admin::create_practice(store.as_ref(), new, now).await?;
             println!("practice: {}  {}", practice.id, practice.name);

@@ -1,0 +1,163 @@
+//! The patient's reply (`allow_reply`): a message and files sent back through upload URLs,
+//! checked by their content, seen by the practice alone, and gone with the share.
+
+use crate::helpers::*;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR rest of a photo";
+const MESSAGE_BACK: &str = "Guten Tag, anbei die unterschriebene Einwilligung.\nFreundliche Gruesse";
+
+/// A share that takes replies, verified: (share, token).
+async fn reply_share(app: &TestApp) -> (Value, String) {
+    let mut body = share_body();
+    body["allow_reply"] = json!(true);
+    let share = create_share(app, &body).await;
+    let code = last_code(app).await;
+    let token = token_of(&verify_ok(app, &id_of(&share), &code).await);
+    (share, token)
+}
+
+fn file(name: &str, content_type: &str, bytes: &[u8]) -> Value {
+    json!({"filename": name, "content_type": content_type, "size": bytes.len(), "sha256": sha256_hex(bytes)})
+}
+
+async fn start(app: &TestApp, id: &str, token: &str, body: &Value) -> Reply {
+    call(app, "POST", &format!("/v1/public/shares/{id}/replies"), Some(token), Some(body)).await
+}
+
+async fn submit(app: &TestApp, id: &str, token: &str, reply: &str) -> Reply {
+    call(app, "POST", &format!("/v1/public/shares/{id}/replies/{reply}/submit"), Some(token), None).await
+}
+
+async fn replies(app: &TestApp, id: &str) -> Reply {
+    call(app, "GET", &format!("/v1/shares/{id}/replies"), Some(&app.api_key), None).await
+}
+
+#[tokio::test]
+async fn a_reply_goes_to_the_practice_with_what_its_files_really_are() {
+    let app = TestApp::spawn().await;
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    assert_eq!(public_get(&app, &id).await.ok(200)["allow_reply"], true);
+    // An HTML page declared as a PDF, a PNG, a PDF never uploaded.
+    let html = b"<html><script>alert(1)</script></html>";
+    let started = start(
+        &app,
+        &id,
+        &token,
+        &json!({"message": MESSAGE_BACK, "files": [
+            file("Einwilligung.pdf", "application/pdf", html),
+            file("Ausschlag.png", "image/png", PNG),
+            file("Karte.pdf", "application/pdf", PDF),
+        ]}),
+    )
+    .await
+    .ok(201);
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    let uploads = started["files"].as_array().unwrap();
+    assert_eq!(uploads.len(), 3);
+    assert!(uploads.iter().all(|u| u["upload_expires_in"].as_u64().is_some_and(|s| s <= 300)), "{started}");
+    put_url(&app, uploads[0]["upload_url"].as_str().unwrap(), html).await.ok(200);
+    put_url(&app, uploads[1]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+
+    let receipt = submit(&app, &id, &token, &reply_id).await.ok(200);
+    assert_eq!(receipt["message"], MESSAGE_BACK);
+    time(&receipt["submitted_at"]);
+    let statuses: Vec<(&str, &str)> = receipt["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["status"].as_str().unwrap(), f["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(statuses, [("refused", "wrong_type"), ("accepted", ""), ("refused", "not_uploaded")], "{receipt}");
+    // Submitting again answers the same receipt, and tells the practice once.
+    assert_eq!(submit(&app, &id, &token, &reply_id).await.ok(200), receipt);
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "reply_received"), 1, "{view}");
+    let event = view["events"].as_array().unwrap().iter().find(|e| e["type"] == "reply_received").unwrap().clone();
+    assert_eq!(event["data"], json!({"reply_id": reply_id, "files": 1, "refused": 2}), "ids and counts only");
+
+    // The practice reads the reply and fetches the accepted file as an attachment.
+    let listed = replies(&app, &id).await.ok(200);
+    assert_eq!(listed["replies"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["replies"][0]["message"], MESSAGE_BACK);
+    assert_eq!(listed["replies"][0]["files"][1]["filename"], "Ausschlag.png");
+    let url = call(&app, "GET", &format!("/v1/shares/{id}/replies/{reply_id}/files/1"), Some(&app.api_key), None).await.ok(200);
+    let download = fetch_url(&app, url["url"].as_str().unwrap()).await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.bytes, PNG);
+    assert!(download.header("content-disposition").unwrap_or_default().starts_with("attachment"), "{:?}", download.headers);
+    // A refused file is gone and has no URL; another practice sees nothing.
+    call(&app, "GET", &format!("/v1/shares/{id}/replies/{reply_id}/files/0"), Some(&app.api_key), None)
+        .await
+        .err(404, "not_found");
+    let other = app.add_practice("Praxis Andere", Policy::default()).await;
+    call(&app, "GET", &format!("/v1/shares/{id}/replies"), Some(&other), None).await.err(404, "not_found");
+    // The patient's own token reads no replies: that is the practice's API.
+    call(&app, "GET", &format!("/v1/shares/{id}/replies"), Some(&token), None).await.err(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn only_a_share_that_allows_replies_takes_them_and_only_with_its_token() {
+    let app = TestApp::spawn().await;
+    let (share, code) = create_default(&app).await;
+    let id = id_of(&share);
+    assert_eq!(public_get(&app, &id).await.ok(200)["allow_reply"], false);
+    let token = token_of(&verify_ok(&app, &id, &code).await);
+    start(&app, &id, &token, &json!({"message": "Hallo"})).await.err(403, "forbidden");
+
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    start(&app, &id, "not-a-token", &json!({"message": "Hallo"})).await.err(401, "unauthorized");
+    let reply = start(&app, &id, &token, &json!({})).await;
+    reply.invalid("message");
+    start(&app, &id, &token, &json!({"files": [file("a.svg", "image/svg+xml", b"<svg/>")]}))
+        .await
+        .invalid("files[0].content_type");
+    let big = json!({"filename": "Scan.pdf", "content_type": "application/pdf", "size": 20 * 1024 * 1024 + 1, "sha256": "a".repeat(64)});
+    start(&app, &id, &token, &json!({"files": [big]})).await.invalid("files[0].size");
+    let six: Vec<Value> = (0..6).map(|i| file(&format!("{i}.pdf"), "application/pdf", PDF)).collect();
+    start(&app, &id, &token, &json!({"files": six})).await.invalid("files");
+    start(&app, &id, &token, &json!({"message": "x".repeat(4001)})).await.invalid("message");
+    // A message alone is a reply; five a day, then 429 with the wait.
+    for _ in 0..5 {
+        let started = start(&app, &id, &token, &json!({"message": "Danke!"})).await.ok(201);
+        submit(&app, &id, &token, started["id"].as_str().unwrap()).await.ok(200);
+    }
+    let sixth = start(&app, &id, &token, &json!({"message": "Noch etwas"})).await;
+    sixth.err(429, "rate_limited");
+    assert!(sixth.retry_after() > 0);
+    assert_eq!(replies(&app, &id).await.ok(200)["replies"].as_array().map(Vec::len), Some(5));
+    // A reply whose only file was refused is not sent.
+    app.advance(Duration::hours(25));
+    let code = {
+        resend(&app, &id).await.ok(200);
+        last_code(&app).await
+    };
+    let token = token_of(&verify_ok(&app, &id, &code).await);
+    let started = start(&app, &id, &token, &json!({"files": [file("Scan.pdf", "application/pdf", PDF)]})).await.ok(201);
+    submit(&app, &id, &token, started["id"].as_str().unwrap()).await.invalid("files");
+}
+
+#[tokio::test]
+async fn replies_die_with_the_share() {
+    let app = TestApp::spawn().await;
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    let started =
+        start(&app, &id, &token, &json!({"message": MESSAGE_BACK, "files": [file("Foto.png", "image/png", PNG)]})).await.ok(201);
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    put_url(&app, started["files"][0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    submit(&app, &id, &token, &reply_id).await.ok(200);
+    let url = call(&app, "GET", &format!("/v1/shares/{id}/replies/{reply_id}/files/0"), Some(&app.api_key), None).await.ok(200);
+
+    revoke(&app, &id).await.ok(200);
+    replies(&app, &id).await.err(410, "revoked");
+    assert_url_refused(&fetch_url(&app, url["url"].as_str().unwrap()).await, &[403, 404]);
+    let view = get_share(&app, &id).await;
+    assert_eq!(count_events(&view, "reply_received"), 1, "the record keeps that a reply came");
+    assert!(!view.to_string().contains("Einwilligung"), "no content in the share's record");
+    if embedded() {
+        assert!(files_containing(&app.data_dir, MESSAGE_BACK.as_bytes()).is_empty(), "the message is gone");
+        assert!(files_containing(&app.data_dir, PNG).is_empty(), "the file is gone");
+    }
+}

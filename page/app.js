@@ -32,8 +32,16 @@
     archive: null,
     docsMessage: null,
     problem: null,
-    otpAbort: null
+    otpAbort: null,
+    // The reply form: busy while sending; error [[key, params], ...]; progress [key, params];
+    // the receipt the API answered.
+    reply: { busy: false, error: null, progress: null, receipt: null }
   };
+
+  var REPLY_MAX_FILES = 5;
+  var REPLY_MAX_FILE = 20 * 1024 * 1024;
+  var REPLY_MAX_TOTAL = 50 * 1024 * 1024;
+  var REPLY_MAX_CHARS = 4000;
 
   function $(id) { return document.getElementById(id); }
 
@@ -376,6 +384,37 @@
     msg.className = 'alert' + (S.docsMessage ? ' alert-' + (S.docsMessage.kind || 'ok') : '');
     $('docs-note').textContent = S.info && S.info.expires_at
       ? t('docs_note', { date: formatDateTime(new Date(S.info.expires_at)) }) : '';
+    renderReply();
+  }
+
+  function renderReply() {
+    var section = $('reply');
+    section.hidden = !(S.info && S.info.allow_reply);
+    if (section.hidden) return;
+    var R = S.reply;
+    setParts($('reply-heading'), [['reply_heading', { practice: S.info.practice_name }]]);
+    $('reply-form').hidden = !!R.receipt;
+    $('reply-receipt').hidden = !R.receipt;
+    setParts($('reply-error'), R.error || []);
+    setParts($('reply-progress'), R.progress ? [R.progress] : []);
+    var send = $('reply-send');
+    setText(send, R.busy ? t('reply_busy') : t('reply_send'));
+    send.setAttribute('aria-disabled', String(R.busy));
+    if (!R.receipt) return;
+    var at = R.receipt.submitted_at ? formatDateTime(new Date(R.receipt.submitted_at)) : '';
+    setParts($('reply-receipt-time'), [['reply_receipt_time', { practice: S.info.practice_name, time: at }]]);
+    var message = $('reply-receipt-message');
+    message.hidden = !R.receipt.message;
+    setText(message, R.receipt.message || '');
+    var list = $('reply-receipt-files');
+    list.textContent = '';
+    (R.receipt.files || []).forEach(function (f) {
+      var key = f.status === 'accepted' ? 'reply_file_sent'
+        : f.reason === 'wrong_type' ? 'reply_file_wrong_type' : 'reply_file_not_uploaded';
+      var item = document.createElement('li');
+      setParts(item, [[key, { name: f.filename }]]);
+      list.appendChild(item);
+    });
   }
 
   function renderProblem() {
@@ -544,6 +583,120 @@
     if (S.otpAbort) { S.otpAbort.abort(); S.otpAbort = null; }
   }
 
+  // ---- the reply --------------------------------------------------------------------------
+
+  // The type the API takes for a file: what the browser says, else its extension.
+  function replyType(file) {
+    var type = String(file.type || '').toLowerCase();
+    if (type === 'application/pdf' || type === 'image/jpeg' || type === 'image/png') return type;
+    var ext = String(file.name || '').toLowerCase().split('.').pop();
+    if (ext === 'pdf') return 'application/pdf';
+    if (ext === 'jpg' || ext === 'jpeg') return 'image/jpeg';
+    if (ext === 'png') return 'image/png';
+    return null;
+  }
+
+  // The upload URL takes exactly the bytes whose SHA-256 the reply declares.
+  async function sha256Hex(file) {
+    var digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+    return Array.prototype.map.call(digest, function (b) { return (b < 16 ? '0' : '') + b.toString(16); }).join('');
+  }
+
+  function replyProblem(list, focusEl) {
+    S.reply.busy = false;
+    S.reply.progress = null;
+    S.reply.error = list;
+    render();
+    if (focusEl) focusEl.focus();
+  }
+
+  // What is wrong with the form before anything is sent, or null.
+  function replyFormError(message, files) {
+    if (!message && !files.length) return [[['reply_err_empty']], $('reply-message')];
+    if (Array.from(message).length > REPLY_MAX_CHARS) return [[['reply_err_long']], $('reply-message')];
+    if (files.length > REPLY_MAX_FILES) return [[['reply_err_count']], $('reply-files')];
+    var total = 0;
+    for (var i = 0; i < files.length; i++) {
+      if (!replyType(files[i])) return [[['reply_err_type', { name: files[i].name }]], $('reply-files')];
+      if (!files[i].size || files[i].size > REPLY_MAX_FILE) return [[['reply_err_size', { name: files[i].name }]], $('reply-files')];
+      total += files[i].size;
+    }
+    if (total > REPLY_MAX_TOTAL) return [[['reply_err_total']], $('reply-files')];
+    return null;
+  }
+
+  async function putFile(upload, file) {
+    try {
+      var response = await fetch(upload.upload_url, {
+        method: 'PUT', headers: upload.upload_headers || {}, body: file,
+        cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer'
+      });
+      return response.ok;
+    } catch (e) { return false; }
+  }
+
+  // Start the reply, upload each file to its URL, then submit: the receipt says what the
+  // practice got. A file whose upload fails is named in the receipt; the rest still goes.
+  async function onReply(event) {
+    event.preventDefault();
+    if (S.reply.busy) return;
+    if (!S.token || Date.now() > S.tokenExpiresAt) return sessionExpired();
+    var message = $('reply-message').value.trim();
+    var files = Array.prototype.slice.call($('reply-files').files || []);
+    var invalid = replyFormError(message, files);
+    if (invalid) return replyProblem(invalid[0], invalid[1]);
+    S.reply.busy = true;
+    S.reply.error = null;
+    S.reply.progress = ['reply_preparing'];
+    render();
+    var declared = [];
+    try {
+      for (var i = 0; i < files.length; i++) {
+        declared.push({ filename: files[i].name, content_type: replyType(files[i]), size: files[i].size, sha256: await sha256Hex(files[i]) });
+      }
+    } catch (e) {
+      return replyProblem([['reply_err_failed']]);
+    }
+    var started = await api('POST', '/replies', { token: S.token, body: { message: message || undefined, files: declared } });
+    if (!started.ok) return replyFailed(started);
+    var uploads = started.data.files || [];
+    for (var j = 0; j < files.length && j < uploads.length; j++) {
+      S.reply.progress = ['reply_uploading', { name: files[j].name, i: j + 1, n: files.length }];
+      render();
+      await putFile(uploads[j], files[j]);
+    }
+    S.reply.progress = ['reply_submitting'];
+    render();
+    var submitted = await api('POST', '/replies/' + encodeURIComponent(started.data.id) + '/submit', { token: S.token });
+    if (!submitted.ok) return replyFailed(submitted);
+    S.reply = { busy: false, error: null, progress: null, receipt: submitted.data };
+    $('reply-message').value = '';
+    $('reply-files').value = '';
+    render();
+    $('reply-receipt-heading').focus();
+  }
+
+  function replyFailed(result) {
+    S.reply.busy = false;
+    S.reply.progress = null;
+    if (result.status === 401) return sessionExpired();
+    if (handleCommonError(result)) return;
+    var error = result.error || {};
+    if (error.code === 'rate_limited') {
+      var at = new Date(Date.now() + (result.retryAfter || 3600) * 1000);
+      return replyProblem([['reply_err_limit', { time: at }]]);
+    }
+    if (error.code === 'forbidden') return replyProblem([['reply_err_closed']]);
+    if (error.code === 'invalid_request' && error.field === 'files') return replyProblem([['reply_err_none']], $('reply-files'));
+    replyProblem([['reply_err_failed']]);
+  }
+
+  function replyAgain() {
+    S.reply = { busy: false, error: null, progress: null, receipt: null };
+    render();
+    $('reply-message').focus();
+  }
+
   // ---- downloads --------------------------------------------------------------------------
 
   function sessionExpired() {
@@ -619,6 +772,8 @@
       download('/archive', S.info ? S.info.reference + '.zip' : '', $('download-all'));
     });
     $('problem-retry').addEventListener('click', function () { start(); });
+    $('reply-form').addEventListener('submit', onReply);
+    $('reply-again').addEventListener('click', replyAgain);
     var buttons = document.querySelectorAll('button.lang');
     Array.prototype.forEach.call(buttons, function (button) {
       button.addEventListener('click', function () {

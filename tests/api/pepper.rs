@@ -131,6 +131,24 @@ fn each_function_may_make_exactly_the_s3_calls_it_is_built_for() {
     }
 }
 
+/// A HEAD of a missing key is a 404 only for a role that may list the bucket, without a prefix
+/// condition (a HEAD names no prefix): else S3 answers 403, and "not uploaded" becomes a 500.
+/// Every function that reads a size or a blob has such a grant.
+#[test]
+fn functions_that_read_sizes_or_blobs_may_list_without_a_condition() {
+    let (template, functions) = template_and_functions();
+    for name in &functions {
+        if !uses(name).has_any(Uses::DOCUMENT_SIZES.and(Uses::BLOB_READS)) {
+            continue;
+        }
+        let statements = sealpost_tests::gateway::function_statements(&template, name);
+        let plain_list = statements
+            .iter()
+            .any(|s| s.effect == "Allow" && s.actions.iter().any(|a| a == "s3:ListBucket") && s.unmodelled.is_empty());
+        assert!(plain_list, "{name}: s3:ListBucket without a condition");
+    }
+}
+
 /// What each function may write to the table, by action and partition-key prefix
 /// (`dynamodb:LeadingKeys`), read from the code: `shared/src/aws/dynamo.rs` and
 /// `dynamo_webhooks.rs` say which key each store call writes, `shared/src/service/` which

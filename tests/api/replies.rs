@@ -118,6 +118,10 @@ async fn only_a_share_that_allows_replies_takes_them_and_only_with_its_token() {
     let six: Vec<Value> = (0..6).map(|i| file(&format!("{i}.pdf"), "application/pdf", PDF)).collect();
     start(&app, &id, &token, &json!({"files": six})).await.invalid("files");
     start(&app, &id, &token, &json!({"message": "x".repeat(4001)})).await.invalid("message");
+    start(&app, &id, &token, &json!({"message": "Rechnung \u{202e}fdp.exe"})).await.invalid("message");
+    start(&app, &id, &token, &json!({"message": "Hallo\u{7}"})).await.invalid("message");
+    let twenty = |i: usize| json!({"filename": format!("{i}.pdf"), "content_type": "application/pdf", "size": 20 * 1024 * 1024, "sha256": "a".repeat(64)});
+    start(&app, &id, &token, &json!({"files": [twenty(0), twenty(1), twenty(2)]})).await.invalid("files");
     // A message alone is a reply; five a day, then 429 with the wait.
     for _ in 0..5 {
         let started = start(&app, &id, &token, &json!({"message": "Danke!"})).await.ok(201);
@@ -125,7 +129,11 @@ async fn only_a_share_that_allows_replies_takes_them_and_only_with_its_token() {
     }
     let sixth = start(&app, &id, &token, &json!({"message": "Noch etwas"})).await;
     sixth.err(429, "rate_limited");
-    assert!(sixth.retry_after() > 0);
+    assert!(
+        (23 * 3600..=24 * 3600).contains(&sixth.retry_after()),
+        "when the first of the five ages out: {}",
+        sixth.retry_after()
+    );
     assert_eq!(replies(&app, &id).await.ok(200)["replies"].as_array().map(Vec::len), Some(5));
     // A reply whose only file was refused is not sent.
     app.advance(Duration::hours(25));
@@ -133,9 +141,35 @@ async fn only_a_share_that_allows_replies_takes_them_and_only_with_its_token() {
         resend(&app, &id).await.ok(200);
         last_code(&app).await
     };
+    // The token from before the resend no longer works.
+    start(&app, &id, &token, &json!({"message": "Alt"})).await.err(401, "unauthorized");
     let token = token_of(&verify_ok(&app, &id, &code).await);
     let started = start(&app, &id, &token, &json!({"files": [file("Scan.pdf", "application/pdf", PDF)]})).await.ok(201);
-    submit(&app, &id, &token, started["id"].as_str().unwrap()).await.invalid("files");
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    submit(&app, &id, &token, &reply_id).await.invalid("files");
+    // … and says so again, with the same reason, when submitted again.
+    submit(&app, &id, &token, &reply_id).await.invalid("files");
+
+    // A JPEG is taken; another share's reply is unknown here; indices are numbers of files.
+    let jpeg: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'];
+    let started = start(&app, &id, &token, &json!({"files": [file("Karte.jpg", "image/jpeg", jpeg)]})).await.ok(201);
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    put_url(&app, started["files"][0]["upload_url"].as_str().unwrap(), jpeg).await.ok(200);
+    assert_eq!(submit(&app, &id, &token, &reply_id).await.ok(200)["files"][0]["status"], "accepted");
+    let (other, other_token) = reply_share(&app).await;
+    submit(&app, &id_of(&other), &other_token, &reply_id).await.err(404, "not_found");
+    let files = |share: &str, index: &str, key: &str| {
+        let path = format!("/v1/shares/{share}/replies/{reply_id}/files/{index}");
+        let key = key.to_owned();
+        let app = &app;
+        async move { call(app, "GET", &path, Some(&key), None).await }
+    };
+    files(&id, "0", &app.api_key).await.ok(200);
+    files(&id, "zero", &app.api_key).await.err(404, "not_found");
+    files(&id, "1", &app.api_key).await.err(404, "not_found");
+    files(&id_of(&other), "0", &app.api_key).await.err(404, "not_found");
+    let stranger = app.add_practice("Praxis Fremd", Policy::default()).await;
+    files(&id, "0", &stranger).await.err(404, "not_found");
 }
 
 #[tokio::test]
@@ -159,5 +193,106 @@ async fn replies_die_with_the_share() {
     if embedded() {
         assert!(files_containing(&app.data_dir, MESSAGE_BACK.as_bytes()).is_empty(), "the message is gone");
         assert!(files_containing(&app.data_dir, PNG).is_empty(), "the file is gone");
+    }
+}
+
+/// The app's service over a blob store that revokes `share` just before a reply is kept: the
+/// revoke's cleanup comes first, and the reply's write lands after it. What the count or the
+/// submit then writes must not outlive the share.
+async fn revoking_before_reply_kept(app: &TestApp, share: &str) -> sealpost::service::Service {
+    use sealpost::ports::{BlobReader, BlobStore, BlobWriter, Disposition, PortResult, UploadUrl};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Revoking {
+        inner: Arc<dyn BlobStore>,
+        service: Arc<sealpost::service::Service>,
+        practice: sealpost::domain::Practice,
+        share: sealpost::domain::ShareId,
+        fired: AtomicBool,
+    }
+    #[async_trait::async_trait]
+    impl BlobStore for Revoking {
+        async fn put(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
+            if key.ends_with("/reply.json") && !self.fired.swap(true, Ordering::SeqCst) {
+                self.service.revoke(&self.practice, &self.share).await.expect("revoked");
+            }
+            self.inner.put(key, bytes).await
+        }
+        async fn open(&self, key: &str) -> PortResult<Option<BlobReader>> {
+            self.inner.open(key).await
+        }
+        async fn create(&self, key: &str) -> PortResult<Box<dyn BlobWriter>> {
+            self.inner.create(key).await
+        }
+        async fn size(&self, key: &str) -> PortResult<Option<u64>> {
+            self.inner.size(key).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> PortResult<bool> {
+            self.inner.rename(from, to).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> PortResult<()> {
+            self.inner.delete_prefix(prefix).await
+        }
+        async fn download_url(&self, key: &str, d: Disposition<'_>, ttl: u64) -> PortResult<String> {
+            self.inner.download_url(key, d, ttl).await
+        }
+        async fn upload_url(&self, key: &str, size: u64, sha256: &[u8; 32], ttl: u64) -> PortResult<UploadUrl> {
+            self.inner.upload_url(key, size, sha256, ttl).await
+        }
+    }
+    let s = &app.service;
+    let share = sealpost::domain::ShareId::parse(share).unwrap();
+    let practice_id = s.store.get_share(&share).await.unwrap().unwrap().practice_id;
+    let practice = s.store.get_practice(&practice_id).await.unwrap().unwrap();
+    let blobs = Revoking { inner: s.blobs.clone(), service: s.clone(), practice, share, fired: AtomicBool::new(false) };
+    sealpost::service::Service {
+        store: s.store.clone(),
+        blobs: Arc::new(blobs),
+        sms: s.sms.clone(),
+        mail: s.mail.clone(),
+        poster: s.poster.clone(),
+        sends: s.sends.clone(),
+        clock: s.clock.clone(),
+        keys: s.keys.clone(),
+        settings: s.settings.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_reply_that_races_a_revoke_is_not_kept() {
+    let app = TestApp::spawn().await;
+    // The submit: its reply written after the revoke's cleanup, then its count refused.
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    let started =
+        start(&app, &id, &token, &json!({"message": MESSAGE_BACK, "files": [file("Foto.png", "image/png", PNG)]})).await.ok(201);
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    put_url(&app, started["files"][0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    let racing = revoking_before_reply_kept(&app, &id).await;
+    let share_id = sealpost::domain::ShareId::parse(&id).unwrap();
+    let bearer = format!("Bearer {token}");
+    let error = racing.submit_reply(&share_id, Some(&bearer), &reply_id).await.expect_err("revoked meanwhile");
+    assert!(matches!(error, sealpost::Error::Revoked), "{error:?}");
+    let kept = |key: String| {
+        let blobs = app.service.blobs.clone();
+        async move { blobs.open(&key).await.unwrap().is_some() }
+    };
+    assert!(!kept(format!("shares/{id}/replies/{reply_id}/reply.json")).await, "the message is gone");
+    assert!(!kept(format!("shares/{id}/replies/{reply_id}/0")).await, "the file is gone");
+    assert_eq!(count_events(&get_share(&app, &id).await, "reply_received"), 0);
+
+    // The start: counted after its reply was written, refused, and the reply deleted.
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    let racing = revoking_before_reply_kept(&app, &id).await;
+    let share_id = sealpost::domain::ShareId::parse(&id).unwrap();
+    let opened = racing.reply_share(&share_id, Some(&format!("Bearer {token}"))).await.expect("open");
+    let body = json!({"message": "Bitte loeschen: racing start"}).to_string();
+    let error = racing.start_reply(opened, body.as_bytes()).await.expect_err("revoked meanwhile");
+    assert!(matches!(error, sealpost::Error::Revoked), "{error:?}");
+    let stored = app.service.store.get_share(&share_id).await.unwrap().unwrap();
+    assert!(stored.replies.is_empty(), "not counted");
+    if embedded() {
+        assert!(files_containing(&app.data_dir, b"racing start").is_empty(), "the message is gone");
     }
 }

@@ -580,6 +580,75 @@ test('a page translator leaves alone what the patient types or compares, and tra
   await closePage(p);
 });
 
+test('a reply: a message and files sent from the keyboard, a file that is not what it says named, the practice reads it', async () => {
+  // A share that takes no replies shows no form.
+  const plain = await createShare();
+  let page = await openPage(plain.link);
+  await enterCode(page, await codeFor(plain.id));
+  await page.getByRole('heading', { name: 'Your documents' }).waitFor();
+  assert.equal(await page.locator('#reply').isHidden(), true);
+  await closePage(page);
+
+  const share = await createShare({ allow_reply: true });
+  page = await openPage(share.link);
+  await enterCode(page, await codeFor(share.id));
+  await page.getByRole('heading', { name: `Reply to ${PRACTICE}` }).waitFor();
+  assert.equal(await page.locator('#reply-error').getAttribute('role'), 'alert');
+  assert.equal(await page.locator('#reply-progress').getAttribute('role'), 'status');
+
+  // Nothing written or chosen: the form says so and puts the cursor where it is needed.
+  await page.locator('#reply-send').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await text(page, '#reply-error'), 'Please write a message or choose a file.');
+  assert.equal(await activeId(page), 'reply-message');
+  await page.keyboard.type('Guten Tag, anbei die unterschriebene Einwilligung.\nFreundliche Grüsse');
+  // A picture that is a web page inside: the server refuses it by its first bytes.
+  const fakePng = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>');
+  await page.locator('#reply-files').setInputFiles([
+    { name: 'Einwilligung.pdf', mimeType: 'application/pdf', buffer: PDF },
+    { name: 'Foto.png', mimeType: 'image/png', buffer: fakePng }
+  ]);
+  await snap(page, 'reply-form');
+  await page.locator('#reply-files').focus();
+  await page.keyboard.press('Tab');
+  assert.equal(await activeId(page), 'reply-send');
+  await page.keyboard.press('Enter');
+
+  await page.getByRole('heading', { name: 'Your reply was sent' }).waitFor();
+  assert.equal(await activeId(page), 'reply-receipt-heading', 'focus on the receipt');
+  assert.match(await text(page, '#reply-receipt-time'), new RegExp(`^${PRACTICE.replace(/\./g, '\\.')} received it on `));
+  assert.match(await text(page, '#reply-receipt-message'), /^Guten Tag, anbei die unterschriebene Einwilligung\.\nFreundliche Grüsse$/);
+  assert.deepEqual(await page.locator('#reply-receipt-files li').allInnerTexts(), [
+    'Einwilligung.pdf: sent',
+    'Foto.png: not sent, because it is not a PDF, JPEG or PNG file'
+  ]);
+  await snap(page, 'reply-receipt');
+
+  // The practice reads the reply and fetches the file.
+  const { replies } = await practice('GET', `/v1/shares/${share.id}/replies`);
+  assert.equal(replies.length, 1);
+  assert.equal(replies[0].message, 'Guten Tag, anbei die unterschriebene Einwilligung.\nFreundliche Grüsse');
+  assert.deepEqual(replies[0].files.map((f) => [f.filename, f.status, f.reason]),
+    [['Einwilligung.pdf', 'accepted', undefined], ['Foto.png', 'refused', 'wrong_type']]);
+  const { url } = await practice('GET', `/v1/shares/${share.id}/replies/${replies[0].id}/files/0`);
+  assert.deepEqual(Buffer.from(await (await fetch(url)).arrayBuffer()), PDF);
+
+  // Another reply: a file over 20 MB is named before anything is sent, in the page's language.
+  await page.getByRole('button', { name: 'Send another reply' }).click();
+  assert.equal(await activeId(page), 'reply-message');
+  await page.locator('#reply-files').setInputFiles([
+    { name: 'Scan.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(20 * 1024 * 1024 + 1) }
+  ]);
+  await page.locator('#reply-send').click();
+  assert.equal(await text(page, '#reply-error'), 'Scan.pdf is too large: each file may be up to 20 MB.');
+  assert.equal(await activeId(page), 'reply-files');
+  await page.locator('button.lang[data-lang="de"]').click();
+  await page.getByRole('heading', { name: `Antwort an ${PRACTICE}` }).waitFor();
+  assert.equal(await text(page, '#reply-error'), 'Scan.pdf ist zu gross: Jede Datei darf bis zu 20 MB haben.');
+  assert.equal((await practice('GET', `/v1/shares/${share.id}/replies`)).replies.length, 1, 'nothing more sent');
+  await closePage(page);
+});
+
 test('no page broke its CSP or threw a script error', () => {
   assert.deepEqual(problems, []);
 });

@@ -49,9 +49,9 @@ pub async fn start_reply(
     body: axum::body::Body,
 ) -> Result<Response, Error> {
     let token = header_str(&headers, header::AUTHORIZATION.as_str());
-    let id = share_id(&id)?;
+    let share = svc.reply_share(&share_id(&id)?, token).await?;
     let body = read_body(body, REPLY_BODY_BYTES).await?;
-    Ok(json_response(StatusCode::CREATED, svc.start_reply(&id, token, &body).await?))
+    Ok(json_response(StatusCode::CREATED, svc.start_reply(share, &body).await?))
 }
 
 pub async fn submit_reply(

@@ -187,7 +187,7 @@ impl Service {
     }
 
     /// A download URL lives 5 minutes, but never past the link itself.
-    fn url_lifetime(&self, share: &Share) -> u64 {
+    pub(super) fn url_lifetime(&self, share: &Share) -> u64 {
         let left = (share.effective_expires_at() - self.now()).num_seconds().max(1) as u64;
         left.min(DOWNLOAD_URL_SECS)
     }

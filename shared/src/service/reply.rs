@@ -6,10 +6,11 @@
 use super::archive::share_prefix;
 use super::input::parse_json;
 use super::views::UrlView;
-use super::{DOWNLOAD_URL_SECS, Load, Service, Step};
+use super::{Load, Service, Step};
 use crate::domain::{
-    Event, EventKind, FileStatus, Filename, MAX_REPLY_BYTES, MAX_REPLY_FILE_BYTES, MAX_REPLY_FILES, MAX_REPLY_MESSAGE_CHARS,
-    Practice, Reply, ReplyDenied, ReplyFile, ReplyFileType, ReplyId, ReplyMark, Share, ShareId, check_reply_room,
+    Access, Event, EventKind, FileStatus, Filename, MAX_REPLY_BYTES, MAX_REPLY_FILE_BYTES, MAX_REPLY_FILES,
+    MAX_REPLY_MESSAGE_CHARS, Practice, Reply, ReplyDenied, ReplyFile, ReplyFileType, ReplyId, ReplyMark, Share, ShareId,
+    check_reply_room,
 };
 use crate::error::{Error, Result};
 use crate::ports::{Disposition, UploadUrl};
@@ -114,40 +115,77 @@ fn reply_record_key(share: &Share, id: &ReplyId) -> String {
     format!("{}reply.json", reply_prefix(share, id))
 }
 
+/// Where an accepted file is kept: no upload URL points here, so a checked file cannot change.
 fn reply_file_key(share: &Share, id: &ReplyId, index: usize) -> String {
     format!("{}{index}", reply_prefix(share, id))
 }
 
+/// Where a file's upload URL puts it, until the submit checks it.
+fn reply_upload_key(share: &Share, id: &ReplyId, index: usize) -> String {
+    format!("{}uploads/{index}", reply_prefix(share, id))
+}
+
+/// An error unless patients may still use `share` at `now`: checked again inside each
+/// conditional write, as a revoke or the expiry may have come since the share was read.
+fn still_open(share: &Share, now: DateTime<Utc>) -> Result<()> {
+    match share.access(now) {
+        Access::Open => Ok(()),
+        Access::Revoked => Err(Error::Revoked),
+        Access::Expired => Err(Error::Expired),
+        Access::AwaitingUpload => Err(Error::NotFound),
+    }
+}
+
 impl Service {
-    /// `POST /v1/public/shares/{id}/replies`: checks the message and the files the patient will
-    /// send, counts the reply against the share's limits, and answers an upload URL per file.
-    pub async fn start_reply(&self, id: &ShareId, token: Option<&str>, body: &[u8]) -> Result<ReplyStarted> {
+    /// The share a patient's token opens, when it takes replies: what `POST …/replies` checks
+    /// before it reads the body.
+    pub async fn reply_share(&self, id: &ShareId, token: Option<&str>) -> Result<Share> {
         let share = self.authorized_share(id, token).await?;
         if !share.policy.allow_reply {
             return Err(Error::Forbidden("this share does not take replies"));
         }
+        Ok(share)
+    }
+
+    /// `POST /v1/public/shares/{id}/replies` (after [`Self::reply_share`]): checks the message
+    /// and the files the patient will send, counts the reply against the share's limits, and
+    /// answers an upload URL per file.
+    pub async fn start_reply(&self, share: Share, body: &[u8]) -> Result<ReplyStarted> {
         let (message, files) = parse_reply(body)?;
+        let now = self.now();
         // An upload lands before the link ends, so the expiry sweep finds it (as for documents).
-        let url_secs =
-            share.upload_url_secs(self.now()).ok_or(Error::Forbidden("the link ends within the hour: replies are closed"))?;
-        let reply_id = ReplyId::generate();
-        let share = self
-            .mutate_from(Some(share), Load::Patient(id), |share, now| {
+        let url_secs = share.upload_url_secs(now).ok_or(Error::Forbidden("the link ends within the hour: replies are closed"))?;
+        check_reply_room(&share.replies, now).map_err(reply_denied)?;
+        let reply = Reply { id: ReplyId::generate(), started_at: now, submitted_at: None, message, files };
+        // Kept before it is counted: a revoke or the expiry that comes between makes the count
+        // fail, and then the reply is deleted here (their own delete may have come before it).
+        self.save_reply(&share, &reply).await?;
+        let id = share.id.clone();
+        let counted = self
+            .mutate_from(Some(share), Load::Patient(&id), |share, now| {
+                if let Err(e) = still_open(share, now) {
+                    return Step::unchanged(vec![], Err(e));
+                }
                 if let Err(denied) = check_reply_room(&share.replies, now) {
                     return Step::unchanged(vec![], Err(reply_denied(denied)));
                 }
-                share.replies.push(ReplyMark { id: reply_id.clone(), started_at: now, submitted_at: None });
+                share.replies.push(ReplyMark { id: reply.id.clone(), started_at: reply.started_at, submitted_at: None });
                 share.upload_urls_given_until(now + Duration::seconds(url_secs as i64));
                 Step::changed(vec![], Ok(share.clone()))
             })
-            .await?;
-        let reply = Reply { id: reply_id.clone(), started_at: self.now(), submitted_at: None, message, files };
-        self.save_reply(&share, &reply).await?;
+            .await;
+        let share = match counted {
+            Ok(share) => share,
+            Err(e) => {
+                self.forget_reply(&id, &reply.id).await;
+                return Err(e);
+            }
+        };
         let mut uploads = Vec::with_capacity(reply.files.len());
         for (index, f) in reply.files.iter().enumerate() {
             let sha256 = decode_sha256(&f.sha256)?;
             let UploadUrl { url, expires_in } =
-                self.blobs.upload_url(&reply_file_key(&share, &reply_id, index), f.size, &sha256, url_secs).await?;
+                self.blobs.upload_url(&reply_upload_key(&share, &reply.id, index), f.size, &sha256, url_secs).await?;
             uploads.push(ReplyUpload {
                 filename: f.filename.as_str().to_owned(),
                 upload_url: url,
@@ -155,14 +193,14 @@ impl Service {
                 upload_headers: super::views::upload_headers(&sha256),
             });
         }
-        tracing::info!(share_id = %share.id, reference = %share.reference, reply_id = %reply_id, files = uploads.len(), "reply started");
-        Ok(ReplyStarted { id: reply_id.to_string(), files: uploads })
+        tracing::info!(share_id = %share.id, reference = %share.reference, reply_id = %reply.id, files = uploads.len(), "reply started");
+        Ok(ReplyStarted { id: reply.id.to_string(), files: uploads })
     }
 
     /// `POST /v1/public/shares/{id}/replies/{reply}/submit`: each upload checked (there, and
-    /// of the type it was declared as by its first bytes); what fails is deleted and named,
-    /// the rest goes to the practice (event `reply_received`). Submitting again answers the
-    /// same receipt.
+    /// of the type it was declared as by its first bytes) and moved where no upload URL points;
+    /// what fails is deleted and named, the rest goes to the practice (event `reply_received`).
+    /// Submitting again answers the same receipt.
     pub async fn submit_reply(&self, id: &ShareId, token: Option<&str>, reply_id: &str) -> Result<ReplyView> {
         let share = self.authorized_share(id, token).await?;
         let reply_id = ReplyId::parse(reply_id).ok_or(Error::NotFound)?;
@@ -172,22 +210,27 @@ impl Service {
             return Ok(ReplyView::new(&reply));
         }
         for (index, file) in reply.files.iter_mut().enumerate() {
-            file.status = self.check_reply_file(&share, &reply_id, index, file).await?;
+            if file.status == FileStatus::Pending {
+                file.status = self.check_reply_file(&share, &reply_id, index, file).await?;
+            }
         }
         let accepted = reply.files.iter().filter(|f| f.status == FileStatus::Accepted).count();
         let refused = reply.files.len() - accepted;
         if accepted == 0 && reply.message.is_none() {
+            self.save_reply(&share, &reply).await?; // a retry answers the same reasons
             let names: Vec<&str> = reply.files.iter().map(|f| f.filename.as_str()).collect();
             return Err(Error::invalid(
                 "files",
                 format!("none of the files could be taken ({}): send PDF, JPEG or PNG files, uploaded whole", names.join(", ")),
             ));
         }
-        let now = self.now();
-        reply.submitted_at = Some(now);
+        reply.submitted_at = Some(self.now());
         self.save_reply(&share, &reply).await?;
         let submitted = self
             .mutate_from(Some(share), Load::Patient(id), |share, now| {
+                if let Err(e) = still_open(share, now) {
+                    return Step::unchanged(vec![], Err(e));
+                }
                 let Some(mark) = share.replies.iter_mut().find(|m| m.id == reply_id) else {
                     return Step::unchanged(vec![], Err(Error::NotFound));
                 };
@@ -199,13 +242,21 @@ impl Service {
                     .with_data(json!({ "reply_id": reply_id, "files": accepted, "refused": refused }));
                 Step::changed(vec![event], Ok(true))
             })
-            .await?;
-        if !submitted {
-            let share = self.open_share(id).await?;
-            return Ok(ReplyView::new(&self.load_reply(&share, &reply_id).await?));
+            .await;
+        match submitted {
+            Ok(true) => {
+                tracing::info!(share_id = %id, reply_id = %reply_id, files = accepted, refused, "reply received");
+                Ok(ReplyView::new(&reply))
+            }
+            Ok(false) => {
+                let share = self.open_share(id).await?;
+                Ok(ReplyView::new(&self.load_reply(&share, &reply_id).await?))
+            }
+            Err(e) => {
+                self.forget_reply(id, &reply_id).await;
+                Err(e)
+            }
         }
-        tracing::info!(share_id = %id, reply_id = %reply_id, files = accepted, refused, "reply received");
-        Ok(ReplyView::new(&reply))
     }
 
     /// `GET /v1/shares/{id}/replies`: the submitted replies, oldest first. They die with the
@@ -219,7 +270,8 @@ impl Service {
         Ok(ReplyList { replies })
     }
 
-    /// `GET /v1/shares/{id}/replies/{reply}/files/{index}`: a short-lived URL for an accepted file.
+    /// `GET /v1/shares/{id}/replies/{reply}/files/{index}`: a short-lived URL for an accepted
+    /// file, never past the link itself.
     pub async fn reply_file_url(&self, practice: &Practice, id: &ShareId, reply_id: &str, index: &str) -> Result<UrlView> {
         let share = self.replies_share(practice, id).await?;
         let reply_id = ReplyId::parse(reply_id).ok_or(Error::NotFound)?;
@@ -232,10 +284,10 @@ impl Service {
             .download_url(
                 &reply_file_key(&share, &reply_id, index),
                 Disposition { filename: file.filename.as_str(), content_type: file.content_type.as_str() },
-                DOWNLOAD_URL_SECS,
+                self.url_lifetime(&share),
             )
             .await?;
-        Ok(UrlView { url, expires_in: DOWNLOAD_URL_SECS })
+        Ok(UrlView { url, expires_in: self.url_lifetime(&share) })
     }
 
     /// The practice's share while its replies are kept.
@@ -248,12 +300,18 @@ impl Service {
         }
     }
 
+    /// A file's fate: accepted when its upload is whole and of its type (then moved to where
+    /// no upload URL points), else refused and deleted. A file a submit alongside accepted
+    /// already is accepted.
     async fn check_reply_file(&self, share: &Share, reply: &ReplyId, index: usize, file: &ReplyFile) -> Result<FileStatus> {
-        let key = reply_file_key(share, reply, index);
+        let (upload, kept) = (reply_upload_key(share, reply, index), reply_file_key(share, reply, index));
+        if self.blobs.size(&kept).await? == Some(file.size) {
+            return Ok(FileStatus::Accepted);
+        }
         // The upload URL took exactly the declared bytes or nothing: a size is a whole upload.
         let mut head = Vec::with_capacity(ReplyFileType::HEAD_BYTES);
-        if self.blobs.size(&key).await? == Some(file.size)
-            && let Some(reader) = self.blobs.open(&key).await?
+        if self.blobs.size(&upload).await? == Some(file.size)
+            && let Some(reader) = self.blobs.open(&upload).await?
         {
             reader
                 .take(ReplyFileType::HEAD_BYTES as u64)
@@ -261,15 +319,36 @@ impl Service {
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
-        let status = match head.is_empty() {
-            true => FileStatus::Refused { reason: NOT_UPLOADED.into() },
-            false if file.content_type.matches(&head) => FileStatus::Accepted,
-            false => FileStatus::Refused { reason: WRONG_TYPE.into() },
+        let reason = match head.is_empty() {
+            true => NOT_UPLOADED,
+            false if file.content_type.matches(&head) => {
+                if self.blobs.rename(&upload, &kept).await? || self.blobs.size(&kept).await? == Some(file.size) {
+                    return Ok(FileStatus::Accepted);
+                }
+                NOT_UPLOADED
+            }
+            false => WRONG_TYPE,
         };
-        if status != FileStatus::Accepted {
-            self.blobs.delete_prefix(&key).await?;
+        self.blobs.delete_prefix(&upload).await?;
+        Ok(FileStatus::Refused { reason: reason.into() })
+    }
+
+    /// Deletes a reply whose count or submit failed, if its share is closed now (revoked,
+    /// expired, gone): what was written for it may have come after the share's own cleanup.
+    /// An open share keeps it, for the patient to submit again.
+    async fn forget_reply(&self, id: &ShareId, reply: &ReplyId) {
+        let share = match self.store.get_share(id).await {
+            Ok(Some(share)) if share.access(self.now()) == Access::Open => return,
+            Ok(Some(share)) => share,
+            Ok(None) => return, // purged: its blobs went with it (the TTL cleanup, the lifecycle rule)
+            Err(e) => {
+                tracing::error!(share_id = %id, error = %e, "could not read a share to clean up a reply");
+                return;
+            }
+        };
+        if let Err(e) = self.blobs.delete_prefix(&reply_prefix(&share, reply)).await {
+            tracing::error!(share_id = %id, reply_id = %reply, error = %e, "could not delete a reply of a closed share");
         }
-        Ok(status)
     }
 
     async fn save_reply(&self, share: &Share, reply: &Reply) -> Result<()> {
@@ -295,8 +374,10 @@ fn parse_reply(body: &[u8]) -> Result<(Option<String>, Vec<ReplyFile>)> {
         if m.chars().count() > MAX_REPLY_MESSAGE_CHARS {
             return Err(Error::invalid("message", format!("message is longer than {MAX_REPLY_MESSAGE_CHARS} characters")));
         }
-        if m.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-            return Err(Error::invalid("message", "message must not contain control characters"));
+        // Direction overrides could make the practice read the text otherwise than it is.
+        let hidden = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if m.chars().any(|c| (c.is_control() && c != '\n' && c != '\r' && c != '\t') || hidden(c)) {
+            return Err(Error::invalid("message", "message must not contain control characters or text-direction overrides"));
         }
     }
     if input.files.len() > MAX_REPLY_FILES {

@@ -296,3 +296,54 @@ async fn a_reply_that_races_a_revoke_is_not_kept() {
         assert!(files_containing(&app.data_dir, b"racing start").is_empty(), "the message is gone");
     }
 }
+
+#[tokio::test]
+async fn the_cli_shows_replies_and_saves_the_accepted_files() {
+    use crate::cli::{api_args, args, assert_success, sealpost, stdout};
+    let app = TestApp::spawn().await;
+    let (share, token) = reply_share(&app).await;
+    let id = id_of(&share);
+    let fake = b"<html>not a picture</html>";
+    let started = start(
+        &app,
+        &id,
+        &token,
+        &json!({"message": MESSAGE_BACK, "files": [file("../Foto.png", "image/png", PNG), file("Foto.png", "image/png", fake)]}),
+    )
+    .await
+    .ok(201);
+    let uploads = started["files"].as_array().unwrap();
+    put_url(&app, uploads[0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    put_url(&app, uploads[1]["upload_url"].as_str().unwrap(), fake).await.ok(200);
+    let reply_id = started["id"].as_str().unwrap().to_owned();
+    submit(&app, &id, &token, &reply_id).await.ok(200);
+
+    let mut status = args(&["status", &id]);
+    status.extend(api_args(&app));
+    let out = sealpost(status).await;
+    assert_success(&out);
+    assert!(stdout(&out).contains(&format!("replies:    1 (sealpost replies {id} shows them)")), "{}", stdout(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("Antworten");
+    let mut cmd = args(&["replies", &id, "--save", &saved.display().to_string()]);
+    cmd.extend(api_args(&app));
+    let out = sealpost(cmd).await;
+    assert_success(&out);
+    let printed = stdout(&out);
+    assert!(printed.contains(&format!("reply:      {reply_id}")), "{printed}");
+    assert!(printed.contains("  Guten Tag, anbei die unterschriebene Einwilligung.\n  Freundliche Gruesse\n"), "{printed}");
+    assert!(printed.contains("file:       Foto.png (") && printed.contains(" accepted\n"), "{printed}");
+    assert!(printed.contains(" refused (wrong_type)\n"), "{printed}");
+    let folder = saved.join(&reply_id);
+    assert_eq!(std::fs::read_to_string(folder.join("message.txt")).unwrap(), MESSAGE_BACK);
+    assert_eq!(std::fs::read(folder.join("Foto.png")).unwrap(), PNG, "the accepted file, under its own name");
+    let names: Vec<String> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names.len(), 2, "the refused file is not saved: {names:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(folder.join("Foto.png")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -136,7 +136,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// One `error:` line and exit code 1, never anyhow's debug report.
-fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
+pub(crate) fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -667,12 +667,17 @@ fn preview_text(shown: &Value) -> String {
 
 async fn run_status(args: StatusArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api)?;
-    if args.id.is_empty() || !args.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        bail!("id: not a share id");
-    }
-    let share = api.share(&args.id).await?;
+    let share = api.share(share_id_arg(&args.id)?).await?;
     print!("{}", timeline(&share));
     Ok(())
+}
+
+/// A share id given on the command line, checked before it goes into a URL path.
+pub(crate) fn share_id_arg(id: &str) -> anyhow::Result<&str> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        bail!("id: not a share id");
+    }
+    Ok(id)
 }
 
 /// The share view as text: its state, documents, then one line per event in local time.
@@ -685,6 +690,9 @@ fn timeline(share: &Value) -> String {
     out += &format!("auth:       {}\n", field("auth_method"));
     out += &format!("created:    {}\n", local_time(&share["created_at"]));
     out += &format!("expires:    {}\n", local_time(&share["expires_at"]));
+    if let Some(n) = share["replies"].as_u64().filter(|n| *n > 0) {
+        out += &format!("replies:    {n} (sealpost replies {} shows them)\n", field("id"));
+    }
     let documents = share["documents"].as_array().map(Vec::as_slice).unwrap_or_default();
     for d in documents {
         let size = d["size"].as_u64().map(|s| HumanBytes(s).to_string()).unwrap_or_default();
@@ -723,7 +731,7 @@ fn event_detail(kind: &str, data: &Value, documents: &[Value]) -> String {
 }
 
 /// `2026-11-23 10:15` in the machine's time zone; the API's text when it is not a time.
-fn local_time(value: &Value) -> String {
+pub(crate) fn local_time(value: &Value) -> String {
     match value.as_str() {
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())

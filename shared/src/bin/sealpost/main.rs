@@ -5,6 +5,7 @@ mod admin_cmd;
 mod api_client;
 mod batch_cmd;
 mod client_cmd;
+mod replies_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sealpost::ports::SystemClock;
@@ -33,6 +34,8 @@ enum Command {
     Send(client_cmd::SendArgs),
     /// A share's status, documents and events, as a timeline.
     Status(client_cmd::StatusArgs),
+    /// What the patient sent back (a share that allows replies); --save DIR keeps the files.
+    Replies(replies_cmd::RepliesArgs),
     /// Create the table, bucket and sender identity on an AWS endpoint that is not managed by
     /// SAM — moto's server, to try `serve --backend aws` locally. Never needed on AWS itself.
     #[cfg(feature = "aws")]
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(cmd) => admin_cmd::key(cmd).await,
         Command::Send(args) => client_cmd::send(args).await,
         Command::Status(args) => client_cmd::status(args).await,
+        Command::Replies(args) => replies_cmd::replies(args).await,
         #[cfg(feature = "aws")]
         Command::AwsBootstrap { table, bucket, sender, region } => {
             let clients = sealpost::aws::Clients::from_env().await?;

@@ -54,6 +54,7 @@ SENDER = "praxis@rehearsal.example"
 PHONE = "+41791234567"
 PATIENT = "anna.rehearsal@example.ch"
 MESSAGE = "Ihre Rechnung vom Februar, mit Dank für Ihren Besuch"
+REPLY_MESSAGE = "Anbei die unterschriebene Einwilligung, mit Gruss von Anna"
 # A public address, on this network namespace's loopback only (tests/rehearsal/run): the
 # webhook sender posts to public hosts only, and nothing here leaves the machine.
 RECEIVER_IP = "100.128.0.1"
@@ -161,7 +162,7 @@ class Rehearsal:
         self.gateway = Gateway(self.functions)
         self.http = requests.Session()
         self.api_key = ""
-        self.secrets_seen: set[str] = {PHONE, PATIENT, MESSAGE, PHONE.removeprefix("+")}
+        self.secrets_seen: set[str] = {PHONE, PATIENT, MESSAGE, REPLY_MESSAGE, PHONE.removeprefix("+")}
         self.s3 = aws_client("s3", self.moto.url)
         self.dynamodb = aws_client("dynamodb", self.moto.url)
         self.table = self.stack.physical[self.stack.resource_of_type("AWS::DynamoDB::Table")]
@@ -332,6 +333,39 @@ class Rehearsal:
             url = self.expect(self.api("GET", f"/v1/public/shares/{upload_id}/documents/{made['documents'][0]['id']}",
                                        token=token), 200, "uploaded document url")["url"]
             check(self.http.get(url, timeout=60).content == big, "the uploaded document downloads as sent")
+
+        with self.step("reply and replies: the patient's message and file through S3, checked, read by the practice"):
+            made = self.expect(self.practice("POST", "/v1/shares", json={
+                "recipient": {"email": PATIENT, "language": "de"}, "auth": {"method": "manual"}, "allow_reply": True,
+                "documents": [{"filename": "Formular.pdf", "content_type": "application/pdf",
+                               "content_base64": base64.b64encode(pdf).decode()}],
+            }), 201, "create with replies")
+            self.secrets_seen.add(made["code"].replace("-", ""))
+            reply_token = self.expect(self.api("POST", f"/v1/public/shares/{made['id']}/verify",
+                                               json={"code": made["code"]}), 200, "verify for a reply")["access_token"]
+            signed = b"%PDF-1.7 signed consent " + secrets.token_bytes(1024)
+            fake = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+            files = [{"filename": name, "content_type": kind, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                     for name, kind, data in [("Einwilligung.pdf", "application/pdf", signed), ("Foto.png", "image/png", fake)]]
+            started = self.expect(self.api("POST", f"/v1/public/shares/{made['id']}/replies", token=reply_token,
+                                           json={"message": REPLY_MESSAGE, "files": files}), 201, "start a reply")
+            for upload, data in zip(started["files"], [signed, fake]):
+                put = self.http.put(upload["upload_url"], data=data, headers=upload["upload_headers"], timeout=60)
+                check(put.status_code == 200, f"reply upload PUT: {put.status_code} {put.text[:200]}")
+            receipt = self.expect(self.api("POST", f"/v1/public/shares/{made['id']}/replies/{started['id']}/submit",
+                                           token=reply_token), 200, "submit the reply")
+            fates = [(f["status"], f.get("reason")) for f in receipt["files"]]
+            check(fates == [("accepted", None), ("refused", "wrong_type")], f"checked by content: {fates}")
+            listed = self.expect(self.practice("GET", f"/v1/shares/{made['id']}/replies"), 200, "the practice's replies")
+            check([r["message"] for r in listed["replies"]] == [REPLY_MESSAGE], "the practice reads the message")
+            url = self.expect(self.practice("GET", f"/v1/shares/{made['id']}/replies/{started['id']}/files/0"), 200,
+                              "a reply file's URL")["url"]
+            got = self.http.get(url, timeout=60)
+            check(got.content == signed and "attachment" in got.headers.get("Content-Disposition", ""),
+                  "the accepted file downloads as an attachment")
+            self.expect(self.practice("DELETE", f"/v1/shares/{made['id']}"), 200, "revoke the reply's share")
+            left = self.objects(f"shares/{made['id']}/")
+            check(left == [], f"the reply went with the share: {left}")
 
         with self.step("webhooks: an endpoint, the stream through webhook-fanout, the queue through webhook-sender"):
             hook = self.expect(self.practice("POST", "/v1/webhooks", json={"url": self.receiver.url}), 201, "webhook")

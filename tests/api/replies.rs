@@ -28,6 +28,14 @@ async fn submit(app: &TestApp, id: &str, token: &str, reply: &str) -> Reply {
     call(app, "POST", &format!("/v1/public/shares/{id}/replies/{reply}/submit"), Some(token), None).await
 }
 
+/// A reply started with the message and a PNG, the PNG uploaded, not yet submitted: its id.
+async fn uploaded_reply(app: &TestApp, id: &str, token: &str) -> String {
+    let body = json!({"message": MESSAGE_BACK, "files": [file("Foto.png", "image/png", PNG)]});
+    let started = start(app, id, token, &body).await.ok(201);
+    put_url(app, started["files"][0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    started["id"].as_str().unwrap().to_owned()
+}
+
 async fn replies(app: &TestApp, id: &str) -> Reply {
     call(app, "GET", &format!("/v1/shares/{id}/replies"), Some(&app.api_key), None).await
 }
@@ -177,10 +185,7 @@ async fn replies_die_with_the_share() {
     let app = TestApp::spawn().await;
     let (share, token) = reply_share(&app).await;
     let id = id_of(&share);
-    let started =
-        start(&app, &id, &token, &json!({"message": MESSAGE_BACK, "files": [file("Foto.png", "image/png", PNG)]})).await.ok(201);
-    let reply_id = started["id"].as_str().unwrap().to_owned();
-    put_url(&app, started["files"][0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    let reply_id = uploaded_reply(&app, &id, &token).await;
     submit(&app, &id, &token, &reply_id).await.ok(200);
     let url = call(&app, "GET", &format!("/v1/shares/{id}/replies/{reply_id}/files/0"), Some(&app.api_key), None).await.ok(200);
 
@@ -264,10 +269,7 @@ async fn a_reply_that_races_a_revoke_is_not_kept() {
     // The submit: its reply written after the revoke's cleanup, then its count refused.
     let (share, token) = reply_share(&app).await;
     let id = id_of(&share);
-    let started =
-        start(&app, &id, &token, &json!({"message": MESSAGE_BACK, "files": [file("Foto.png", "image/png", PNG)]})).await.ok(201);
-    let reply_id = started["id"].as_str().unwrap().to_owned();
-    put_url(&app, started["files"][0]["upload_url"].as_str().unwrap(), PNG).await.ok(200);
+    let reply_id = uploaded_reply(&app, &id, &token).await;
     let racing = revoking_before_reply_kept(&app, &id).await;
     let share_id = sealpost::domain::ShareId::parse(&id).unwrap();
     let bearer = format!("Bearer {token}");

@@ -35,7 +35,7 @@
     otpAbort: null,
     // The reply form: busy while sending; error [[key, params], ...]; progress [key, params];
     // the receipt the API answered.
-    reply: { busy: false, error: null, progress: null, receipt: null }
+    reply: { busy: false, error: null, errorField: null, progress: null, receipt: null, pending: null }
   };
 
   var REPLY_MAX_FILES = 5;
@@ -396,6 +396,9 @@
     $('reply-form').hidden = !!R.receipt;
     $('reply-receipt').hidden = !R.receipt;
     setParts($('reply-error'), R.error || []);
+    ['reply-message', 'reply-files'].forEach(function (id) {
+      if (R.errorField === id) $(id).setAttribute('aria-invalid', 'true'); else $(id).removeAttribute('aria-invalid');
+    });
     setParts($('reply-progress'), R.progress ? [R.progress] : []);
     var send = $('reply-send');
     setText(send, R.busy ? t('reply_busy') : t('reply_send'));
@@ -602,15 +605,18 @@
     return Array.prototype.map.call(digest, function (b) { return (b < 16 ? '0' : '') + b.toString(16); }).join('');
   }
 
-  function replyProblem(list, focusEl) {
+  // A problem with the reply: its sentences, and the field it is about (marked invalid and
+  // given the focus), if any.
+  function replyProblem(list, field) {
     S.reply.busy = false;
     S.reply.progress = null;
     S.reply.error = list;
+    S.reply.errorField = field ? field.id : null;
     render();
-    if (focusEl) focusEl.focus();
+    if (field) field.focus();
   }
 
-  // What is wrong with the form before anything is sent, or null.
+  // What is wrong with the form before anything is sent, as [sentences, field], or null.
   function replyFormError(message, files) {
     if (!message && !files.length) return [[['reply_err_empty']], $('reply-message')];
     if (Array.from(message).length > REPLY_MAX_CHARS) return [[['reply_err_long']], $('reply-message')];
@@ -625,58 +631,88 @@
     return null;
   }
 
-  async function putFile(upload, file) {
-    try {
-      var response = await fetch(upload.upload_url, {
-        method: 'PUT', headers: upload.upload_headers || {}, body: file,
-        cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer'
-      });
-      return response.ok;
-    } catch (e) { return false; }
+  // The message as the API takes it: no control characters but line breaks and tabs, no
+  // text-direction overrides (pasted text can carry them unseen).
+  function cleanMessage(text) {
+    return text.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g, '').trim();
   }
 
-  // Start the reply, upload each file to its URL, then submit: the receipt says what the
-  // practice got. A file whose upload fails is named in the receipt; the rest still goes.
+  // What the form holds, to know whether a reply already started is still this one.
+  function replySignature(message, files) {
+    return JSON.stringify([message, files.map(function (f) { return [f.name, f.size, f.lastModified]; })]);
+  }
+
+  // One PUT to the file's upload URL, tried twice: the URL is checked when the PUT starts.
+  async function putFile(upload, file) {
+    for (var attempt = 0; attempt < 2; attempt++) {
+      try {
+        var response = await fetch(upload.upload_url, {
+          method: 'PUT', headers: upload.upload_headers || {}, body: file,
+          cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer'
+        });
+        if (response.ok) return true;
+        if (response.status < 500) return false;
+      } catch (e) { /* the network: once more */ }
+    }
+    return false;
+  }
+
+  // Start the reply, upload its files (all at once: each upload URL is checked when its PUT
+  // starts, and lives minutes), then submit: the receipt says what the practice got. A file
+  // whose upload fails is named in the receipt; the rest still goes. A reply started but not
+  // submitted (the access ran out, the network dropped) is submitted again, not started anew,
+  // while the form still holds it.
   async function onReply(event) {
     event.preventDefault();
     if (S.reply.busy) return;
     if (!S.token || Date.now() > S.tokenExpiresAt) return sessionExpired();
-    var message = $('reply-message').value.trim();
+    var message = cleanMessage($('reply-message').value);
     var files = Array.prototype.slice.call($('reply-files').files || []);
     var invalid = replyFormError(message, files);
     if (invalid) return replyProblem(invalid[0], invalid[1]);
+    var signature = replySignature(message, files);
+    var pending = S.reply.pending && S.reply.pending.signature === signature ? S.reply.pending : null;
     S.reply.busy = true;
     S.reply.error = null;
-    S.reply.progress = ['reply_preparing'];
-    render();
-    var declared = [];
-    try {
-      for (var i = 0; i < files.length; i++) {
-        declared.push({ filename: files[i].name, content_type: replyType(files[i]), size: files[i].size, sha256: await sha256Hex(files[i]) });
-      }
-    } catch (e) {
-      return replyProblem([['reply_err_failed']]);
-    }
-    var started = await api('POST', '/replies', { token: S.token, body: { message: message || undefined, files: declared } });
-    if (!started.ok) return replyFailed(started);
-    var uploads = started.data.files || [];
-    for (var j = 0; j < files.length && j < uploads.length; j++) {
-      S.reply.progress = ['reply_uploading', { name: files[j].name, i: j + 1, n: files.length }];
+    S.reply.errorField = null;
+    if (!pending) {
+      S.reply.progress = ['reply_preparing'];
       render();
-      await putFile(uploads[j], files[j]);
+      var declared = [];
+      try {
+        for (var i = 0; i < files.length; i++) {
+          declared.push({ filename: files[i].name, content_type: replyType(files[i]), size: files[i].size, sha256: await sha256Hex(files[i]) });
+        }
+      } catch (e) {
+        return replyProblem([['reply_err_failed']]);
+      }
+      var started = await api('POST', '/replies', { token: S.token, body: { message: message || undefined, files: declared } });
+      if (!started.ok) return replyFailed(started, []);
+      var uploads = started.data.files || [];
+      S.reply.progress = files.length === 1
+        ? ['reply_uploading', { name: files[0].name, i: 1, n: 1 }]
+        : ['reply_uploading_all', { n: files.length }];
+      render();
+      var done = await Promise.all(files.map(function (file, j) {
+        return uploads[j] ? putFile(uploads[j], file) : Promise.resolve(false);
+      }));
+      var failed = files.filter(function (file, j) { return !done[j]; }).map(function (file) { return file.name; });
+      pending = { id: started.data.id, signature: signature, failed: failed };
+      S.reply.pending = pending;
     }
     S.reply.progress = ['reply_submitting'];
     render();
-    var submitted = await api('POST', '/replies/' + encodeURIComponent(started.data.id) + '/submit', { token: S.token });
-    if (!submitted.ok) return replyFailed(submitted);
-    S.reply = { busy: false, error: null, progress: null, receipt: submitted.data };
+    var submitted = await api('POST', '/replies/' + encodeURIComponent(pending.id) + '/submit', { token: S.token });
+    if (!submitted.ok) return replyFailed(submitted, pending.failed);
+    S.reply = { busy: false, error: null, errorField: null, progress: null, receipt: submitted.data, pending: null };
     $('reply-message').value = '';
     $('reply-files').value = '';
     render();
     $('reply-receipt-heading').focus();
   }
 
-  function replyFailed(result) {
+  // `failed`: the files whose upload did not go through.
+  function replyFailed(result, failed) {
     S.reply.busy = false;
     S.reply.progress = null;
     if (result.status === 401) return sessionExpired();
@@ -687,12 +723,18 @@
       return replyProblem([['reply_err_limit', { time: at }]]);
     }
     if (error.code === 'forbidden') return replyProblem([['reply_err_closed']]);
-    if (error.code === 'invalid_request' && error.field === 'files') return replyProblem([['reply_err_none']], $('reply-files'));
+    if (error.code === 'invalid_request' && error.field === 'message') return replyProblem([['reply_err_message']], $('reply-message'));
+    if (error.code === 'invalid_request' && error.field === 'files') {
+      // Nothing went through: say why, and start afresh next time.
+      S.reply.pending = null;
+      if (failed.length) return replyProblem([['reply_err_upload', { name: failed[0] }]], $('reply-files'));
+      return replyProblem([['reply_err_none']], $('reply-files'));
+    }
     replyProblem([['reply_err_failed']]);
   }
 
   function replyAgain() {
-    S.reply = { busy: false, error: null, progress: null, receipt: null };
+    S.reply = { busy: false, error: null, errorField: null, progress: null, receipt: null, pending: null };
     render();
     $('reply-message').focus();
   }

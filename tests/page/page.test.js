@@ -633,19 +633,41 @@ test('a reply: a message and files sent from the keyboard, a file that is not wh
   const { url } = await practice('GET', `/v1/shares/${share.id}/replies/${replies[0].id}/files/0`);
   assert.deepEqual(Buffer.from(await (await fetch(url)).arrayBuffer()), PDF);
 
-  // Another reply: a file over 20 MB is named before anything is sent, in the page's language.
+  // A network that drops: the upload and the submit fail; sending again submits the reply
+  // already started (one reply counted, not two), and the receipt names the file that missed.
   await page.getByRole('button', { name: 'Send another reply' }).click();
   assert.equal(await activeId(page), 'reply-message');
+  let starts = 0;
+  page.on('request', (r) => { if (r.method() === 'POST' && /\/replies$/.test(r.url())) starts++; });
+  await page.route('**/_blobs/**', (route) => route.abort());
+  await page.route('**/submit', (route) => route.abort());
+  await page.locator('#reply-message').fill('Die Versicherungskarte');
+  await page.locator('#reply-files').setInputFiles([{ name: 'Karte.pdf', mimeType: 'application/pdf', buffer: PDF }]);
+  await page.locator('#reply-send').click();
+  await page.locator('#reply-error').filter({ hasText: 'Your reply could not be sent.' }).waitFor();
+  await page.unroute('**/submit');
+  await page.locator('#reply-send').click();
+  await page.getByRole('heading', { name: 'Your reply was sent' }).waitFor();
+  await page.unroute('**/_blobs/**');
+  assert.equal(starts, 1, 'the second try submitted the reply the first one started');
+  assert.deepEqual(await page.locator('#reply-receipt-files li').allInnerTexts(),
+    ['Karte.pdf: not sent, because it could not be uploaded']);
+  assert.equal((await practice('GET', `/v1/shares/${share.id}/replies`)).replies.length, 2);
+
+  // Another reply: a file over 20 MB is named before anything is sent, in the page's language.
+  await page.getByRole('button', { name: 'Send another reply' }).click();
   await page.locator('#reply-files').setInputFiles([
     { name: 'Scan.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(20 * 1024 * 1024 + 1) }
   ]);
   await page.locator('#reply-send').click();
   assert.equal(await text(page, '#reply-error'), 'Scan.pdf is too large: each file may be up to 20 MB.');
   assert.equal(await activeId(page), 'reply-files');
+  assert.equal(await page.locator('#reply-files').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('#reply-message').getAttribute('aria-invalid'), null);
   await page.locator('button.lang[data-lang="de"]').click();
   await page.getByRole('heading', { name: `Antwort an ${PRACTICE}` }).waitFor();
   assert.equal(await text(page, '#reply-error'), 'Scan.pdf ist zu gross: Jede Datei darf bis zu 20 MB haben.');
-  assert.equal((await practice('GET', `/v1/shares/${share.id}/replies`)).replies.length, 1, 'nothing more sent');
+  assert.equal((await practice('GET', `/v1/shares/${share.id}/replies`)).replies.length, 2, 'nothing more sent');
   await closePage(page);
 });
 

@@ -48,8 +48,9 @@ fn reply_text(reply: &Value) -> String {
     let mut out = format!("reply:      {}  {}\n", reply["id"].as_str().unwrap_or("-"), local_time(&reply["submitted_at"]));
     if let Some(message) = reply["message"].as_str() {
         out += "message:\n";
+        // A lone carriage return would let a line overwrite what the terminal shows.
         for line in message.lines() {
-            out += &format!("  {line}\n");
+            out += &format!("  {}\n", line.replace('\r', " "));
         }
     }
     for file in reply["files"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -69,7 +70,11 @@ async fn save_reply(api: &Api, share: &str, reply: &Value, dir: &Path) -> anyhow
     let reply_id = reply["id"].as_str().filter(|r| r.starts_with("rpl_") && r.bytes().all(is_id_byte));
     let reply_id = reply_id.context("the API answered a reply without a proper id")?;
     let folder = dir.join(reply_id);
-    private_dir(dir)?;
+    // A folder given that exists keeps its mode (it may be the practice's shared one); the
+    // folders made here are the owner's only.
+    if !dir.exists() {
+        private_dir(dir)?;
+    }
     private_dir(&folder)?;
     if let Some(message) = reply["message"].as_str() {
         write_private(&folder.join("message.txt"), message.as_bytes())?;
@@ -85,7 +90,8 @@ async fn save_reply(api: &Api, share: &str, reply: &Value, dir: &Path) -> anyhow
         let url = api.call(api.get(&format!("/v1/shares/{share}/replies/{reply_id}/files/{index}"))).await?;
         let url = url["url"].as_str().context("the API answered no URL")?;
         let url = if url.starts_with('/') { format!("{}{url}", api.base) } else { url.to_owned() };
-        let response = api.http.get(&url).send().await.with_context(|| format!("could not fetch {name}"))?;
+        let response = api.http.get(&url).timeout(std::time::Duration::from_secs(600)).send().await;
+        let response = response.with_context(|| format!("could not fetch {name}"))?;
         if !response.status().is_success() {
             bail!("could not fetch {name}: HTTP {}", response.status());
         }
@@ -104,7 +110,7 @@ fn is_id_byte(b: u8) -> bool {
 /// A name for a patient's file on this disk: no path, no hidden file (`Filename`'s rules),
 /// and not one already used in the folder (`Scan (2).pdf`).
 fn local_name(sent: &str, taken: &mut Vec<String>) -> anyhow::Result<String> {
-    let name = sealpost::domain::Filename::parse(sent).map_err(|e| anyhow::anyhow!("a file's name: {e}"))?;
+    let name = sealpost::domain::Filename::parse(&fit_bytes(sent, 200)).map_err(|e| anyhow::anyhow!("a file's name: {e}"))?;
     let mut candidate = name.as_str().to_owned();
     let mut n = 1;
     while taken.iter().any(|t| t.eq_ignore_ascii_case(&candidate)) {
@@ -113,6 +119,23 @@ fn local_name(sent: &str, taken: &mut Vec<String>) -> anyhow::Result<String> {
     }
     taken.push(candidate.clone());
     Ok(candidate)
+}
+
+/// `name` in at most `max` bytes (file systems count bytes, not characters), its extension
+/// kept.
+fn fit_bytes(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    let mut stem: String = stem.to_owned();
+    while stem.len() + ext.len() > max {
+        stem.pop();
+    }
+    stem + &ext
 }
 
 /// A folder only its owner may enter (a patient's files are health data).
@@ -149,5 +172,8 @@ mod tests {
         assert_eq!(local_name("scan.PDF", &mut taken).unwrap(), "scan (2).PDF");
         assert_eq!(local_name("Message.txt", &mut taken).unwrap(), "Message (2).txt");
         assert!(local_name("..", &mut taken).is_err());
+        let long = format!("{}.pdf", "ä".repeat(150));
+        let fitted = local_name(&long, &mut taken).unwrap();
+        assert!(fitted.len() <= 200 && fitted.ends_with(".pdf"), "{fitted}");
     }
 }

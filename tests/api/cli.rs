@@ -355,11 +355,19 @@ async fn tenant_create_sets_link_days_per_auth_method_and_replies() {
     assert_eq!(post_share_with_key(&app, &key, &body).await.ok(201)["allow_reply"], false);
     assert_eq!(post_share(&app, &share_body()).await.ok(201)["allow_reply"], false, "off unless the practice says");
 
+    let mut list = args(&["tenant", "list", "--data-dir", &data_dir]);
+    list.extend(args(&[]));
+    let listed = stdout(&sealpost(list).await);
+    assert!(listed.contains("Praxis Kurz  (links 30 days (sms 90, date_of_birth 14), at most 90, replies off)"), "{listed}");
+    assert!(listed.contains("Praxis Kurz  (links 30 days, at most 90, replies on)"), "{listed}");
+
+    // Twice for one method is a mistake, not "the last one wins".
+    let err = assert_failed_cleanly(&create(&["--link-days-for", "sms=90", "--link-days-for", "sms=30"]).await);
+    assert_eq!(err, "error: --link-days-for: sms is given twice");
     let out = create(&["--link-days-for", "dob=14"]).await;
     assert!(!out.status.success() && stderr(&out).contains("no auth method"), "{}", stderr(&out));
-    let out = create(&["--link-days-for", "sms=120"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("must be 1..=max_link_days"), "{}", stderr(&out));
+    let err = assert_failed_cleanly(&create(&["--link-days-for", "sms=120"]).await);
+    assert!(err.starts_with("error: ") && err.contains("must be 1..=max_link_days"), "{err}");
 }
 
 #[tokio::test]

@@ -41,6 +41,16 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// The name in the API (serde's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Manual => "manual",
+            Self::DateOfBirth => "date_of_birth",
+            Self::InsuranceNumber => "insurance_number",
+        }
+    }
+
     /// Whether the secret is a generated one-time code (as opposed to a fact the patient knows).
     pub fn uses_code(self) -> bool {
         matches!(self, Self::Sms | Self::Manual)
@@ -455,6 +465,13 @@ impl Share {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_methods_are_named_as_serde_names_them() {
+        for method in [AuthMethod::Sms, AuthMethod::Manual, AuthMethod::DateOfBirth, AuthMethod::InsuranceNumber] {
+            assert_eq!(serde_json::to_value(method).unwrap(), method.as_str());
+        }
+    }
     use crate::domain::Policy;
 
     fn t0() -> DateTime<Utc> {

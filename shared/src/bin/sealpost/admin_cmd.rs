@@ -221,6 +221,17 @@ async fn aws_store() -> anyhow::Result<Box<dyn Store>> {
     anyhow::bail!("this sealpost was built without the AWS adapters (--features aws)")
 }
 
+/// A practice's policy in a line: links' days (by method where set), their maximum, replies.
+fn policy_summary(policy: &sealpost::domain::Policy) -> String {
+    let by_method: Vec<String> = policy.link_days_by_method.iter().map(|(m, d)| format!("{} {d}", m.as_str())).collect();
+    let links = match by_method.is_empty() {
+        true => format!("links {} days", policy.default_link_days),
+        false => format!("links {} days ({})", policy.default_link_days, by_method.join(", ")),
+    };
+    let replies = if policy.allow_reply { "replies on" } else { "replies off" };
+    format!("{links}, at most {}, {replies}", policy.max_link_days)
+}
+
 fn practice_id(raw: &str) -> anyhow::Result<PracticeId> {
     PracticeId::parse(raw).ok_or_else(|| anyhow::anyhow!("{raw} is not a practice id (prc_…)"))
 }
@@ -237,6 +248,11 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             new.sms_sender = a.sms_sender.as_deref().map(Practice::validate_sms_sender).transpose()?;
             new.language = Language::parse(&a.language)?;
             new.policy.default_link_days = a.link_days;
+            for (i, (method, _)) in a.link_days_for.iter().enumerate() {
+                if a.link_days_for[..i].iter().any(|(m, _)| m == method) {
+                    anyhow::bail!("--link-days-for: {} is given twice", method.as_str());
+                }
+            }
             new.policy.link_days_by_method = a.link_days_for.into_iter().collect();
             new.policy.max_link_days = a.max_link_days;
             new.policy.window_after_first_verify_hours = a.window_hours;
@@ -252,7 +268,14 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
         }
         TenantCommand::List(dir) => {
             for p in open(&dir).await?.list_practices().await? {
-                println!("{}  {}  {}  {}", p.id, p.created_at.format("%Y-%m-%d"), p.default_language.as_str(), p.name);
+                println!(
+                    "{}  {}  {}  {}  ({})",
+                    p.id,
+                    p.created_at.format("%Y-%m-%d"),
+                    p.default_language.as_str(),
+                    p.name,
+                    policy_summary(&p.policy)
+                );
             }
         }
         TenantCommand::Webhook(cmd) => webhook(cmd).await?,

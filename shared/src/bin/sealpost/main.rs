@@ -83,8 +83,8 @@ async fn main() -> anyhow::Result<()> {
     sealpost::telemetry::init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
-        Command::Tenant(cmd) => admin_cmd::tenant(cmd).await,
-        Command::Key(cmd) => admin_cmd::key(cmd).await,
+        Command::Tenant(cmd) => client_cmd::exit_on_error(admin_cmd::tenant(cmd).await),
+        Command::Key(cmd) => client_cmd::exit_on_error(admin_cmd::key(cmd).await),
         Command::Send(args) => client_cmd::send(args).await,
         Command::Status(args) => client_cmd::status(args).await,
         Command::Replies(args) => replies_cmd::replies(args).await,

@@ -160,7 +160,7 @@ impl Service {
         // Kept before it is counted: a revoke or the expiry that comes between makes the count
         // fail, and then the reply is deleted here (their own delete may have come before it).
         self.save_reply(&share, &reply).await?;
-        let id = share.id.clone();
+        let (id, prefix) = (share.id.clone(), reply_prefix(&share, &reply.id));
         let counted = self
             .mutate_from(Some(share), Load::Patient(&id), |share, now| {
                 if let Err(e) = still_open(share, now) {
@@ -177,7 +177,10 @@ impl Service {
         let share = match counted {
             Ok(share) => share,
             Err(e) => {
-                self.forget_reply(&id, &reply.id).await;
+                // Never counted, so nothing can submit it: it goes, whatever the reason.
+                if let Err(e) = self.blobs.delete_prefix(&prefix).await {
+                    tracing::error!(share_id = %id, reply_id = %reply.id, error = %e, "could not delete an uncounted reply");
+                }
                 return Err(e);
             }
         };
@@ -218,6 +221,7 @@ impl Service {
         let refused = reply.files.len() - accepted;
         if accepted == 0 && reply.message.is_none() {
             self.save_reply(&share, &reply).await?; // a retry answers the same reasons
+            self.forget_reply(id, &reply_id).await; // … unless the share closed meanwhile
             let names: Vec<&str> = reply.files.iter().map(|f| f.filename.as_str()).collect();
             return Err(Error::invalid(
                 "files",

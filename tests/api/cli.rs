@@ -448,3 +448,16 @@ async fn send_no_wait_returns_once_the_share_is_queued() {
     assert_eq!(get_share(&app, &line_value(&stdout(&out), "id")).await["status"], "active");
     assert_eq!(app.sent_sms().await.len(), 1);
 }
+
+/// A share id is 22 characters of URL-safe base64: one in 64 begins with `-`, which is still
+/// an id, not an option.
+#[tokio::test]
+async fn an_id_that_begins_with_a_dash_is_an_id() {
+    let app = TestApp::spawn().await;
+    for command in ["status", "replies"] {
+        let mut cmd = args(&[command, "-fAbCdEfGhIjKlMnOpQrStU"]);
+        cmd.extend(api_args(&app));
+        let err = assert_failed_cleanly(&sealpost(cmd).await);
+        assert!(err.contains("(not_found)"), "{command}: the API's answer, not an option error: {err}");
+    }
+}

@@ -121,7 +121,8 @@ pub struct SendArgs {
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
-    /// The share's id, as `sealpost send` printed it.
+    /// The share's id, as `sealpost send` printed it (it may begin with `-`).
+    #[arg(allow_hyphen_values = true)]
     id: String,
     #[command(flatten)]
     api: ApiArgs,

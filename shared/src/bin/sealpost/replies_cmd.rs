@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct RepliesArgs {
-    /// The share's id, as `sealpost send` printed it.
+    /// The share's id, as `sealpost send` printed it (it may begin with `-`).
+    #[arg(allow_hyphen_values = true)]
     id: String,
     /// Save each reply under DIR/<reply id>/: its message as message.txt and each accepted
     /// file under its name (folders and files readable by you only; saving again overwrites).

@@ -33,7 +33,7 @@ impl SendQueue for EmbeddedSends {
     async fn enqueue(&self, share: &ShareId, _version: u64) -> PortResult<()> {
         let (id, now) = (share.to_string(), us(self.clock.now()));
         self.store
-            .run(move |conn| {
+            .write(move |conn| {
                 // A send queued again moves its entry's time: a round that took the older entry
                 // then leaves this one in place (it deletes only what it read).
                 conn.execute(
@@ -72,7 +72,7 @@ impl SendWorker {
             let skip = failed.clone();
             let queued: Vec<(String, i64)> = self
                 .store
-                .run(move |conn| {
+                .read(move |conn| {
                     let mut stmt = conn
                         .prepare_cached("SELECT share_id, queued_us FROM send_queue ORDER BY queued_us, share_id")
                         .map_err(db_err)?;
@@ -102,7 +102,7 @@ impl SendWorker {
                     Ok(()) => {
                         let gone = id.clone();
                         self.store
-                            .run(move |conn| {
+                            .write(move |conn| {
                                 conn.execute(
                                     "DELETE FROM send_queue WHERE share_id = ?1 AND queued_us = ?2",
                                     params![gone, queued_us],

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 impl PracticeStore for SqliteStore {
     async fn put_practice(&self, practice: &Practice) -> PortResult<()> {
         let practice = practice.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO practices (id, created_us, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body",
@@ -26,7 +26,7 @@ impl PracticeStore for SqliteStore {
 
     async fn get_practice(&self, id: &PracticeId) -> PortResult<Option<Practice>> {
         let id = id.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM practices WHERE id = ?1")
                 .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
@@ -37,7 +37,7 @@ impl PracticeStore for SqliteStore {
     }
 
     async fn list_practices(&self) -> PortResult<Vec<Practice>> {
-        self.run(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT body FROM practices ORDER BY created_us, id").map_err(db_err)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
             rows.map(|r| from_json(&r.map_err(db_err)?)).collect()
@@ -47,7 +47,7 @@ impl PracticeStore for SqliteStore {
 
     async fn put_api_key(&self, key: &ApiKey) -> PortResult<()> {
         let key = key.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO api_keys (id, practice_id, hash, body) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body",
@@ -61,7 +61,7 @@ impl PracticeStore for SqliteStore {
 
     async fn find_api_key(&self, hash: &str) -> PortResult<Option<ApiKey>> {
         let hash = hash.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM api_keys WHERE hash = ?1")
                 .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
@@ -73,7 +73,7 @@ impl PracticeStore for SqliteStore {
 
     async fn list_api_keys(&self, practice: &PracticeId) -> PortResult<Vec<ApiKey>> {
         let practice = practice.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached("SELECT body FROM api_keys WHERE practice_id = ?1 ORDER BY id").map_err(db_err)?;
             let rows = stmt.query_map([practice.as_str()], |r| r.get::<_, String>(0)).map_err(db_err)?;
             let mut keys: Vec<ApiKey> = rows.map(|r| from_json(&r.map_err(db_err)?)).collect::<PortResult<_>>()?;
@@ -85,15 +85,13 @@ impl PracticeStore for SqliteStore {
 
     async fn revoke_api_key(&self, key_id: &str, now: DateTime<Utc>) -> PortResult<bool> {
         let key_id = key_id.to_owned();
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
+        self.write(move |conn| {
             let body: Option<String> =
-                tx.query_row("SELECT body FROM api_keys WHERE id = ?1", [&key_id], |r| r.get(0)).optional().map_err(db_err)?;
+                conn.query_row("SELECT body FROM api_keys WHERE id = ?1", [&key_id], |r| r.get(0)).optional().map_err(db_err)?;
             let Some(body) = body else { return Ok(false) };
             let mut key: ApiKey = from_json(&body)?;
             key.revoked_at.get_or_insert(now);
-            tx.execute("UPDATE api_keys SET body = ?2 WHERE id = ?1", params![key_id, to_json(&key)?]).map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
+            conn.execute("UPDATE api_keys SET body = ?2 WHERE id = ?1", params![key_id, to_json(&key)?]).map_err(db_err)?;
             Ok(true)
         })
         .await
@@ -111,9 +109,8 @@ impl IdempotencyStore for SqliteStore {
         stale_before: DateTime<Utc>,
     ) -> PortResult<Claim> {
         let (practice, key, fingerprint) = (practice.clone(), key.to_owned(), fingerprint.to_owned());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
-            let existing: Option<(String, Option<i64>, Option<String>, i64)> = tx
+        self.write(move |conn| {
+            let existing: Option<(String, Option<i64>, Option<String>, i64)> = conn
                 .query_row(
                     "SELECT fingerprint, status, response, created_us FROM idempotency WHERE practice_id = ?1 AND key = ?2",
                     params![practice.as_str(), key],
@@ -125,7 +122,7 @@ impl IdempotencyStore for SqliteStore {
                 Some((fp, Some(status), Some(body), _)) => Claim::Completed { fingerprint: fp, status: status as u16, body },
                 Some((fp, _, _, created)) if created > us(stale_before) => Claim::InProgress { fingerprint: fp },
                 _ => {
-                    tx.execute(
+                    conn.execute(
                         "INSERT OR REPLACE INTO idempotency (practice_id, key, fingerprint, status, response, created_us)
                          VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
                         params![practice.as_str(), key, fingerprint, us(now)],
@@ -134,7 +131,6 @@ impl IdempotencyStore for SqliteStore {
                     Claim::Claimed
                 }
             };
-            tx.commit().map_err(db_err)?;
             Ok(claim)
         })
         .await
@@ -142,7 +138,7 @@ impl IdempotencyStore for SqliteStore {
 
     async fn complete_idempotency(&self, practice: &PracticeId, key: &str, status: u16, body: &str) -> PortResult<()> {
         let (practice, key, body) = (practice.clone(), key.to_owned(), body.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE idempotency SET status = ?3, response = ?4 WHERE practice_id = ?1 AND key = ?2",
                 params![practice.as_str(), key, status, body],
@@ -155,7 +151,7 @@ impl IdempotencyStore for SqliteStore {
 
     async fn release_idempotency(&self, practice: &PracticeId, key: &str) -> PortResult<()> {
         let (practice, key) = (practice.clone(), key.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "DELETE FROM idempotency WHERE practice_id = ?1 AND key = ?2 AND status IS NULL",
                 params![practice.as_str(), key],
@@ -171,7 +167,7 @@ impl IdempotencyStore for SqliteStore {
 impl SmsCounter for SqliteStore {
     async fn take_sms(&self, practice: &PracticeId, day: &str, cap: u32) -> PortResult<bool> {
         let (practice, day) = (practice.clone(), day.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             // One statement: insert the first, or count up only while under the cap.
             let changed = conn
                 .execute(
@@ -187,7 +183,7 @@ impl SmsCounter for SqliteStore {
 
     async fn give_back_sms(&self, practice: &PracticeId, day: &str) -> PortResult<()> {
         let (practice, day) = (practice.clone(), day.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE sms_counters SET count = count - 1 WHERE practice_id = ?1 AND day = ?2 AND count > 0",
                 params![practice.as_str(), day],

@@ -25,7 +25,7 @@ pub struct Queued {
 impl WebhookStore for SqliteStore {
     async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()> {
         let webhook = webhook.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO webhooks (id, practice_id, created_us, body) VALUES (?1, ?2, ?3, ?4)",
                 params![webhook.id.as_str(), webhook.practice_id.as_str(), us(webhook.created_at), to_json(&webhook)?],
@@ -38,7 +38,7 @@ impl WebhookStore for SqliteStore {
 
     async fn replace_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
         let webhook = webhook.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let changed = conn
                 .execute(
                     "UPDATE webhooks SET body = ?3 WHERE id = ?1 AND practice_id = ?2",
@@ -52,7 +52,7 @@ impl WebhookStore for SqliteStore {
 
     async fn get_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<Option<Webhook>> {
         let (practice, id) = (practice.clone(), id.clone());
-        self.run(move |conn| {
+        self.read(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND practice_id = ?2")
                 .and_then(|mut s| s.query_row([id.as_str(), practice.as_str()], |r| r.get(0)).optional())
@@ -64,7 +64,7 @@ impl WebhookStore for SqliteStore {
 
     async fn list_webhooks(&self, practice: &PracticeId) -> PortResult<Vec<Webhook>> {
         let practice = practice.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT body FROM webhooks WHERE practice_id = ?1 ORDER BY created_us, id")
                 .map_err(db_err)?;
@@ -76,17 +76,15 @@ impl WebhookStore for SqliteStore {
 
     async fn delete_webhook(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<bool> {
         let (practice, id) = (practice.clone(), id.clone());
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            let n = tx
+        self.write(move |conn| {
+            let n = conn
                 .execute("DELETE FROM webhooks WHERE id = ?1 AND practice_id = ?2", [id.as_str(), practice.as_str()])
                 .map_err(db_err)?;
             if n > 0 {
-                tx.execute("DELETE FROM webhook_failures WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
-                tx.execute("DELETE FROM webhook_queue WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
-                tx.execute("DELETE FROM webhook_tests WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
+                conn.execute("DELETE FROM webhook_failures WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
+                conn.execute("DELETE FROM webhook_queue WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
+                conn.execute("DELETE FROM webhook_tests WHERE webhook_id = ?1", [id.as_str()]).map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
             Ok(n > 0)
         })
         .await
@@ -94,9 +92,8 @@ impl WebhookStore for SqliteStore {
 
     async fn record_attempt(&self, practice: &PracticeId, id: &WebhookId, attempt: &Attempt) -> PortResult<()> {
         let (practice, id, attempt) = (practice.clone(), id.clone(), attempt.clone());
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            let health: Option<Option<String>> = tx
+        self.write(move |conn| {
+            let health: Option<Option<String>> = conn
                 .query_row(
                     "SELECT health FROM webhooks WHERE id = ?1 AND practice_id = ?2",
                     [id.as_str(), practice.as_str()],
@@ -110,16 +107,16 @@ impl WebhookStore for SqliteStore {
                 health.last_success_at = Some(attempt.at);
             }
             health.last_attempt = Some(attempt);
-            tx.execute("UPDATE webhooks SET health = ?1 WHERE id = ?2", params![to_json(&health)?, id.as_str()])
+            conn.execute("UPDATE webhooks SET health = ?1 WHERE id = ?2", params![to_json(&health)?, id.as_str()])
                 .map_err(db_err)?;
-            tx.commit().map_err(db_err)
+            Ok(())
         })
         .await
     }
 
     async fn take_webhook_test(&self, _: &PracticeId, id: &WebhookId, minute: i64, limit: u32) -> PortResult<bool> {
         let id = id.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             // One statement: the first test of a minute starts its count, later ones count up
             // only while under the limit.
             let changed = conn
@@ -137,7 +134,7 @@ impl WebhookStore for SqliteStore {
 
     async fn webhook_health(&self, practice: &PracticeId, id: &WebhookId) -> PortResult<WebhookHealth> {
         let (practice, id) = (practice.clone(), id.clone());
-        self.run(move |conn| {
+        self.read(move |conn| {
             let health: Option<Option<String>> = conn
                 .prepare_cached("SELECT health FROM webhooks WHERE id = ?1 AND practice_id = ?2")
                 .and_then(|mut s| s.query_row([id.as_str(), practice.as_str()], |r| r.get(0)).optional())
@@ -149,7 +146,7 @@ impl WebhookStore for SqliteStore {
 
     async fn record_failed_delivery(&self, _: &PracticeId, id: &WebhookId, failed: &FailedDelivery) -> PortResult<()> {
         let (id, failed) = (id.clone(), failed.clone());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO webhook_failures (webhook_id, event_id, failed_us, body) VALUES (?1, ?2, ?3, ?4)",
                 params![id.as_str(), failed.event_id, us(failed.failed_at), to_json(&failed)?],
@@ -170,7 +167,7 @@ impl WebhookStore for SqliteStore {
             return Ok(vec![]);
         }
         let id = id.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT body FROM webhook_failures WHERE webhook_id = ?1 ORDER BY failed_us DESC, event_id LIMIT ?2",
@@ -187,7 +184,7 @@ impl SqliteStore {
     /// Events not yet fanned out, oldest first, with the position to resume after them;
     /// `None` when there are none.
     pub async fn events_to_fan_out(&self, limit: usize) -> PortResult<Option<(Vec<Event>, i64)>> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             let cursor: i64 = conn
                 .query_row("SELECT seq FROM webhook_cursor WHERE id = 1", [], |r| r.get(0))
                 .optional()
@@ -218,10 +215,9 @@ impl SqliteStore {
     /// Queues deliveries and moves the cursor past the events they came from, in one
     /// transaction: an event is fanned out once, or again after a crash, never lost.
     pub async fn enqueue_deliveries(&self, deliveries: Vec<Delivery>, cursor: i64, now: DateTime<Utc>) -> PortResult<()> {
-        self.run(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
+        self.write(move |conn| {
             {
-                let mut insert = tx
+                let mut insert = conn
                     .prepare_cached(
                         "INSERT OR IGNORE INTO webhook_queue (webhook_id, share_id, event_id, attempts, next_us, body)
                          VALUES (?1, ?2, ?3, 0, ?4, ?5)",
@@ -233,12 +229,12 @@ impl SqliteStore {
                         .map_err(db_err)?;
                 }
             }
-            tx.execute(
+            conn.execute(
                 "INSERT INTO webhook_cursor (id, seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
                 [cursor],
             )
             .map_err(db_err)?;
-            tx.commit().map_err(db_err)
+            Ok(())
         })
         .await
     }
@@ -246,7 +242,7 @@ impl SqliteStore {
     /// Deliveries due now that are first in line for their endpoint and share: a share's next
     /// event waits until the one before it is delivered or given up, so order holds per share.
     pub async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Queued>> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT q.seq, q.attempts, q.body FROM webhook_queue q
@@ -271,7 +267,7 @@ impl SqliteStore {
 
     /// A delivery is done (delivered, failed for good, or its endpoint gone).
     pub async fn finish_delivery(&self, seq: i64) -> PortResult<()> {
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute("DELETE FROM webhook_queue WHERE seq = ?1", [seq]).map_err(db_err)?;
             Ok(())
         })
@@ -279,7 +275,7 @@ impl SqliteStore {
     }
 
     pub async fn reschedule_delivery(&self, seq: i64, attempts: u32, at: DateTime<Utc>) -> PortResult<()> {
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.execute("UPDATE webhook_queue SET attempts = ?1, next_us = ?2 WHERE seq = ?3", params![attempts, us(at), seq])
                 .map_err(db_err)?;
             Ok(())
@@ -289,7 +285,7 @@ impl SqliteStore {
 
     /// How many deliveries are waiting (for tests and the CLI).
     pub async fn queued_deliveries(&self) -> PortResult<usize> {
-        self.run(|conn| {
+        self.read(|conn| {
             let n: i64 = conn.query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0)).map_err(db_err)?;
             Ok(usize::try_from(n).unwrap_or(0))
         })

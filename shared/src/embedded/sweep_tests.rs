@@ -104,7 +104,7 @@ async fn a_due_list_that_lags_behind_a_share_never_expires_it() {
     let live = Share::fixture(&Policy::default(), now);
     store.insert_share(&live, &[]).await.unwrap();
     let stale = (now - Duration::days(1)).timestamp_micros();
-    store.run(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
+    store.write(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
 
     // Its documents cannot be deleted: an attempt would fail the run.
     let service = service(&store, dir.path(), share_prefix(&live), now);
@@ -118,7 +118,7 @@ async fn a_due_list_that_lags_behind_a_share_never_expires_it() {
     revoked.revoked_at = Some(now);
     revoked.upload_urls_until = Some(now + Duration::minutes(5));
     store.insert_share(&revoked, &[]).await.unwrap();
-    store.run(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
+    store.write(move |conn| Ok(conn.execute("UPDATE shares SET sweep_due_us = ?1", [stale]).unwrap())).await.unwrap();
     assert_eq!(service.sweep_expired().await.expect("nothing to do"), 0);
     assert!(!store.get_share(&revoked.id).await.unwrap().unwrap().expiry_processed, "still to be swept once more");
 }
@@ -143,6 +143,6 @@ async fn a_send_run_that_panics_fails_its_share_not_the_worker() {
     let service = Arc::new(service(&store, dir.path(), String::new(), now));
     let worker = super::sends::SendWorker::new(store.clone(), service, wake);
     assert_eq!(worker.run_once().await.expect("the worker goes on"), 0, "the share's run failed");
-    let queued = store.run(|conn| Ok(conn.query_row("SELECT count(*) FROM send_queue", [], |r| r.get::<_, i64>(0)).unwrap()));
+    let queued = store.read(|conn| Ok(conn.query_row("SELECT count(*) FROM send_queue", [], |r| r.get::<_, i64>(0)).unwrap()));
     assert_eq!(queued.await.unwrap(), 1, "the share stays queued, to be tried again");
 }

@@ -18,6 +18,10 @@ over the shares, so there are enough of them (4,000 by default) that none reache
 the run checks that none did.
 
     python3 bench/load.py --sealpost target/release/sealpost [--seconds 20] [--connections 32]
+
+Given `--sealpost` more than once (an older build first), it measures each build in turn on the
+same machine in one run, and adds each later build's ratio to the first: the machines here are
+shared, so only figures from one run compare.
 """
 
 import argparse
@@ -123,25 +127,21 @@ def run_wrk(base, shares, steps, args, tmp):
             "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else "none"}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sealpost", required=True, help="a release build of the sealpost binary")
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--shares", type=int, default=4000)
-    parser.add_argument("--server-cpu", default="0")
-    parser.add_argument("--client-cpu", default="1")
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+STEPS = [("the path: info → verify → document URL", ["info", "verify", "document"]),
+         ("public info alone", ["info"]),
+         ("verify alone", ["verify"]),
+         ("document URL alone", ["document"])]
 
+
+def measure(sealpost, args):
+    """Each row of STEPS against a fresh `sealpost serve` of this build."""
     with tempfile.TemporaryDirectory(prefix="sealpost-bench-load-") as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         key = "sp_live_" + os.urandom(32).hex()
         log = open(os.path.join(tmp, "serve.log"), "w")
         server = subprocess.Popen(
-            ["taskset", "-c", args.server_cpu, args.sealpost, "serve", "--addr", f"127.0.0.1:{port}",
+            ["taskset", "-c", args.server_cpu, sealpost, "serve", "--addr", f"127.0.0.1:{port}",
              "--data-dir", os.path.join(tmp, "data"), "--api-key", key],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")})
         try:
@@ -152,16 +152,13 @@ def main():
                 except OSError:
                     time.sleep(0.1)
             shares = make_shares(base, key, args.shares)
-            rows = []
-            for label, steps in [("the path: info → verify → document URL", ["info", "verify", "document"]),
-                                 ("public info alone", ["info"]),
-                                 ("verify alone", ["verify"]),
-                                 ("document URL alone", ["document"])]:
+            results = []
+            for label, steps in STEPS:
                 r = run_wrk(base, shares, steps, args, tmp)
-                print(f"  {label}: {r}", file=sys.stderr)
+                print(f"  {sealpost}: {label}: {r}", file=sys.stderr)
                 if r["non2xx"] or r["socket_errors"] != "none":
                     raise SystemExit(f"{label}: {r['non2xx']} answers not 200, socket errors {r['socket_errors']}")
-                rows.append((label, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['total']:,}"))
+                results.append(r)
             capped = [s["id"] for s in shares[:20] if reached_cap(base, key, s["id"])]
             if capped:
                 raise SystemExit(f"{len(capped)} of 20 shares sampled reached the event cap: the figures count requests "
@@ -170,10 +167,39 @@ def main():
             server.terminate()
             server.wait()
             log.close()
+    return results
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sealpost", required=True, action="append",
+                        help="a release build of the sealpost binary; again for another build to compare")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--shares", type=int, default=4000)
+    parser.add_argument("--server-cpu", default="0")
+    parser.add_argument("--client-cpu", default="1")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+
+    builds = [measure(sealpost, args) for sealpost in args.sealpost]
     print(f"`sealpost serve` (release, embedded backend, JSON logs on) pinned to 1 core; wrk -t1 -c{args.connections} "
           f"-d{args.seconds}s on the other; {args.shares} shares; every answer 200.\n")
-    print(table(["requests", "req/s (1 core)", "p50 (ms)", "p99 (ms)", "requests in run"], rows))
+    if len(builds) == 1:
+        rows = [(label, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['total']:,}")
+                for (label, _), r in zip(STEPS, builds[0])]
+        print(table(["requests", "req/s (1 core)", "p50 (ms)", "p99 (ms)", "requests in run"], rows))
+        return
+    names = [f"build {i + 1}" for i in range(len(builds))]
+    print("; ".join(f"{name}: `{path}`" for name, path in zip(names, args.sealpost)) + "\n")
+    header = ["requests"] + [f"{n} req/s" for n in names] + [f"{n} ÷ build 1" for n in names[1:]] + [f"{n} p99 (ms)" for n in names]
+    rows = []
+    for i, (label, _) in enumerate(STEPS):
+        rps = [b[i]["rps"] for b in builds]
+        rows.append([label] + [f"{x:,.0f}" for x in rps] + [f"{x / rps[0]:.2f}×" for x in rps[1:]]
+                    + [f"{b[i]['p99']:.2f}" for b in builds])
+    print(table(header, rows))
 
 
 if __name__ == "__main__":

@@ -250,17 +250,7 @@ async fn revoking_before_reply_kept(app: &TestApp, share: &str) -> sealpost::ser
     let practice_id = s.store.get_share(&share).await.unwrap().unwrap().practice_id;
     let practice = s.store.get_practice(&practice_id).await.unwrap().unwrap();
     let blobs = Revoking { inner: s.blobs.clone(), service: s.clone(), practice, share, fired: AtomicBool::new(false) };
-    sealpost::service::Service {
-        store: s.store.clone(),
-        blobs: Arc::new(blobs),
-        sms: s.sms.clone(),
-        mail: s.mail.clone(),
-        poster: s.poster.clone(),
-        sends: s.sends.clone(),
-        clock: s.clock.clone(),
-        keys: s.keys.clone(),
-        settings: s.settings.clone(),
-    }
+    sealpost::service::Service { blobs: Arc::new(blobs), ..(**s).clone() }
 }
 
 #[tokio::test]

@@ -206,18 +206,7 @@ fn with_senders(
     sms: std::sync::Arc<dyn sealpost::ports::SmsSender>,
     mail: std::sync::Arc<dyn sealpost::ports::MailSender>,
 ) -> sealpost::service::Service {
-    let s = &app.service;
-    sealpost::service::Service {
-        store: s.store.clone(),
-        blobs: s.blobs.clone(),
-        sms,
-        mail,
-        poster: s.poster.clone(),
-        sends: s.sends.clone(),
-        clock: s.clock.clone(),
-        keys: s.keys.clone(),
-        settings: s.settings.clone(),
-    }
+    sealpost::service::Service { sms, mail, ..(*app.service).clone() }
 }
 
 /// … or ends between the email and the SMS (`at_sms`).

@@ -66,6 +66,8 @@ impl Settings {
     }
 }
 
+/// The ports and settings; a clone shares them (a test swaps one port with `..clone()`).
+#[derive(Clone)]
 pub struct Service {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,

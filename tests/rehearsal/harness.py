@@ -947,7 +947,7 @@ def sns_event(topic_arn: str, message: dict) -> dict:
 
 
 class Moto:
-    def __init__(self, python: str, log_dir: Path) -> None:
+    def __init__(self, python: str, log_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
         import socket
 
         with socket.socket() as s:
@@ -955,7 +955,8 @@ class Moto:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_dir / "moto.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen([python, str(REPO / "infra/moto_server.py"), "-H", "127.0.0.1", "-p", str(port)],
+        self.process = subprocess.Popen([python, str(REPO / "infra/moto_server.py"), "-H", "127.0.0.1", "-p", str(port),
+                                         *extra_args],
                                         stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         for _ in range(150):
             try:

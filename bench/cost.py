@@ -1,0 +1,792 @@
+"""What a share costs on AWS, counted from the code as it ships.
+
+The functions `sam build` made (.aws-sam/build, arm64 under qemu: tests/rehearsal/harness.py)
+carry shares of a typical kind through their whole life against moto's server, which records
+every AWS request (infra/moto_server.py --record). Each function signs with its own access key,
+as each Lambda function has its role's session, so every call is told to the function that made
+it (a presigned URL, to the function that signed it). Those counts are priced with
+bench/prices.toml, whose every price names its page and the date it was read.
+
+The typical share (issue #22): 2 documents of 0.5 MB each sent inline, an email and an SMS
+code, the patient opens the page, verifies once and downloads both documents, one webhook
+endpoint gets every event; the link runs out (the sweep), then the record is purged (TTL, then
+the cleanup function). Lambda's pollers are played as they work: the table's stream through
+webhook-fanout after each moment of the share's life, the queue through webhook-sender.
+
+    python3 bench/cost.py [--shares N] [--artifacts DIR] [--prices FILE] [--json FILE]
+
+What is counted, not guessed: every request to DynamoDB (with its read and write units from the
+items' sizes: DYNAMODB_RULES), S3 (by class, and the bytes presigned GETs serve), SES, SNS SMS
+(segments from the text), SQS, SSM; each function's invocations; the HTTP API's requests and
+their sizes; what CloudFront serves the patient; each function's log bytes. What is assumed
+(it needs a deployment to measure): each invocation's duration, from its AWS calls and
+prices.toml's [assumed] latencies; Lambda's own log lines; the SQS pollers' empty receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import math
+import re
+import secrets
+import sys
+import time
+import tomllib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "rehearsal"))
+from harness import (  # noqa: E402
+    REGION, Gateway, Lambda, Moto, Stack, TableStream, aws_client, default_artifacts, log, new_log_dir, runner_for,
+    schedule_event, sqs_event, stream_event,
+)
+from rehearse import Receiver, make_certificates  # noqa: E402
+
+SENDER = "praxis@cost.example"
+PHONE = "+41791234567"  # a Swiss mobile number: the SMS line is priced for Switzerland
+PATIENT = "patient@cost.example"
+DOCUMENT_BYTES = 512 * 1024  # two of them: the typical share's 1 MB
+# Who signs what is not a function's: the operator's setup, the stand-in's own reads, TTL's
+# deletes (free), and Lambda's SQS poller (billed: its requests are the account's).
+SETUP_KEYS = {"rehearsal", "operator", "bench"}
+TTL_KEY, POLLER_KEY = "ttl", "lambda-poller"
+DAYS_PER_MONTH = 30.4375
+
+
+def key_of(handler: str) -> str:
+    return f"ASIA{handler.upper().replace('-', '')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# DynamoDB's billing rules, applied to the items moto recorded
+# ---------------------------------------------------------------------------------------------
+
+DYNAMODB_RULES = """\
+- Item size: attribute names' UTF-8 bytes plus values (strings' bytes, numbers ~1 byte per two
+  significant digits + 1, binary's bytes, Boolean and null 1, a map or list 3 + 1 per element).
+- A write request unit per 1 KB of the item (the larger of before and after), at least one; a
+  read request unit per 4 KB read, at least one; eventually consistent reads (every GSI Query)
+  half; transactional items twice (prepare and commit). A Query is rounded over all the items
+  it read together, not per item.
+- A write whose condition fails is billed on the stored item (one unit when there is none). A
+  cancelled transaction is billed as if it had written: AWS does not say, so this is an upper
+  bound (the run counts how many there were). A ConditionCheck is a transactional write of the
+  item it checks.
+- A global secondary index: one write per index entry put or deleted (a changed index key
+  deletes and puts: two), one when only its projected attributes change, none when the item
+  is in the index neither before nor after; units by the entry's size (table and index keys
+  and its projected attributes); not doubled by a transaction.
+- TTL's deletes and the stream's reads by Lambda cost nothing."""
+
+
+def number_size(text: str) -> int:
+    digits = text.lstrip("-").replace(".", "").lstrip("0").rstrip("0")
+    return (max(len(digits), 1) + 1) // 2 + 1
+
+
+def value_size(value: dict) -> int:
+    (kind, v), = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return number_size(v)
+    if kind == "B":
+        return len(base64.b64decode(v))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(x.encode()) for x in v)
+    if kind == "NS":
+        return sum(number_size(x) for x in v)
+    if kind == "BS":
+        return sum(len(base64.b64decode(x)) for x in v)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + value_size(x) + 1 for k, x in v.items())
+    if kind == "L":
+        return 3 + sum(value_size(x) + 1 for x in v)
+    raise ValueError(f"an attribute of unknown type {kind}")
+
+
+def item_size(item: dict | None) -> int:
+    return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
+
+
+def index_entry(item: dict | None, table_keys: list[str], index: dict) -> dict | None:
+    """The item's entry in a global secondary index, or None when it has no index key."""
+    index_keys = [k["AttributeName"] for k in index["KeySchema"]]
+    if item is None or any(k not in item for k in index_keys):
+        return None
+    projection = index.get("Projection", {})
+    kind = projection.get("ProjectionType", "ALL")
+    if kind == "ALL":
+        return dict(item)
+    names = set(table_keys) | set(index_keys)
+    if kind == "INCLUDE":
+        names |= set(projection.get("NonKeyAttributes", []))
+    return {k: v for k, v in item.items() if k in names}
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def read_units(size: int, consistent: bool) -> float:
+    return max(1, math.ceil(size / 4096)) * (1 if consistent else 0.5)
+
+
+def dynamodb_units(line: dict) -> tuple[float, float]:
+    """(read units, write units) of one recorded DynamoDB request."""
+    op, request = line["operation"], line.get("request") or {}
+    if op in ("GetItem", "Query", "Scan"):
+        answer = line.get("response") or {}
+        items = [answer["Item"]] if answer.get("Item") else answer.get("Items", [])
+        consistent = bool(request.get("ConsistentRead")) and "IndexName" not in request
+        return read_units(sum(item_size(i) for i in items), consistent), 0
+    if op == "BatchGetItem":
+        found = [i for items in (line.get("response") or {}).get("Responses", {}).values() for i in items]
+        return sum(read_units(item_size(i), True) for i in found), 0
+    if op == "TransactGetItems":
+        found = [r.get("Item") for r in (line.get("response") or {}).get("Responses", [])]
+        return sum(2 * read_units(item_size(i), True) for i in found), 0
+    factor = 2 if op == "TransactWriteItems" else 1
+    units = 0
+    for entry in line.get("items", []):
+        before, after = entry["before"], entry["after"]
+        units += factor * write_units(max(item_size(before), item_size(after)))
+        table_keys = list(entry["key"])
+        for index in line.get("indexes", {}).get(entry["table"], []):
+            old, new = index_entry(before, table_keys, index), index_entry(after, table_keys, index)
+            if old is None and new is None:
+                continue
+            index_keys = [k["AttributeName"] for k in index["KeySchema"]]
+            if old is None or new is None or any(old.get(k) != new.get(k) for k in index_keys):
+                units += sum(write_units(item_size(e)) for e in (old, new) if e is not None)
+            elif old != new:
+                units += write_units(max(item_size(old), item_size(new)))
+    return 0, units
+
+
+# ---------------------------------------------------------------------------------------------
+# The other services' requests, as their prices count them
+# ---------------------------------------------------------------------------------------------
+
+
+def s3_kind(line: dict) -> str:
+    """S3's operation from a REST request, and so its request class."""
+    method, query = line["method"], line["query"]
+    params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    bucket_only = line["path"].strip("/").count("/") == 0
+    if method == "PUT":
+        if line["copy_source"]:
+            return "CopyObject"
+        return "UploadPart" if "partNumber" in params else "PutObject"
+    if method == "POST":
+        if "uploads" in params:
+            return "CreateMultipartUpload"
+        if "uploadId" in params:
+            return "CompleteMultipartUpload"
+        if "delete" in params:
+            return "DeleteObjects"
+        return "PostObject"
+    if method == "GET":
+        return "ListObjectsV2" if bucket_only or "list-type" in params else "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in params else "DeleteObject"
+    return method
+
+
+# DeleteObjects is a POST: AWS says DELETE is free, not what a multi-object delete is; counted
+# as a POST, the dearer reading.
+S3_CLASS_A = {"PutObject", "CopyObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload",
+              "ListObjectsV2", "PostObject", "DeleteObjects"}
+S3_CLASS_B = {"GetObject", "HeadObject"}
+GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+           "¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> int:
+    if all(c in GSM7 or c in GSM7_EXTENDED for c in text):
+        septets = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
+        return 1 if septets <= 160 else math.ceil(septets / 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else math.ceil(units / 67)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One invocation of a function, as counted."""
+    handler: str
+    log_bytes: int
+
+
+@dataclass
+class Counts:
+    """What one phase of the run used: per function and per service."""
+    invocations: Counter = field(default_factory=Counter)
+    log_bytes: Counter = field(default_factory=Counter)
+    # (who, service, operation) -> requests; and the units and bytes that go with them.
+    requests: Counter = field(default_factory=Counter)
+    rru: Counter = field(default_factory=Counter)
+    wru: Counter = field(default_factory=Counter)
+    bytes_out: Counter = field(default_factory=Counter)
+    sqs_billed: Counter = field(default_factory=Counter)
+    api_requests: int = 0
+    api_billed: int = 0
+    api_bytes: int = 0
+    cdn_requests: int = 0
+    cdn_function_runs: int = 0
+    cdn_bytes: int = 0
+    sms_segments: int = 0
+    emails: int = 0
+    webhook_posts: int = 0
+    dynamodb_failed: int = 0
+    s3_stored_byte_days: float = 0.0
+    table_stored_byte_days: float = 0.0
+
+
+class CountedLambda(Lambda):
+    """The stand-in's Lambda, each function signing with a key of its own, its invocations
+    and log output counted."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[Call] = []
+
+    def lambda_own(self, function) -> dict[str, str]:
+        return {**super().lambda_own(function), "AWS_ACCESS_KEY_ID": key_of(function.handler)}
+
+    def instance(self, handler: str):
+        instance = super().instance(handler)
+        if not getattr(instance, "counted", False):
+            invoke = instance.invoke
+
+            def counted(event: bytes, slack: float = 4.0) -> bytes:
+                instance.log_file.flush()
+                before = instance.log_path.stat().st_size
+                try:
+                    return invoke(event, slack)
+                finally:
+                    instance.log_file.flush()
+                    self.calls.append(Call(handler, instance.log_path.stat().st_size - before))
+
+            instance.invoke = counted
+            instance.counted = True
+        return instance
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.log_dir = new_log_dir("sealpost-cost-")
+        self.record = self.log_dir / "requests.jsonl"
+        self.moto = Moto(sys.executable, self.log_dir, ("--record", str(self.record)))
+        self.stack = Stack(REPO / "template.yaml", {"SenderEmail": SENDER})
+        self.stack.provision(self.moto.url, base64.b64encode(secrets.token_bytes(32)).decode())
+        bootstrap = next(args.artifacts.glob("*/bootstrap"), None)
+        if bootstrap is None:
+            raise SystemExit(f"cost: no <Function>/bootstrap under {args.artifacts}: run `bash infra/build` first")
+        # The practice's webhook receiver (HTTPS, on the address tests/rehearsal/run's network
+        # namespace gives a public name: the sender posts to public hosts only).
+        ca, cert, key = make_certificates(self.log_dir)
+        self.receiver = Receiver(cert, key)
+        self.functions = CountedLambda(self.stack, args.artifacts, runner_for(bootstrap), self.moto.url, self.log_dir,
+                                       {"SSL_CERT_FILE": str(ca)})
+        self.gateway = Gateway(self.functions)
+        self.http = requests.Session()
+        self.table = self.stack.physical[self.stack.resource_of_type("AWS::DynamoDB::Table")]
+        self.bucket = self.stack.physical["DocumentsBucket"]
+        self.dynamodb = aws_client("dynamodb", self.moto.url)
+        self.s3 = aws_client("s3", self.moto.url)
+        self.stream = TableStream(self.stack, self.moto.url)
+        self.api_key = ""
+        self.fanned_out = 0  # events the fan-out took: each must reach the receiver
+        self.api_log: list[tuple[int, int]] = []  # HTTP API: (request bytes, response bytes)
+        self.cdn_log: list[tuple[bool, int]] = []  # CloudFront: (ran the viewer function, bytes served)
+        self.stored: list[tuple[str, float, float]] = []  # ("s3" or "table", bytes, days kept)
+
+    # -- the clients: the practice, the patient's browser, Lambda's pollers -------------------------
+
+    def call_api(self, method: str, path: str, *, via_cdn: bool, token: str | None = None, **kwargs) -> dict:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        answer = self.http.request(method, self.gateway.url + path, headers=headers, timeout=600, **kwargs)
+        if answer.status_code >= 300:
+            raise SystemExit(f"cost: {method} {path}: {answer.status_code} {answer.text[:300]}")
+        sent = len(answer.request.body or b"")
+        self.api_log.append((sent, len(answer.content)))
+        if via_cdn:
+            self.cdn_log.append((False, self.wire_bytes(answer)))
+        return answer.json() if answer.content else {}
+
+    @staticmethod
+    def wire_bytes(answer: requests.Response) -> int:
+        """What CloudFront sends: text compressed (its Compress: true), anything else as it is."""
+        kind = answer.headers.get("Content-Type", "")
+        compressible = kind.startswith("text/") or "json" in kind or "javascript" in kind
+        return len(gzip.compress(answer.content)) if compressible and len(answer.content) > 1000 else len(answer.content)
+
+    def open_page(self, share_id: str, language: str) -> None:
+        """The page as the browser loads it through CloudFront: the HTML, what it links, and
+        the strings of its language (app.js fetches /assets/i18n/<lang>.json)."""
+        html = self.http.get(f"{self.gateway.url}/s/{share_id}", timeout=60)
+        paths = re.findall(r'(?:src|href)="(/assets/[^"?]+)', html.text) + [f"/assets/i18n/{language}.json"]
+        self.cdn_log.append((True, self.wire_bytes(html)))
+        for path in paths:
+            got = self.http.get(self.gateway.url + path, timeout=60)
+            if got.status_code != 200:
+                raise SystemExit(f"cost: the page's {path}: {got.status_code}")
+            self.cdn_log.append((True, self.wire_bytes(got)))
+
+    def pump(self) -> None:
+        """What Lambda's pollers do after a moment of a share's life: the stream's new records
+        through webhook-fanout (its filter applied), then the webhook queue through
+        webhook-sender, in batches of its BatchSize; the poller deletes what was worked."""
+        fanout = self.functions.functions["webhook-fanout"]
+        records = self.stream.filtered(fanout, self.stream.read())
+        self.fanned_out += len(records)
+        for start in range(0, len(records), 100):
+            answer = self.functions.invoke("webhook-fanout", stream_event(records[start:start + 100]))
+            if answer.get("batchItemFailures"):
+                raise SystemExit(f"cost: webhook-fanout asked for retries: {answer}")
+        sender = self.functions.functions["webhook-sender"]
+        batch = int(next(e for e in sender.events.values() if e["Type"] == "SQS")["Properties"].get("BatchSize", 10))
+        sqs = aws_client("sqs", self.moto.url)
+        sqs._request_signer._credentials.access_key = POLLER_KEY  # noqa: SLF001 (the poller's own key)
+        queue = self.stack.ref("WebhookQueue")
+        while self.queued(queue):  # the poller's empty receives are counted apart: fixed_lines
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=batch, AttributeNames=["All"])["Messages"]
+            answer = self.functions.invoke("webhook-sender", sqs_event(self.stack, "WebhookQueue", messages))
+            if answer.get("batchItemFailures"):
+                raise SystemExit(f"cost: webhook-sender asked for retries: {answer}")
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+    def queued(self, queue: str) -> bool:
+        bench = aws_client("sqs", self.moto.url)
+        bench._request_signer._credentials.access_key = "bench"  # noqa: SLF001 (not the poller's)
+        attributes = bench.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"]) > 0
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the record and the invocations stand: a phase is what lies between two marks."""
+        return (sum(1 for _ in open(self.record, encoding="utf-8")) if self.record.exists() else 0,
+                len(self.functions.calls), len(self.receiver.received))
+
+    # -- the phases -------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """A practice and its key (the operator's CLI), its webhook endpoint; and every function
+        started once, so that one-off start-up calls (the pepper from SSM) are set apart."""
+        import subprocess
+
+        env = self.functions.environment(self.functions.functions["create-share"])
+        cli_env = {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "operator",
+                   "AWS_SECRET_ACCESS_KEY": "operator", "AWS_ENDPOINT_URL": self.moto.url,
+                   **{k: env[k] for k in ("TABLE_NAME", "BUCKET_NAME", "PUBLIC_URL", "PEPPER_PARAMETER")}}
+        out = subprocess.run([str(self.args.sealpost), "tenant", "create", "--backend", "aws", "--name", "Praxis Kosten",
+                              "--sender-email", SENDER, "--language", "de"],
+                             env=cli_env, capture_output=True, text=True, timeout=120)
+        keys = re.findall(r"API key:\s+(sp_live_\S+)", out.stdout)
+        if out.returncode != 0 or len(keys) != 1:
+            raise SystemExit(f"cost: sealpost tenant create: {out.returncode} {out.stderr[-1000:]}")
+        self.api_key = keys[0]
+        self.call_api("POST", "/v1/webhooks", via_cdn=False, token=self.api_key, json={"url": self.receiver.url})
+        self.stream.read()
+
+    def share_life(self, shares: int) -> None:
+        documents = [b"%PDF-1.7\n" + secrets.token_bytes(DOCUMENT_BYTES - 9) for _ in range(2)]
+        made = []
+        sms_seen = 0
+        for _ in range(shares):
+            share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, headers={
+                "Idempotency-Key": f"cost-{secrets.token_hex(8)}"}, json={
+                "recipient": {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"},
+                "documents": [{"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
+                               "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)],
+            })
+            self.pump()
+            texts = [m["message"] for m in self.moto.data().get("sns", {}).get("SMS", []) if m.get("phone_number") == PHONE]
+            if len(texts) != sms_seen + 1:
+                raise SystemExit(f"cost: one SMS per share expected, {len(texts) - sms_seen}")
+            sms_seen += 1
+            code = re.findall(r"(?<!\d)(\d{6})(?!\d)", texts[-1])[0]
+            share_id = share["id"]
+            self.open_page(share_id, "de")
+            self.call_api("GET", f"/v1/public/shares/{share_id}", via_cdn=True)
+            self.pump()
+            token = self.call_api("POST", f"/v1/public/shares/{share_id}/verify", via_cdn=True,
+                                  json={"code": code})["access_token"]
+            self.pump()
+            for document in share["documents"]:
+                url = self.call_api("GET", f"/v1/public/shares/{share_id}/documents/{document['id']}", via_cdn=True,
+                                    token=token)["url"]
+                got = self.http.get(url, timeout=60)
+                if got.status_code != 200 or len(got.content) != DOCUMENT_BYTES:
+                    raise SystemExit(f"cost: the download: {got.status_code}, {len(got.content)} bytes")
+            self.pump()
+            made.append(share)
+        # What each share keeps stored, and for how long: its objects until the link ends (the
+        # sweep deletes them), its items until their TTL (the purge).
+        for share in made:
+            created = datetime.fromisoformat(share["created_at"].replace("Z", "+00:00"))
+            link_days = (datetime.fromisoformat(share["expires_at"].replace("Z", "+00:00")) - created).total_seconds() / 86400
+            objects = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"shares/{share['id']}/").get("Contents", [])
+            self.stored.append(("s3", sum(o["Size"] for o in objects), link_days))
+            for item in self.items_of(share["id"]):
+                ttl = int(item["ttl"]["N"]) if "ttl" in item else None
+                if ttl is None:
+                    raise SystemExit(f"cost: a share's item without a TTL: {item['pk']['S']} {item['sk']['S']}")
+                days = (ttl - created.timestamp()) / 86400
+                self.stored.append(("table", self.stored_size(item), days))
+        # The links run out; the next scheduled sweep expires them all (one run takes 100).
+        for share in made:
+            self.run_out(share["id"])
+        self.functions.invoke("sweep", schedule_event(self.stack, self.functions.functions["sweep"]))
+        self.pump()
+        # Their TTL passes: DynamoDB deletes the items (no units), the stream hands the share's
+        # removal to cleanup, filtered as its event source filters.
+        cleanup = self.functions.functions["cleanup"]
+        for share in made:
+            for item in self.items_of(share["id"]):
+                self.ttl_client().delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
+        removals = [r for r in self.stream.read() if r["eventName"] == "REMOVE"]
+        for r in removals:
+            r["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        passed = self.stream.filtered(cleanup, removals)
+        if len(passed) != len(made):
+            raise SystemExit(f"cost: cleanup's filter passed {len(passed)} removals for {len(made)} shares")
+        # One invocation each: at a few shares an hour, each purge comes alone (a burst would
+        # batch up to the source's BatchSize).
+        for removal in passed:
+            self.functions.invoke("cleanup", stream_event([removal]))
+        self.pump()
+        if len(self.receiver.received) != self.fanned_out:
+            raise SystemExit(f"cost: {self.fanned_out} events fanned out, {len(self.receiver.received)} delivered")
+        left = [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
+        if left:
+            raise SystemExit(f"cost: objects left after the sweep and the cleanup: {left[:3]}")
+
+    def idle_sweep(self) -> None:
+        self.functions.invoke("sweep", schedule_event(self.stack, self.functions.functions["sweep"]))
+
+    def items_of(self, share_id: str) -> list[dict]:
+        out = self.dynamodb.query(TableName=self.table, KeyConditionExpression="pk = :p",
+                                  ExpressionAttributeValues={":p": {"S": f"SHARE#{share_id}"}})["Items"]
+        # MSG# items (a provider's message id to its share) are keyed by the message id.
+        scan = self.dynamodb.scan(TableName=self.table, FilterExpression="begins_with(pk, :m) AND share_id = :s",
+                                  ExpressionAttributeValues={":m": {"S": "MSG#"}, ":s": {"S": share_id}})
+        return out + scan["Items"]
+
+    def stored_size(self, item: dict) -> int:
+        """An item's stored bytes: itself and its entries in the indexes, 100 bytes of
+        overhead each (DynamoDB's storage rule)."""
+        table = self.dynamodb.describe_table(TableName=self.table)["Table"]
+        total = item_size(item) + 100
+        for index in table.get("GlobalSecondaryIndexes", []):
+            entry = index_entry(item, ["pk", "sk"], index)
+            if entry is not None:
+                total += item_size(entry) + 100
+        return total
+
+    def ttl_client(self):
+        client = aws_client("dynamodb", self.moto.url)
+        client._request_signer._credentials.access_key = TTL_KEY  # noqa: SLF001
+        return client
+
+    def run_out(self, share_id: str) -> None:
+        """The link ran out a minute ago, as the record would read then (rehearse.py's run_out)."""
+        key = {"pk": {"S": f"SHARE#{share_id}"}, "sk": {"S": "SHARE"}}
+        bench = aws_client("dynamodb", self.moto.url)
+        bench._request_signer._credentials.access_key = "bench"  # noqa: SLF001
+        item = bench.get_item(TableName=self.table, Key=key)["Item"]
+        body = json.loads(item["body"]["S"])
+        past = datetime.now(timezone.utc).timestamp() - 60
+        body["expires_at"] = datetime.fromtimestamp(past, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        item["body"] = {"S": json.dumps(body)}
+        item["gsi2sk"] = {"S": f"{int(past * 1_000_000):020}#{share_id}"}
+        bench.put_item(TableName=self.table, Item=item)
+
+    def stop(self) -> None:
+        self.functions.stop()
+        self.gateway.shutdown()
+        self.gateway.page.stop()
+        self.receiver.shutdown()
+        self.moto.stop()
+
+    # -- counting ---------------------------------------------------------------------------------
+
+    def counts(self, since: tuple[int, int, int], until: tuple[int, int, int], api: slice, cdn: slice) -> Counts:
+        c = Counts(webhook_posts=until[2] - since[2])
+        handler_of = {key_of(h): h for h in self.functions.functions}
+        with open(self.record, encoding="utf-8") as f:
+            lines = [json.loads(x) for x in list(f)[since[0]:until[0]]]
+        for line in lines:
+            who = line["key"]
+            if who in SETUP_KEYS or who == TTL_KEY:
+                continue
+            presigned = "X-Amz-Credential" in line["query"]
+            if who != POLLER_KEY and who not in handler_of:
+                raise SystemExit(f"cost: a request signed with {who!r}, no function's key: {line['service']} {line['operation']}")
+            who = "Lambda's SQS poller" if who == POLLER_KEY else handler_of[who]
+            if presigned:
+                who = f"browser ({who}'s URL)"
+            service, op = line["service"], line["operation"]
+            if service == "s3":
+                op = s3_kind(line)
+            elif service == "ses" and op.startswith("POST ") and op.endswith("/outbound-emails"):
+                op = "SendEmail"
+            key = (who, service, op)
+            c.requests[key] += 1
+            if service == "dynamodb":
+                rru, wru = dynamodb_units(line)
+                c.rru[key] += rru
+                c.wru[key] += wru
+            if presigned and op == "GetObject":  # to the patient's browser: out to the internet
+                c.bytes_out[key] += line["bytes_out"]
+            if service == "dynamodb" and line["status"] != 200:
+                c.dynamodb_failed += 1
+            if service == "sqs":
+                c.sqs_billed[key] += max(1, math.ceil(line["bytes_in"] / 65536))
+            if service == "ses" and op == "SendEmail":
+                c.emails += 1
+        for call in self.functions.calls[since[1]:until[1]]:
+            c.invocations[call.handler] += 1
+            c.log_bytes[call.handler] += call.log_bytes
+        for sent, answered in self.api_log[api]:
+            c.api_requests += 1
+            # Metered per 512 KB; AWS does not say whether the answer counts: it does here.
+            c.api_billed += max(1, math.ceil((sent + answered) / (512 * 1024)))
+            c.api_bytes += sent + answered
+        for ran_function, served in self.cdn_log[cdn]:
+            c.cdn_requests += 1
+            c.cdn_function_runs += ran_function
+            c.cdn_bytes += served
+        return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices, and the tables
+# ---------------------------------------------------------------------------------------------
+
+GB = 1024**3
+
+
+@dataclass
+class Line:
+    what: str
+    quantity: float  # per 1,000 shares, or per month for a fixed line
+    price_key: str
+    basis: str  # counted, or what it assumes
+
+
+class Prices:
+    def __init__(self, path: Path) -> None:
+        self.doc = tomllib.loads(path.read_text())
+        self.path = path
+
+    def unit_price(self, key: str) -> float | None:
+        entry = self.doc.get(key)
+        if not entry or entry.get("price") is None:
+            return None
+        return float(entry["price"]) / float(entry.get("per", 1))
+
+    def assumed(self, key: str) -> float:
+        return float(self.doc["assumed"][key]["value"])
+
+
+def per_share(c: Counts, shares: int, field_: str, pick=lambda key: True) -> float:
+    counter = getattr(c, field_)
+    return sum(v for k, v in counter.items() if pick(k)) / shares
+
+
+def estimated_ms(run: Run, c: Counts, prices: Prices, handler: str) -> float:
+    """An invocation's duration on Lambda, assumed: a base, plus each AWS request it made at
+    the [assumed] latency of its service; webhook-sender's POSTs to the practice besides."""
+    total = c.invocations[handler] * prices.assumed("invocation_ms")
+    for (who, service, _op), n in c.requests.items():
+        if who == handler:
+            total += n * prices.assumed(f"{service}_ms")
+    if handler == "webhook-sender":
+        total += c.webhook_posts * prices.assumed("webhook_post_ms")
+    return total
+
+
+def share_lines(run: Run, c: Counts, shares: int, prices: Prices) -> list[Line]:
+    k = 1000 / shares
+    memory = {f.handler: f.memory_mb / 1024 for f in run.functions.functions.values()}
+    gb_s = sum(estimated_ms(run, c, prices, h) / 1000 * memory[h] for h in c.invocations)
+    invocations = sum(c.invocations.values())
+    log_bytes = sum(c.log_bytes.values()) + invocations * prices.assumed("platform_log_bytes")
+    retention_days = int(run.stack.parameters["LogRetentionDays"])
+    s3 = lambda ops: sum(n for (who, svc, op), n in c.requests.items() if svc == "s3" and op in ops)  # noqa: E731
+    table_gb_month = sum(b * d for kind, b, d in run.stored if kind == "table") / DAYS_PER_MONTH / GB
+    s3_gb_month = sum(b * d for kind, b, d in run.stored if kind == "s3") / DAYS_PER_MONTH / GB
+    return [
+        Line("Lambda requests", invocations * k, "lambda_requests", "counted"),
+        Line("Lambda duration (GB-s, arm64)", gb_s * k, "lambda_gb_second_arm64",
+             "assumed: [assumed] latencies × the calls counted, at the template's memory"),
+        Line("Lambda init, were every invocation a cold start (GB-s, arm64)",
+             sum(n * memory[h] for h, n in c.invocations.items()) * prices.assumed("init_ms") / 1000 * k,
+             "lambda_gb_second_arm64", "assumed: [assumed] init_ms; an upper bound (at a few shares an hour, most are)"),
+        Line("HTTP API requests (512 KB each)", c.api_billed * k, "http_api_requests", "counted"),
+        Line("DynamoDB write request units", per_share(c, shares, "wru") * 1000, "dynamodb_write_request_units",
+             "counted (item sizes)"),
+        Line("DynamoDB read request units", per_share(c, shares, "rru") * 1000, "dynamodb_read_request_units",
+             "counted (item sizes)"),
+        Line("DynamoDB storage (GB-month)", table_gb_month * 1000 / shares, "dynamodb_storage",
+             "counted: items and index entries until their TTL"),
+        Line("DynamoDB point-in-time recovery (GB-month)", table_gb_month * 1000 / shares, "dynamodb_pitr",
+             "as storage"),
+        Line("S3 PUT, COPY, POST, LIST requests", s3(S3_CLASS_A) * k, "s3_class_a", "counted"),
+        Line("S3 GET and HEAD requests", s3(S3_CLASS_B) * k, "s3_class_b", "counted"),
+        Line("S3 storage (GB-month)", s3_gb_month * 1000 / shares, "s3_storage", "counted: until the link ends"),
+        Line("S3 data out to the internet (GB)", per_share(c, shares, "bytes_out") * 1000 / GB, "s3_transfer_out",
+             "counted: presigned downloads"),
+        Line("SES emails", c.emails * k, "ses_email", "counted"),
+        Line("SMS to Switzerland (+41), segments", c.sms_segments * k, "sms_switzerland", "counted"),
+        Line("SQS FIFO requests (64 KB each)", per_share(c, shares, "sqs_billed") * 1000, "sqs_fifo_requests",
+             "counted, the poller's too"),
+        Line("CloudFront HTTPS requests", c.cdn_requests * k, "cloudfront_https_requests", "counted"),
+        Line("CloudFront Functions runs", c.cdn_function_runs * k, "cloudfront_functions", "counted"),
+        Line("CloudFront data out (GB)", c.cdn_bytes * k / GB, "cloudfront_transfer_out", "counted (gzip for text)"),
+        Line("CloudWatch Logs ingested (GB)", log_bytes * k / GB, "logs_ingest",
+             "counted, + [assumed] platform lines"),
+        Line(f"CloudWatch Logs stored (GB-month, kept {retention_days} days)",
+             log_bytes * k / GB * retention_days / DAYS_PER_MONTH, "logs_storage",
+             "as ingested: an upper bound (stored compressed)"),
+    ]
+
+
+def fixed_lines(run: Run, idle: Counts, prices: Prices) -> list[Line]:
+    minutes = DAYS_PER_MONTH * 24 * 60
+    sweeps = minutes / 5
+    sweep = run.functions.functions["sweep"]
+    sweep_ms = estimated_ms(run, idle, prices, "sweep") / max(1, idle.invocations["sweep"])
+    pollers = [f for f in run.functions.functions.values() if any(e["Type"] == "SQS" for e in f.events.values())]
+    alarms = sum(1 for r in run.stack.resources.values() if r["Type"] == "AWS::CloudWatch::Alarm")
+    sweep_logs = (sum(idle.log_bytes.values()) + prices.assumed("platform_log_bytes")) * sweeps / GB
+    return [
+        Line("sweep: EventBridge Scheduler runs (every 5 minutes)", sweeps, "scheduler_invocations", "template"),
+        Line("sweep: Lambda requests", sweeps, "lambda_requests", "template"),
+        Line("sweep: Lambda duration (GB-s, arm64)", sweeps * sweep_ms / 1000 * sweep.memory_mb / 1024,
+             "lambda_gb_second_arm64", "assumed latencies"),
+        Line("sweep: DynamoDB read request units", sweeps * per_share(idle, 1, "rru"), "dynamodb_read_request_units",
+             "counted"),
+        Line("sweep: CloudWatch Logs ingested (GB)", sweep_logs, "logs_ingest", "counted"),
+        Line(f"SQS: Lambda's empty receives on {len(pollers)} queues", len(pollers) * prices.assumed("sqs_idle_receives"),
+             "sqs_fifo_requests", "assumed: [assumed] sqs_idle_receives per queue"),
+        Line(f"CloudWatch alarms ({alarms}, standard resolution)", alarms, "cloudwatch_alarm", "template"),
+    ]
+
+
+def money(value: float | None) -> str:
+    return "no price" if value is None else f"{value:,.2f}"
+
+
+def quantity(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.3g}"
+
+
+def print_lines(title: str, lines: list[Line], prices: Prices) -> float | None:
+    print(f"\n{title}\n")
+    print("| item | quantity | USD | basis |")
+    print("|---|---|---|---|")
+    total, complete = 0.0, True
+    for line in lines:
+        unit = prices.unit_price(line.price_key)
+        cost = None if unit is None else unit * line.quantity
+        complete &= cost is not None
+        total += cost or 0.0
+        print(f"| {line.what} | {quantity(line.quantity)} | {money(cost)} | {line.basis} |")
+    print(f"| **total** | | **{total:,.2f}**{'' if complete else ' + the lines without a price'} | |")
+    return total if complete else None
+
+
+def print_calls(c: Counts, shares: int) -> None:
+    """Per function: invocations and the AWS requests each share caused."""
+    print(f"\nAWS requests per share (mean of {shares}), by who made them\n")
+    print("| who | invocations | requests | DynamoDB RRU | DynamoDB WRU |")
+    print("|---|---|---|---|---|")
+    by_who: dict[str, list[str]] = defaultdict(list)
+    for (who, service, op), n in sorted(c.requests.items()):
+        by_who[who].append(f"{service} {op} {n / shares:g}")
+    for who in sorted(set(by_who) | set(c.invocations)):
+        rru = sum(v for (w, *_), v in c.rru.items() if w == who) / shares
+        wru = sum(v for (w, *_), v in c.wru.items() if w == who) / shares
+        print(f"| {who} | {c.invocations.get(who, 0) / shares:g} | {'; '.join(by_who.get(who, []))} | {rru:g} | {wru:g} |")
+    print(f"\nDynamoDB requests that failed (a condition, a cancelled transaction), billed as if they wrote: "
+          f"{c.dynamodb_failed / shares:g} per share.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shares", type=int, default=20, help="how many typical shares to carry (default 20)")
+    parser.add_argument("--artifacts", type=Path, default=default_artifacts(), help="sam build's output")
+    parser.add_argument("--sealpost", type=Path, default=REPO / "target/debug/sealpost",
+                        help="the operator's CLI, built with the AWS adapters")
+    parser.add_argument("--prices", type=Path, default=REPO / "bench/prices.toml")
+    parser.add_argument("--json", type=Path, help="also write the counts here")
+    args = parser.parse_args()
+    if args.shares < 1 or args.shares > 100:
+        parser.error("--shares: 1 to 100 (one sweep run expires them all)")
+    prices = Prices(args.prices)
+    run = Run(args)
+    try:
+        run.setup()
+        start, api0, cdn0 = run.mark(), len(run.api_log), len(run.cdn_log)
+        t0 = time.monotonic()
+        sms_before = len(run.moto.data().get("sns", {}).get("SMS", []))
+        run.share_life(args.shares)
+        texts = [m["message"] for m in run.moto.data().get("sns", {}).get("SMS", [])][sms_before:]
+        middle, api1, cdn1 = run.mark(), len(run.api_log), len(run.cdn_log)
+        run.idle_sweep()
+        end = run.mark()
+        shares = run.counts(start, middle, slice(api0, api1), slice(cdn0, cdn1))
+        shares.sms_segments = sum(sms_segments(t) for t in texts)
+        idle = run.counts(middle, end, slice(api1, api1), slice(cdn1, cdn1))
+        log(f"cost: {args.shares} shares carried in {time.monotonic() - t0:.0f} s")
+    finally:
+        run.stop()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    print(f"# What a share costs on AWS ({prices.doc.get('region', '?')}), counted {date}")
+    print(f"\nPrices: {args.prices.relative_to(REPO) if args.prices.is_relative_to(REPO) else args.prices} "
+          f"({prices.doc.get('currency', 'USD')}); each line's page and date are there.")
+    print_calls(shares, args.shares)
+    per_1000 = print_lines("Per 1,000 typical shares (2 documents, 1 MB, email and SMS code, verified once, both "
+                           "downloaded, one webhook endpoint)", share_lines(run, shares, args.shares, prices), prices)
+    fixed = print_lines("Fixed, per month", fixed_lines(run, idle, prices), prices)
+    missing = sorted({line.price_key for line in share_lines(run, shares, args.shares, prices) + fixed_lines(run, idle, prices)
+                      if prices.unit_price(line.price_key) is None})
+    if missing:
+        print(f"\nNo price in {args.prices.name} for: {', '.join(missing)}.")
+    print("\nDynamoDB's units are counted by these rules:\n" + DYNAMODB_RULES)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "shares": args.shares, "per_1000": per_1000, "fixed_per_month": fixed,
+            "requests": {" ".join(k): v for k, v in shares.requests.items()},
+            "invocations": dict(shares.invocations),
+        }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -251,7 +251,7 @@ fn run_jobs(conn: &Connection, queue: &mpsc::Receiver<Job>, checkpoint: &mpsc::S
             // never wait for them; a write after them ends their transaction and begins one
             // that may write.
             if open == Open::Reads && job.writes {
-                commit(conn, &mut pending, checkpoint);
+                commit(conn, &mut pending, None);
                 open = Open::None;
             }
             if open == Open::None {
@@ -281,13 +281,16 @@ fn run_jobs(conn: &Connection, queue: &mpsc::Receiver<Job>, checkpoint: &mpsc::S
                 next = queue.try_recv().ok();
             }
         }
-        if open != Open::None {
-            commit(conn, &mut pending, checkpoint);
+        match open {
+            Open::Writes => commit(conn, &mut pending, Some(checkpoint)),
+            Open::Reads => commit(conn, &mut pending, None),
+            Open::None => {}
         }
     }
 }
 
-fn commit(conn: &Connection, pending: &mut Vec<Deliver>, checkpoint: &mpsc::SyncSender<()>) {
+/// Ends the open transaction and answers its jobs; after writes, wakes the checkpointer.
+fn commit(conn: &Connection, pending: &mut Vec<Deliver>, checkpoint: Option<&mpsc::SyncSender<()>>) {
     let committed = statement(conn, "COMMIT").map_err(|e| e.to_string());
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -295,7 +298,9 @@ fn commit(conn: &Connection, pending: &mut Vec<Deliver>, checkpoint: &mpsc::Sync
     for deliver in pending.drain(..) {
         deliver(committed.clone().map_err(db_err));
     }
-    let _ = checkpoint.try_send(()); // one already asked for is enough
+    if let Some(checkpoint) = checkpoint {
+        let _ = checkpoint.try_send(()); // one already asked for is enough
+    }
 }
 
 /// A statement without parameters or rows, parsed once per connection (`BEGIN`, `SAVEPOINT`…).
@@ -622,12 +627,8 @@ mod tests {
         let kept: Vec<String> = (0..40).filter(|i| i % 2 == 0).map(|i| format!("m{i:02}")).collect();
         assert_eq!(messages(&s).await, kept);
         // The thread goes on after the panics.
-        s.record_provider_message("after", &share_fixture_id(), Utc::now()).await.unwrap();
+        s.record_provider_message("after", &crate::service::tests_support::share_fixture().id, Utc::now()).await.unwrap();
         assert!(messages(&s).await.contains(&"after".to_owned()));
-    }
-
-    fn share_fixture_id() -> ShareId {
-        crate::service::tests_support::share_fixture().id
     }
 
     #[tokio::test]

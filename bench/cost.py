@@ -9,9 +9,13 @@ bench/prices.toml, whose every price names its page and the date it was read.
 
 The typical share (issue #22): 2 documents of 0.5 MB each sent inline, an email and an SMS
 code, the patient opens the page, verifies once and downloads both documents, one webhook
-endpoint gets every event; the link runs out (the sweep), then the record is purged (TTL, then
-the cleanup function). Lambda's pollers are played as they work: the table's stream through
-webhook-fanout after each moment of the share's life, the queue through webhook-sender.
+endpoint gets every event; the link runs out (a scheduled sweep), then the record is purged
+(TTL, then the cleanup function). Each share lives alone, as at a few shares an hour: Lambda's
+pollers hand the table's stream to webhook-fanout after each moment of its life and the queue
+to webhook-sender; a sweep run and a purge find it alone, and a sweep run's own work (an idle
+run's) is counted once, as fixed. One share's life runs first, uncounted: the functions'
+start-up calls fall there. Then the other operations (a practice's reads, resend, archive,
+revoke, an upload share), each once on a warm function.
 
     python3 bench/cost.py [--shares N] [--artifacts DIR] [--prices FILE] [--json FILE]
 
@@ -20,7 +24,9 @@ items' sizes: DYNAMODB_RULES), S3 (by class, and the bytes presigned GETs serve)
 (segments from the text), SQS, SSM; each function's invocations; the HTTP API's requests and
 their sizes; what CloudFront serves the patient; each function's log bytes. What is assumed
 (it needs a deployment to measure): each invocation's duration, from its AWS calls and
-prices.toml's [assumed] latencies; Lambda's own log lines; the SQS pollers' empty receives.
+prices.toml's [assumed] latencies, and a cold start's; Lambda's and API Gateway's own log
+lines; the SQS pollers' empty receives. Not counted: KMS's requests (DynamoDB's encryption,
+the pepper's SecureString), fractions of a cent.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import hashlib
 import json
 import math
 import re
 import secrets
+import shutil
 import sys
 import time
 import tomllib
@@ -76,10 +84,11 @@ DYNAMODB_RULES = """\
   read request unit per 4 KB read, at least one; eventually consistent reads (every GSI Query)
   half; transactional items twice (prepare and commit). A Query is rounded over all the items
   it read together, not per item.
-- A write whose condition fails is billed on the stored item (one unit when there is none). A
-  cancelled transaction is billed as if it had written: AWS does not say, so this is an upper
-  bound (the run counts how many there were). A ConditionCheck is a transactional write of the
-  item it checks.
+- A write that fails (its condition, or a cancelled transaction's) is billed on the stored
+  item, or for a put the larger of it and the item sent (one unit when there is neither), and
+  writes no index. AWS does not say what a cancelled transaction costs: it is counted as its
+  items' writes (the run says how many failed). A ConditionCheck is a transactional write of
+  the item it checks.
 - A global secondary index: one write per index entry put or deleted (a changed index key
   deletes and puts: two), one when only its projected attributes change, none when the item
   is in the index neither before nor after; units by the entry's size (table and index keys
@@ -145,22 +154,39 @@ def read_units(size: int, consistent: bool) -> float:
 def dynamodb_units(line: dict) -> tuple[float, float]:
     """(read units, write units) of one recorded DynamoDB request."""
     op, request = line["operation"], line.get("request") or {}
+    if op == "Scan" and request.get("FilterExpression"):
+        # Billed on every item it evaluated, which the record does not hold.
+        raise SystemExit("cost: a filtered Scan in the counted path: its units cannot be counted from the record")
     if op in ("GetItem", "Query", "Scan"):
         answer = line.get("response") or {}
         items = [answer["Item"]] if answer.get("Item") else answer.get("Items", [])
         consistent = bool(request.get("ConsistentRead")) and "IndexName" not in request
         return read_units(sum(item_size(i) for i in items), consistent), 0
     if op == "BatchGetItem":
-        found = [i for items in (line.get("response") or {}).get("Responses", {}).values() for i in items]
-        return sum(read_units(item_size(i), True) for i in found), 0
+        units = 0.0
+        for table, items in (line.get("response") or {}).get("Responses", {}).items():
+            consistent = bool(request.get("RequestItems", {}).get(table, {}).get("ConsistentRead"))
+            units += sum(read_units(item_size(i), consistent) for i in items)
+        return units, 0
     if op == "TransactGetItems":
         found = [r.get("Item") for r in (line.get("response") or {}).get("Responses", [])]
         return sum(2 * read_units(item_size(i), True) for i in found), 0
+    if op not in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"):
+        if op[:1].isupper() and not op.startswith(("Describe", "List", "Create", "Update", "Delete", "Tag")):
+            raise SystemExit(f"cost: DynamoDB {op}: no billing rule for it here")
+        return 0, 0  # the control plane: not billed per request
+    if line.get("items") is None:
+        raise SystemExit(f"cost: a DynamoDB {op} the recorder could not image (its log says why)")
     factor = 2 if op == "TransactWriteItems" else 1
+    failed = line.get("status") != 200
     units = 0
     for entry in line.get("items", []):
         before, after = entry["before"], entry["after"]
+        if failed and entry.get("sent") is not None:
+            after = entry["sent"]  # a failed put: the larger of what is stored and what was sent
         units += factor * write_units(max(item_size(before), item_size(after)))
+        if failed:
+            continue  # nothing reached an index
         table_keys = list(entry["key"])
         for index in line.get("indexes", {}).get(entry["table"], []):
             old, new = index_entry(before, table_keys, index), index_entry(after, table_keys, index)
@@ -216,11 +242,34 @@ GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
 
 def sms_segments(text: str) -> int:
+    """Segments (billed messages) as shared/src/messages.rs's `sms_segments` counts them: one of
+    160 septets or 70 UCS-2 units, else parts of 153 or 67 that never split a GSM-7 extension
+    character or a surrogate pair."""
     if all(c in GSM7 or c in GSM7_EXTENDED for c in text):
-        septets = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
-        return 1 if septets <= 160 else math.ceil(septets / 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else math.ceil(units / 67)
+        units, single, part = [2 if c in GSM7_EXTENDED else 1 for c in text], 160, 153
+    else:
+        units, single, part = [len(c.encode("utf-16-le")) // 2 for c in text], 70, 67
+    if sum(units) <= single:
+        return 1
+    parts, used = 1, 0
+    for unit in units:
+        if used + unit > part:
+            parts, used = parts + 1, 0
+        used += unit
+    return parts
+
+
+def sqs_billed(operation: str, bytes_in: int, bytes_out: int) -> int:
+    """SQS bills each 64 KB of a request's payload as one request: what is sent, or for a
+    receive what it brought back."""
+    payload = bytes_out if operation == "ReceiveMessage" else bytes_in
+    return max(1, math.ceil(payload / 65536))
+
+
+def http_api_billed(sent: int, answered: int) -> int:
+    """HTTP API meters requests in 512 KB increments; AWS does not say whether the answer
+    counts: it does here (the dearer reading)."""
+    return max(1, math.ceil((sent + answered) / (512 * 1024)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +309,17 @@ class Counts:
     table_stored_byte_days: float = 0.0
 
 
+def take_off(c: Counts, run: Counts, times: int) -> None:
+    """Takes `times` of `run`'s requests, units and invocations off `c` (a scheduled run's own
+    work, counted as fixed)."""
+    for name in ("invocations", "requests", "rru", "wru", "sqs_billed", "log_bytes"):
+        total, part = getattr(c, name), getattr(run, name)
+        for key, value in part.items():
+            total[key] -= value * times
+            if total[key] < 0:
+                raise SystemExit(f"cost: an idle sweep's {name} {key} is more than the shares' sweeps did")
+
+
 class CountedLambda(Lambda):
     """The stand-in's Lambda, each function signing with a key of its own, its invocations
     and log output counted."""
@@ -292,15 +352,23 @@ class CountedLambda(Lambda):
 
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
+        bootstrap = next(args.artifacts.glob("*/bootstrap"), None)
+        if bootstrap is None:
+            raise SystemExit(f"cost: no <Function>/bootstrap under {args.artifacts}: run `bash infra/build` first")
         self.args = args
         self.log_dir = new_log_dir("sealpost-cost-")
         self.record = self.log_dir / "requests.jsonl"
         self.moto = Moto(sys.executable, self.log_dir, ("--record", str(self.record)))
+        try:
+            self.start(bootstrap)
+        except BaseException:
+            self.moto.stop()
+            raise
+
+    def start(self, bootstrap: Path) -> None:
+        args = self.args
         self.stack = Stack(REPO / "template.yaml", {"SenderEmail": SENDER})
         self.stack.provision(self.moto.url, base64.b64encode(secrets.token_bytes(32)).decode())
-        bootstrap = next(args.artifacts.glob("*/bootstrap"), None)
-        if bootstrap is None:
-            raise SystemExit(f"cost: no <Function>/bootstrap under {args.artifacts}: run `bash infra/build` first")
         # The practice's webhook receiver (HTTPS, on the address tests/rehearsal/run's network
         # namespace gives a public name: the sender posts to public hosts only).
         ca, cert, key = make_certificates(self.log_dir)
@@ -316,6 +384,7 @@ class Run:
         self.stream = TableStream(self.stack, self.moto.url)
         self.api_key = ""
         self.fanned_out = 0  # events the fan-out took: each must reach the receiver
+        self.sweeps = 0  # scheduled sweep runs made to expire the counted shares
         self.api_log: list[tuple[int, int]] = []  # HTTP API: (request bytes, response bytes)
         self.cdn_log: list[tuple[bool, int]] = []  # CloudFront: (ran the viewer function, bytes served)
         self.stored: list[tuple[str, float, float]] = []  # ("s3" or "table", bytes, days kept)
@@ -365,18 +434,11 @@ class Run:
             answer = self.functions.invoke("webhook-fanout", stream_event(records[start:start + 100]))
             if answer.get("batchItemFailures"):
                 raise SystemExit(f"cost: webhook-fanout asked for retries: {answer}")
-        sender = self.functions.functions["webhook-sender"]
-        batch = int(next(e for e in sender.events.values() if e["Type"] == "SQS")["Properties"].get("BatchSize", 10))
-        sqs = aws_client("sqs", self.moto.url)
-        sqs._request_signer._credentials.access_key = POLLER_KEY  # noqa: SLF001 (the poller's own key)
-        queue = self.stack.ref("WebhookQueue")
-        while self.queued(queue):  # the poller's empty receives are counted apart: fixed_lines
-            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=batch, AttributeNames=["All"])["Messages"]
-            answer = self.functions.invoke("webhook-sender", sqs_event(self.stack, "WebhookQueue", messages))
-            if answer.get("batchItemFailures"):
-                raise SystemExit(f"cost: webhook-sender asked for retries: {answer}")
-            sqs.delete_message_batch(QueueUrl=queue, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        self.drain("WebhookQueue", "webhook-sender")
+
+    def sms_texts(self) -> list[str]:
+        """Every SMS sent so far, oldest first (moto's record)."""
+        return [m["message"] for m in self.moto.data().get("sns", {}).get("SMS", [])]
 
     def queued(self, queue: str) -> bool:
         bench = aws_client("sqs", self.moto.url)
@@ -392,8 +454,8 @@ class Run:
     # -- the phases -------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """A practice and its key (the operator's CLI), its webhook endpoint; and every function
-        started once, so that one-off start-up calls (the pepper from SSM) are set apart."""
+        """A practice and its key (the operator's CLI), its webhook endpoint, and every function
+        started once."""
         import subprocess
 
         env = self.functions.environment(self.functions.functions["create-share"])
@@ -409,11 +471,17 @@ class Run:
         self.api_key = keys[0]
         self.call_api("POST", "/v1/webhooks", via_cdn=False, token=self.api_key, json={"url": self.receiver.url})
         self.stream.read()
+        # One share's whole life first, uncounted: each function's one-off start-up calls (the
+        # pepper from SSM, once per execution environment) fall here; the "cold start" line
+        # prices them apart.
+        self.share_life(1)
+        self.stored.clear()
+        self.sweeps = 0
 
     def share_life(self, shares: int) -> None:
         documents = [b"%PDF-1.7\n" + secrets.token_bytes(DOCUMENT_BYTES - 9) for _ in range(2)]
         made = []
-        sms_seen = 0
+        sms_seen = len([m for m in self.moto.data().get("sns", {}).get("SMS", []) if m.get("phone_number") == PHONE])
         for _ in range(shares):
             share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, headers={
                 "Idempotency-Key": f"cost-{secrets.token_hex(8)}"}, json={
@@ -455,11 +523,14 @@ class Run:
                     raise SystemExit(f"cost: a share's item without a TTL: {item['pk']['S']} {item['sk']['S']}")
                 days = (ttl - created.timestamp()) / 86400
                 self.stored.append(("table", self.stored_size(item), days))
-        # The links run out; the next scheduled sweep expires them all (one run takes 100).
+        # Each link runs out on its own and the next scheduled sweep expires it: at a few shares
+        # an hour, one a run. What the run does anyway (an idle run's work) is taken off in
+        # main(): fixed_lines counts it.
         for share in made:
             self.run_out(share["id"])
-        self.functions.invoke("sweep", schedule_event(self.stack, self.functions.functions["sweep"]))
-        self.pump()
+            self.functions.invoke("sweep", schedule_event(self.stack, self.functions.functions["sweep"]))
+            self.pump()
+        self.sweeps += len(made)
         # Their TTL passes: DynamoDB deletes the items (no units), the stream hands the share's
         # removal to cleanup, filtered as its event source filters.
         cleanup = self.functions.functions["cleanup"]
@@ -482,6 +553,78 @@ class Run:
         left = [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])]
         if left:
             raise SystemExit(f"cost: objects left after the sweep and the cleanup: {left[:3]}")
+
+    def operations(self) -> list[tuple[str, Counts]]:
+        """The other operations, each once on a share of the typical kind (made first, apart),
+        with the webhook deliveries of the events each records: what a practice's polling, a
+        resend, a revoke or an upload costs beside the share's own life. All of them run once
+        first, uncounted, so that no function's start-up calls fall in the count."""
+        self.operations_once()
+        return self.operations_once()
+
+    def operations_once(self) -> list[tuple[str, Counts]]:
+        documents = [b"%PDF-1.7\n" + secrets.token_bytes(DOCUMENT_BYTES - 9) for _ in range(2)]
+        recipient = {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"}
+        share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, json={
+            "recipient": recipient, "documents": [
+                {"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
+                 "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)]})
+        self.pump()
+        code = re.findall(r"(?<!\d)(\d{6})(?!\d)", self.moto.data()["sns"]["SMS"][-1]["message"])[0]
+        token = self.call_api("POST", f"/v1/public/shares/{share['id']}/verify", via_cdn=True, json={"code": code})
+        self.pump()
+        sid, practice, measured = share["id"], {"via_cdn": False, "token": self.api_key}, []
+
+        def measure(name: str, step) -> None:
+            since, api, cdn, texts = self.mark(), len(self.api_log), len(self.cdn_log), len(self.sms_texts())
+            step()
+            self.pump()
+            counts = self.counts(since, self.mark(), slice(api, len(self.api_log)), slice(cdn, len(self.cdn_log)))
+            counts.sms_segments = sum(sms_segments(t) for t in self.sms_texts()[texts:])
+            measured.append((name, counts))
+
+        def upload() -> None:
+            made = self.call_api("POST", "/v1/shares", **practice, json={"recipient": recipient, "documents": [
+                {"filename": f"Befund-{i}.pdf", "content_type": "application/pdf", "size": len(d),
+                 "sha256": hashlib.sha256(d).hexdigest()} for i, d in enumerate(documents)]})
+            for document, data in zip(made["documents"], documents):
+                put = self.http.put(document["upload_url"], data=data, headers=document["upload_headers"], timeout=60)
+                if put.status_code != 200:
+                    raise SystemExit(f"cost: the upload PUT: {put.status_code}")
+            self.call_api("POST", f"/v1/shares/{made['id']}/send", **practice)
+            self.drain("SendQueue", "send-worker")
+
+        def archive() -> None:
+            url = self.call_api("GET", f"/v1/public/shares/{sid}/archive", via_cdn=True,
+                                token=token["access_token"])["url"]
+            if self.http.get(url, timeout=60).status_code != 200:
+                raise SystemExit("cost: the archive's download")
+
+        measure("preview-share", lambda: self.call_api("POST", "/v1/shares/preview", **practice,
+                                                       json={"recipient": recipient}))
+        measure("get-share (the practice's view, with its events)", lambda: self.call_api(
+            "GET", f"/v1/shares/{sid}", **practice))
+        measure("list-shares (a page of 20)", lambda: self.call_api("GET", "/v1/shares?limit=20", **practice))
+        measure("archive-url and its download", archive)  # before the resend, which ends the session
+        measure("resend-share (a new SMS code)", lambda: self.call_api("POST", f"/v1/shares/{sid}/resend", **practice))
+        measure("revoke-share", lambda: self.call_api("DELETE", f"/v1/shares/{sid}", **practice))
+        measure("an upload share: create, 2 PUTs of 0.5 MB, send, send-worker", upload)
+        return measured
+
+    def drain(self, queue_logical: str, handler: str) -> None:
+        """A queue through the function its SQS event source feeds, as Lambda's poller does."""
+        function = self.functions.functions[handler]
+        batch = int(next(e for e in function.events.values() if e["Type"] == "SQS")["Properties"].get("BatchSize", 10))
+        sqs = aws_client("sqs", self.moto.url)
+        sqs._request_signer._credentials.access_key = POLLER_KEY  # noqa: SLF001 (the poller's own key)
+        queue = self.stack.ref(queue_logical)
+        while self.queued(queue):  # the poller's empty receives are counted apart: fixed_lines
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=batch, AttributeNames=["All"])["Messages"]
+            answer = self.functions.invoke(handler, sqs_event(self.stack, queue_logical, messages))
+            if answer.get("batchItemFailures"):
+                raise SystemExit(f"cost: {handler} asked for retries: {answer}")
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
 
     def idle_sweep(self) -> None:
         self.functions.invoke("sweep", schedule_event(self.stack, self.functions.functions["sweep"]))
@@ -542,6 +685,8 @@ class Run:
             if who in SETUP_KEYS or who == TTL_KEY:
                 continue
             presigned = "X-Amz-Credential" in line["query"]
+            if "unrecorded" in line:
+                raise SystemExit(f"cost: moto could not record a {line['service']} {line['operation']}: {line['unrecorded']}")
             if who != POLLER_KEY and who not in handler_of:
                 raise SystemExit(f"cost: a request signed with {who!r}, no function's key: {line['service']} {line['operation']}")
             who = "Lambda's SQS poller" if who == POLLER_KEY else handler_of[who]
@@ -563,7 +708,7 @@ class Run:
             if service == "dynamodb" and line["status"] != 200:
                 c.dynamodb_failed += 1
             if service == "sqs":
-                c.sqs_billed[key] += max(1, math.ceil(line["bytes_in"] / 65536))
+                c.sqs_billed[key] += sqs_billed(op, line["bytes_in"], line["bytes_out"])
             if service == "ses" and op == "SendEmail":
                 c.emails += 1
         for call in self.functions.calls[since[1]:until[1]]:
@@ -571,8 +716,7 @@ class Run:
             c.log_bytes[call.handler] += call.log_bytes
         for sent, answered in self.api_log[api]:
             c.api_requests += 1
-            # Metered per 512 KB; AWS does not say whether the answer counts: it does here.
-            c.api_billed += max(1, math.ceil((sent + answered) / (512 * 1024)))
+            c.api_billed += http_api_billed(sent, answered)
             c.api_bytes += sent + answered
         for ran_function, served in self.cdn_log[cdn]:
             c.cdn_requests += 1
@@ -628,16 +772,20 @@ def estimated_ms(run: Run, c: Counts, prices: Prices, handler: str) -> float:
     return total
 
 
-def share_lines(run: Run, c: Counts, shares: int, prices: Prices) -> list[Line]:
+def share_lines(run: Run, c: Counts, shares: int, prices: Prices, stored: list | None = None) -> list[Line]:
+    """What `shares` shares' counts come to per 1,000 shares; `stored` is what they kept in S3
+    and DynamoDB and for how long (the run's shares' by default)."""
+    stored = run.stored if stored is None else stored
     k = 1000 / shares
     memory = {f.handler: f.memory_mb / 1024 for f in run.functions.functions.values()}
     gb_s = sum(estimated_ms(run, c, prices, h) / 1000 * memory[h] for h in c.invocations)
     invocations = sum(c.invocations.values())
-    log_bytes = sum(c.log_bytes.values()) + invocations * prices.assumed("platform_log_bytes")
+    log_bytes = (sum(c.log_bytes.values()) + invocations * prices.assumed("platform_log_bytes")
+                 + c.api_requests * prices.assumed("api_access_log_bytes"))
     retention_days = int(run.stack.parameters["LogRetentionDays"])
     s3 = lambda ops: sum(n for (who, svc, op), n in c.requests.items() if svc == "s3" and op in ops)  # noqa: E731
-    table_gb_month = sum(b * d for kind, b, d in run.stored if kind == "table") / DAYS_PER_MONTH / GB
-    s3_gb_month = sum(b * d for kind, b, d in run.stored if kind == "s3") / DAYS_PER_MONTH / GB
+    table_gb_month = sum(b * d for kind, b, d in stored if kind == "table") / DAYS_PER_MONTH / GB
+    s3_gb_month = sum(b * d for kind, b, d in stored if kind == "s3") / DAYS_PER_MONTH / GB
     return [
         Line("Lambda requests", invocations * k, "lambda_requests", "counted"),
         Line("Lambda duration (GB-s, arm64)", gb_s * k, "lambda_gb_second_arm64",
@@ -645,7 +793,8 @@ def share_lines(run: Run, c: Counts, shares: int, prices: Prices) -> list[Line]:
         Line("Lambda init, were every invocation a cold start (GB-s, arm64)",
              sum(n * memory[h] for h, n in c.invocations.items()) * prices.assumed("init_ms") / 1000 * k,
              "lambda_gb_second_arm64", "assumed: [assumed] init_ms; an upper bound (at a few shares an hour, most are)"),
-        Line("HTTP API requests (512 KB each)", c.api_billed * k, "http_api_requests", "counted"),
+        Line("HTTP API requests (512 KB each)", c.api_billed * k, "http_api_requests",
+             "counted; the answer's bytes metered too"),
         Line("DynamoDB write request units", per_share(c, shares, "wru") * 1000, "dynamodb_write_request_units",
              "counted (item sizes)"),
         Line("DynamoDB read request units", per_share(c, shares, "rru") * 1000, "dynamodb_read_request_units",
@@ -667,7 +816,7 @@ def share_lines(run: Run, c: Counts, shares: int, prices: Prices) -> list[Line]:
         Line("CloudFront Functions runs", c.cdn_function_runs * k, "cloudfront_functions", "counted"),
         Line("CloudFront data out (GB)", c.cdn_bytes * k / GB, "cloudfront_transfer_out", "counted (gzip for text)"),
         Line("CloudWatch Logs ingested (GB)", log_bytes * k / GB, "logs_ingest",
-             "counted, + [assumed] platform lines"),
+             "counted, + [assumed] Lambda's and API Gateway's lines"),
         Line(f"CloudWatch Logs stored (GB-month, kept {retention_days} days)",
              log_bytes * k / GB * retention_days / DAYS_PER_MONTH, "logs_storage",
              "as ingested: an upper bound (stored compressed)"),
@@ -737,6 +886,26 @@ def print_calls(c: Counts, shares: int) -> None:
           f"{c.dynamodb_failed / shares:g} per share.")
 
 
+def print_operations(run: Run, measured: list[tuple[str, Counts]], prices: Prices) -> None:
+    print("\nOther operations, each once on a typical share, with the webhook deliveries of what they "
+          "record (storage aside)\n")
+    print("| operation | invocations | AWS requests | DynamoDB RRU | DynamoDB WRU | USD per 1,000 |")
+    print("|---|---|---|---|---|---|")
+    for name, c in measured:
+        calls = Counter()
+        for (_who, service, op), n in c.requests.items():
+            calls[f"{service} {op}"] += n
+        invocations = ", ".join(f"{h} {n}" for h, n in sorted(c.invocations.items()))
+        lines = share_lines(run, c, 1, prices, stored=[])
+        usd = sum((prices.unit_price(line.price_key) or 0) * line.quantity for line in lines
+                  if "cold start" not in line.what)
+        unpriced = sorted({line.what.split(" (")[0].split(",")[0] for line in lines
+                           if line.quantity and prices.unit_price(line.price_key) is None})
+        print(f"| {name} | {invocations} | {'; '.join(f'{k} {v}' for k, v in sorted(calls.items()))} | "
+              f"{sum(c.rru.values()):g} | {sum(c.wru.values()):g} | {usd:.2f}"
+              f"{''.join(f' + {u}' for u in unpriced)} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shares", type=int, default=20, help="how many typical shares to carry (default 20)")
@@ -745,27 +914,36 @@ def main() -> int:
                         help="the operator's CLI, built with the AWS adapters")
     parser.add_argument("--prices", type=Path, default=REPO / "bench/prices.toml")
     parser.add_argument("--json", type=Path, help="also write the counts here")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the functions' output and moto's record")
     args = parser.parse_args()
     if args.shares < 1 or args.shares > 100:
         parser.error("--shares: 1 to 100 (one sweep run expires them all)")
     prices = Prices(args.prices)
     run = Run(args)
+    ok = False
     try:
         run.setup()
         start, api0, cdn0 = run.mark(), len(run.api_log), len(run.cdn_log)
         t0 = time.monotonic()
-        sms_before = len(run.moto.data().get("sns", {}).get("SMS", []))
+        sms_before = len(run.sms_texts())
         run.share_life(args.shares)
-        texts = [m["message"] for m in run.moto.data().get("sns", {}).get("SMS", [])][sms_before:]
+        texts = run.sms_texts()[sms_before:]
         middle, api1, cdn1 = run.mark(), len(run.api_log), len(run.cdn_log)
         run.idle_sweep()
         end = run.mark()
         shares = run.counts(start, middle, slice(api0, api1), slice(cdn0, cdn1))
         shares.sms_segments = sum(sms_segments(t) for t in texts)
         idle = run.counts(middle, end, slice(api1, api1), slice(cdn1, cdn1))
+        take_off(shares, idle, run.sweeps)
         log(f"cost: {args.shares} shares carried in {time.monotonic() - t0:.0f} s")
+        operations = run.operations()
+        ok = True
     finally:
         run.stop()
+        if ok and not args.keep_logs:
+            shutil.rmtree(run.log_dir, ignore_errors=True)
+        else:
+            log(f"cost: the functions' output and moto's record are in {run.log_dir}")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     print(f"# What a share costs on AWS ({prices.doc.get('region', '?')}), counted {date}")
     print(f"\nPrices: {args.prices.relative_to(REPO) if args.prices.is_relative_to(REPO) else args.prices} "
@@ -774,6 +952,7 @@ def main() -> int:
     per_1000 = print_lines("Per 1,000 typical shares (2 documents, 1 MB, email and SMS code, verified once, both "
                            "downloaded, one webhook endpoint)", share_lines(run, shares, args.shares, prices), prices)
     fixed = print_lines("Fixed, per month", fixed_lines(run, idle, prices), prices)
+    print_operations(run, operations, prices)
     missing = sorted({line.price_key for line in share_lines(run, shares, args.shares, prices) + fixed_lines(run, idle, prices)
                       if prices.unit_price(line.price_key) is None})
     if missing:

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import sys
 import threading
 import urllib.parse
 
@@ -103,14 +104,15 @@ class DynamoImages:
 
         self.backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
 
-    def keys(self, request: dict, op: str) -> list[tuple[str, dict, str]]:
-        """(table, key, kind) for each item the write names."""
+    def keys(self, request: dict, op: str) -> list[tuple[str, dict, str, dict | None]]:
+        """(table, key, kind, the item a put sends) for each item the write names."""
         named = []
 
         def one(table: str, kind: str, item_or_key: dict) -> None:
             schema = self.backend.get_table(table)
             key_names = [schema.hash_key_attr] + ([schema.range_key_attr] if schema.range_key_attr else [])
-            named.append((table, {k: item_or_key[k] for k in key_names if k in item_or_key}, kind))
+            key = {k: item_or_key[k] for k in key_names if k in item_or_key}
+            named.append((table, key, kind, item_or_key if kind == "Put" else None))
 
         if op == "PutItem":
             one(request["TableName"], "Put", request["Item"])
@@ -166,11 +168,16 @@ class Recorder:
                 "path": environ.get("PATH_INFO", ""), "query": environ.get("QUERY_STRING", ""),
                 "copy_source": "HTTP_X_AMZ_COPY_SOURCE" in environ,
                 "bytes_in": int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or len(body))}
-        named, images = [], None
-        if service == "dynamodb" and op in DYNAMODB_WRITES:
-            images = DynamoImages(region)
-            request = json.loads(body)
-            named = [(t, k, kind, images.image(t, k)) for t, k, kind in images.keys(request, op)]
+        dynamodb = service == "dynamodb" and (op in DYNAMODB_WRITES or op in DYNAMODB_READS)
+        # Recording never changes moto's answer: what it cannot image is recorded as unknown
+        # (`items: null`, which bench/cost.py refuses to count) and said on stderr.
+        images, named = None, None
+        if dynamodb and op in DYNAMODB_WRITES:
+            try:
+                images = DynamoImages(region)
+                named = [(t, k, kind, sent, images.image(t, k)) for t, k, kind, sent in images.keys(json.loads(body), op)]
+            except Exception as e:  # noqa: BLE001 (a request moto itself will refuse, or a moto change)
+                print(f"moto_server --record: {op}: no images before: {e!r}", file=sys.stderr, flush=True)
         status = []
 
         def start(status_line, headers, exc_info=None):
@@ -178,20 +185,28 @@ class Recorder:
             return start_response(status_line, headers, exc_info)
 
         out = list(self.app(environ, start))
-        answer = b"".join(out)
-        line.update(status=status[0] if status else 0, bytes_out=len(answer))
-        if service == "dynamodb" and (op in DYNAMODB_WRITES or op in DYNAMODB_READS):
-            line["request"] = json.loads(body)
-            if op in DYNAMODB_READS and line["status"] == 200:
-                line["response"] = json.loads(answer)
-            for table in {t for t, *_ in named} | ({line["request"].get("TableName")} - {None}):
-                if table not in self.tables and images is not None:
-                    self.tables[table] = images.indexes(table)
-            line["items"] = [{"table": t, "key": k, "kind": kind, "before": before, "after": images.image(t, k)}
-                             for t, k, kind, before in named]
-            line["indexes"] = {t: self.tables.get(t, []) for t in {t for t, *_ in named}}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        try:
+            answer = b"".join(out)
+            line.update(status=status[0] if status else 0, bytes_out=len(answer))
+            if dynamodb:
+                line["request"] = json.loads(body)
+                if op in DYNAMODB_READS and line["status"] == 200:
+                    line["response"] = json.loads(answer)
+            if named is not None:
+                for table in {t for t, *_ in named}:
+                    if table not in self.tables:
+                        self.tables[table] = images.indexes(table)
+                line["items"] = [{"table": t, "key": k, "kind": kind, "sent": sent, "before": before,
+                                  "after": images.image(t, k)} for t, k, kind, sent, before in named]
+                line["indexes"] = {t: self.tables[t] for t in {t for t, *_ in named}}
+            elif op in DYNAMODB_WRITES and dynamodb:
+                line["items"] = None
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+        except Exception as e:  # noqa: BLE001 (the request was served; only its record is short)
+            print(f"moto_server --record: {op}: not recorded: {e!r}", file=sys.stderr, flush=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**{k: line[k] for k in ("key", "service", "operation")}, "unrecorded": repr(e)}) + "\n")
         return out
 
 

@@ -612,7 +612,8 @@ class Lambda:
                 **self.extra_env}
 
     def bootstrap(self, function: Function) -> Path:
-        path = self.artifacts / function.logical_id / "bootstrap"
+        # Absolute: the process starts in the artifact's own folder, as Lambda's does.
+        path = (self.artifacts / function.logical_id / "bootstrap").absolute()
         if not path.is_file():
             raise FunctionError(f"{function.handler}: no {path} (run `bash infra/build`)")
         return path

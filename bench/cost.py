@@ -17,14 +17,19 @@ run's) is counted once, as fixed. One share's life runs first, uncounted: the fu
 start-up calls fall there. Then the other operations (a practice's reads, resend, archive,
 revoke, an upload share), each once on a warm function.
 
-    python3 bench/cost.py [--shares N] [--artifacts DIR] [--prices FILE] [--json FILE]
+    python3 bench/cost.py [--shares N] [--artifacts DIR | --native BIN] [--prices FILE] [--json FILE]
+
+With --native (`bash bench/cost --native`), lambda/'s release build for this machine runs as
+every function: the same requests (the code's, not the machine's), and each invocation's CPU
+time, which under qemu means nothing, models the functions at other memory sizes.
 
 What is counted, not guessed: every request to DynamoDB (with its read and write units from the
 items' sizes: DYNAMODB_RULES), S3 (by class, and the bytes presigned GETs serve), SES, SNS SMS
 (segments from the text), SQS, SSM; each function's invocations; the HTTP API's requests and
 their sizes; what CloudFront serves the patient; each function's log bytes. What is assumed
-(it needs a deployment to measure): each invocation's duration, from its AWS calls and
-prices.toml's [assumed] latencies, and a cold start's; Lambda's and API Gateway's own log
+(it needs a deployment to measure): each invocation's waits, its AWS calls at prices.toml's
+[assumed] latencies (its own CPU is measured with --native, assumed under qemu), and a cold
+start's; Lambda's and API Gateway's own log
 lines; the SQS pollers' empty receives. Not counted: KMS's requests (DynamoDB's encryption,
 the pepper's SecureString), fractions of a cent.
 """
@@ -279,9 +284,30 @@ def http_api_billed(sent: int, answered: int) -> int:
 
 @dataclass
 class Call:
-    """One invocation of a function, as counted."""
+    """One invocation of a function, as counted: its log output, and the CPU its process used
+    meanwhile (every thread's, from the scheduler's own count)."""
     handler: str
     log_bytes: int
+    cpu_ns: int
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time a process's threads have run, in ns (/proc's schedstat: not the 10 ms ticks of
+    /proc's stat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @dataclass
@@ -289,6 +315,7 @@ class Counts:
     """What one phase of the run used: per function and per service."""
     invocations: Counter = field(default_factory=Counter)
     log_bytes: Counter = field(default_factory=Counter)
+    cpu_ns: Counter = field(default_factory=Counter)
     # (who, service, operation) -> requests; and the units and bytes that go with them.
     requests: Counter = field(default_factory=Counter)
     rru: Counter = field(default_factory=Counter)
@@ -312,12 +339,15 @@ class Counts:
 def take_off(c: Counts, run: Counts, times: int) -> None:
     """Takes `times` of `run`'s requests, units and invocations off `c` (a scheduled run's own
     work, counted as fixed)."""
-    for name in ("invocations", "requests", "rru", "wru", "sqs_billed", "log_bytes"):
+    for name in ("invocations", "requests", "rru", "wru", "sqs_billed", "log_bytes", "cpu_ns"):
         total, part = getattr(c, name), getattr(run, name)
         for key, value in part.items():
             total[key] -= value * times
             if total[key] < 0:
-                raise SystemExit(f"cost: an idle sweep's {name} {key} is more than the shares' sweeps did")
+                if name in ("log_bytes", "cpu_ns"):  # measured, so noisy: a due run may log or run less
+                    total[key] = 0
+                else:
+                    raise SystemExit(f"cost: an idle sweep's {name} {key} is more than the shares' sweeps did")
 
 
 class CountedLambda(Lambda):
@@ -327,6 +357,7 @@ class CountedLambda(Lambda):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.calls: list[Call] = []
+        self.peak_rss: dict[str, float] = {}  # MiB, per function
 
     def lambda_own(self, function) -> dict[str, str]:
         return {**super().lambda_own(function), "AWS_ACCESS_KEY_ID": key_of(function.handler)}
@@ -338,12 +369,14 @@ class CountedLambda(Lambda):
 
             def counted(event: bytes, slack: float = 4.0) -> bytes:
                 instance.log_file.flush()
-                before = instance.log_path.stat().st_size
+                before, cpu = instance.log_path.stat().st_size, cpu_ns(instance.process.pid)
                 try:
                     return invoke(event, slack)
                 finally:
                     instance.log_file.flush()
-                    self.calls.append(Call(handler, instance.log_path.stat().st_size - before))
+                    self.calls.append(Call(handler, instance.log_path.stat().st_size - before,
+                                           cpu_ns(instance.process.pid) - cpu))
+                    self.peak_rss[handler] = max(self.peak_rss.get(handler, 0.0), peak_rss_mib(instance.process.pid))
 
             instance.invoke = counted
             instance.counted = True
@@ -373,7 +406,9 @@ class Run:
         # namespace gives a public name: the sender posts to public hosts only).
         ca, cert, key = make_certificates(self.log_dir)
         self.receiver = Receiver(cert, key)
-        self.functions = CountedLambda(self.stack, args.artifacts, runner_for(bootstrap), self.moto.url, self.log_dir,
+        runner = runner_for(bootstrap)
+        self.native = not runner
+        self.functions = CountedLambda(self.stack, args.artifacts, runner, self.moto.url, self.log_dir,
                                        {"SSL_CERT_FILE": str(ca)})
         self.gateway = Gateway(self.functions)
         self.http = requests.Session()
@@ -714,6 +749,7 @@ class Run:
         for call in self.functions.calls[since[1]:until[1]]:
             c.invocations[call.handler] += 1
             c.log_bytes[call.handler] += call.log_bytes
+            c.cpu_ns[call.handler] += call.cpu_ns
         for sent, answered in self.api_log[api]:
             c.api_requests += 1
             c.api_billed += http_api_billed(sent, answered)
@@ -760,10 +796,20 @@ def per_share(c: Counts, shares: int, field_: str, pick=lambda key: True) -> flo
     return sum(v for k, v in counter.items() if pick(k)) / shares
 
 
-def estimated_ms(run: Run, c: Counts, prices: Prices, handler: str) -> float:
-    """An invocation's duration on Lambda, assumed: a base, plus each AWS request it made at
-    the [assumed] latency of its service; webhook-sender's POSTs to the practice besides."""
-    total = c.invocations[handler] * prices.assumed("invocation_ms")
+VCPU_MB = 1769  # Lambda gives a function one vCPU at 1,769 MB, in proportion below it
+
+
+def estimated_ms(run: Run, c: Counts, prices: Prices, handler: str, memory_mb: int | None = None) -> float:
+    """The function's invocations' duration on Lambda at `memory_mb` (the template's by
+    default): the waits, each AWS request it made at the [assumed] latency of its service
+    (webhook-sender's POSTs to the practice besides), plus its own work: the CPU it used here,
+    stretched by the vCPU share the memory buys, when the functions ran natively; an
+    [assumed] few ms when they ran under qemu, whose CPU time says nothing of Lambda's."""
+    memory_mb = memory_mb or run.functions.functions[handler].memory_mb
+    if run.native:
+        total = c.cpu_ns[handler] / 1e6 * max(1.0, VCPU_MB / memory_mb)
+    else:
+        total = c.invocations[handler] * prices.assumed("invocation_ms")
     for (who, service, _op), n in c.requests.items():
         if who == handler:
             total += n * prices.assumed(f"{service}_ms")
@@ -789,7 +835,8 @@ def share_lines(run: Run, c: Counts, shares: int, prices: Prices, stored: list |
     return [
         Line("Lambda requests", invocations * k, "lambda_requests", "counted"),
         Line("Lambda duration (GB-s, arm64)", gb_s * k, "lambda_gb_second_arm64",
-             "assumed: [assumed] latencies × the calls counted, at the template's memory"),
+             ("CPU measured natively, waits assumed" if run.native else "assumed") +
+             ": [assumed] latencies × the calls counted, at the template's memory"),
         Line("Lambda init, were every invocation a cold start (GB-s, arm64)",
              sum(n * memory[h] for h, n in c.invocations.items()) * prices.assumed("init_ms") / 1000 * k,
              "lambda_gb_second_arm64", "assumed: [assumed] init_ms; an upper bound (at a few shares an hour, most are)"),
@@ -835,7 +882,7 @@ def fixed_lines(run: Run, idle: Counts, prices: Prices) -> list[Line]:
         Line("sweep: EventBridge Scheduler runs (every 5 minutes)", sweeps, "scheduler_invocations", "template"),
         Line("sweep: Lambda requests", sweeps, "lambda_requests", "template"),
         Line("sweep: Lambda duration (GB-s, arm64)", sweeps * sweep_ms / 1000 * sweep.memory_mb / 1024,
-             "lambda_gb_second_arm64", "assumed latencies"),
+             "lambda_gb_second_arm64", ("CPU measured natively, " if run.native else "") + "waits assumed"),
         Line("sweep: DynamoDB read request units", sweeps * per_share(idle, 1, "rru"), "dynamodb_read_request_units",
              "counted"),
         Line("sweep: CloudWatch Logs ingested (GB)", sweep_logs, "logs_ingest", "counted"),
@@ -906,6 +953,44 @@ def print_operations(run: Run, measured: list[tuple[str, Counts]], prices: Price
               f"{''.join(f' + {u}' for u in unpriced)} |")
 
 
+def native_artifacts(binary: Path) -> Path:
+    """sam build's layout (<LogicalId>/bootstrap) around one native binary, which every
+    function is (lambda/Cargo.toml)."""
+    stack = Stack(REPO / "template.yaml", {"SenderEmail": SENDER})
+    folder = new_log_dir("sealpost-cost-native-")
+    for function in stack.functions().values():
+        (folder / function.logical_id).mkdir()
+        (folder / function.logical_id / "bootstrap").symlink_to(binary.resolve())
+    return folder
+
+
+def print_memory(run: Run, parts: list[Counts], prices: Prices) -> None:
+    """Each function at other memory sizes, from the CPU it used here (native only)."""
+    if not run.native:
+        print("\nMemory sizes: not modelled (the functions ran under qemu, whose CPU time is not "
+              "Lambda's: `--native BIN`).")
+        return
+    c = Counts()
+    for part in parts:
+        for name in ("invocations", "requests", "cpu_ns"):
+            getattr(c, name).update(getattr(part, name))
+        c.webhook_posts += part.webhook_posts
+    sizes = (128, 256, 512, 1024, 1769)
+    print("\nEach function's invocation at other memory sizes: its CPU as measured here (x86-64, native), "
+          "stretched by Lambda's vCPU share, plus its AWS calls at the [assumed] latencies; "
+          "GB-s per 1,000 invocations in brackets\n")
+    print("| function | template MB | peak RSS MiB | CPU ms | " + " | ".join(f"ms at {m} MB" for m in sizes) + " |")
+    print("|---|---|---|---|" + "---|" * len(sizes))
+    for handler in sorted(h for h, n in c.invocations.items() if n > 0):
+        n = c.invocations[handler]
+        cells = []
+        for m in sizes:
+            ms = estimated_ms(run, c, prices, handler, m) / n
+            cells.append(f"{ms:.1f} ({ms / 1000 * m / 1024 * 1000:.2f})")
+        print(f"| {handler} | {run.functions.functions[handler].memory_mb} | {run.functions.peak_rss.get(handler, 0):.1f} | "
+              f"{c.cpu_ns[handler] / 1e6 / n:.2f} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shares", type=int, default=20, help="how many typical shares to carry (default 20)")
@@ -915,10 +1000,15 @@ def main() -> int:
     parser.add_argument("--prices", type=Path, default=REPO / "bench/prices.toml")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     parser.add_argument("--keep-logs", action="store_true", help="keep the functions' output and moto's record")
+    parser.add_argument("--native", type=Path, metavar="BIN",
+                        help="run this native build of sealpost-lambda as every function instead of --artifacts "
+                             "(the same calls; its CPU time models memory sizes)")
     args = parser.parse_args()
     if args.shares < 1 or args.shares > 100:
         parser.error("--shares: 1 to 100 (one sweep run expires them all)")
     prices = Prices(args.prices)
+    if args.native:
+        args.artifacts = native_artifacts(args.native)
     run = Run(args)
     ok = False
     try:
@@ -940,6 +1030,8 @@ def main() -> int:
         ok = True
     finally:
         run.stop()
+        if args.native:
+            shutil.rmtree(args.artifacts, ignore_errors=True)  # symbolic links only
         if ok and not args.keep_logs:
             shutil.rmtree(run.log_dir, ignore_errors=True)
         else:
@@ -953,6 +1045,7 @@ def main() -> int:
                            "downloaded, one webhook endpoint)", share_lines(run, shares, args.shares, prices), prices)
     fixed = print_lines("Fixed, per month", fixed_lines(run, idle, prices), prices)
     print_operations(run, operations, prices)
+    print_memory(run, [shares] + [c for _, c in operations], prices)
     missing = sorted({line.price_key for line in share_lines(run, shares, args.shares, prices) + fixed_lines(run, idle, prices)
                       if prices.unit_price(line.price_key) is None})
     if missing:

@@ -58,14 +58,12 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "rehearsal"))
 from harness import (  # noqa: E402
-    REGION, Gateway, Lambda, Moto, Stack, TableStream, aws_client, default_artifacts, log, new_log_dir, runner_for,
-    schedule_event, sqs_event, stream_event,
+    Lambda, Stack, TableStream, aws_client, default_artifacts, log, new_log_dir, schedule_event, sqs_event,
+    stream_event,
 )
-from rehearse import Receiver, make_certificates  # noqa: E402
+from rehearse import PHONE, SENDER, Rehearsal, sms_code  # noqa: E402
 
-SENDER = "praxis@cost.example"
-PHONE = "+41791234567"  # a Swiss mobile number: the SMS line is priced for Switzerland
-PATIENT = "patient@cost.example"
+PATIENT = "patient@cost.example"  # PHONE (rehearse.py's) is Swiss: the SMS line is priced for Switzerland
 DOCUMENT_BYTES = 512 * 1024  # two of them: the typical share's 1 MB
 # Who signs what is not a function's: the operator's setup, the stand-in's own reads, TTL's
 # deletes (free), and Lambda's SQS poller (billed: its requests are the account's).
@@ -324,7 +322,6 @@ class Counts:
     sqs_billed: Counter = field(default_factory=Counter)
     api_requests: int = 0
     api_billed: int = 0
-    api_bytes: int = 0
     cdn_requests: int = 0
     cdn_function_runs: int = 0
     cdn_bytes: int = 0
@@ -332,8 +329,6 @@ class Counts:
     emails: int = 0
     webhook_posts: int = 0
     dynamodb_failed: int = 0
-    s3_stored_byte_days: float = 0.0
-    table_stored_byte_days: float = 0.0
 
 
 def take_off(c: Counts, run: Counts, times: int) -> None:
@@ -383,41 +378,21 @@ class CountedLambda(Lambda):
         return instance
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace) -> None:
-        bootstrap = next(args.artifacts.glob("*/bootstrap"), None)
-        if bootstrap is None:
-            raise SystemExit(f"cost: no <Function>/bootstrap under {args.artifacts}: run `bash infra/build` first")
-        self.args = args
-        self.log_dir = new_log_dir("sealpost-cost-")
-        self.record = self.log_dir / "requests.jsonl"
-        self.moto = Moto(sys.executable, self.log_dir, ("--record", str(self.record)))
-        try:
-            self.start(bootstrap)
-        except BaseException:
-            self.moto.stop()
-            raise
+class Run(Rehearsal):
+    """The rehearsal's stage (tests/rehearsal/rehearse.py), counted: moto records every request,
+    each function signs with its own key, and the share's life is played as below."""
 
-    def start(self, bootstrap: Path) -> None:
-        args = self.args
-        self.stack = Stack(REPO / "template.yaml", {"SenderEmail": SENDER})
-        self.stack.provision(self.moto.url, base64.b64encode(secrets.token_bytes(32)).decode())
-        # The practice's webhook receiver (HTTPS, on the address tests/rehearsal/run's network
-        # namespace gives a public name: the sender posts to public hosts only).
-        ca, cert, key = make_certificates(self.log_dir)
-        self.receiver = Receiver(cert, key)
-        runner = runner_for(bootstrap)
-        self.native = not runner
-        self.functions = CountedLambda(self.stack, args.artifacts, runner, self.moto.url, self.log_dir,
-                                       {"SSL_CERT_FILE": str(ca)})
-        self.gateway = Gateway(self.functions)
-        self.http = requests.Session()
-        self.table = self.stack.physical[self.stack.resource_of_type("AWS::DynamoDB::Table")]
-        self.bucket = self.stack.physical["DocumentsBucket"]
-        self.dynamodb = aws_client("dynamodb", self.moto.url)
-        self.s3 = aws_client("s3", self.moto.url)
+    log_prefix = "sealpost-cost-"
+    lambda_class = CountedLambda
+
+    def moto_args(self) -> tuple[str, ...]:
+        self.record = self.log_dir / "requests.jsonl"
+        return ("--record", str(self.record))
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.native = not self.runner
         self.stream = TableStream(self.stack, self.moto.url)
-        self.api_key = ""
         self.fanned_out = 0  # events the fan-out took: each must reach the receiver
         self.sweeps = 0  # scheduled sweep runs made to expire the counted shares
         self.api_log: list[tuple[int, int]] = []  # HTTP API: (request bytes, response bytes)
@@ -489,21 +464,9 @@ class Run:
     # -- the phases -------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """A practice and its key (the operator's CLI), its webhook endpoint, and every function
-        started once."""
-        import subprocess
-
-        env = self.functions.environment(self.functions.functions["create-share"])
-        cli_env = {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "operator",
-                   "AWS_SECRET_ACCESS_KEY": "operator", "AWS_ENDPOINT_URL": self.moto.url,
-                   **{k: env[k] for k in ("TABLE_NAME", "BUCKET_NAME", "PUBLIC_URL", "PEPPER_PARAMETER")}}
-        out = subprocess.run([str(self.args.sealpost), "tenant", "create", "--backend", "aws", "--name", "Praxis Kosten",
-                              "--sender-email", SENDER, "--language", "de"],
-                             env=cli_env, capture_output=True, text=True, timeout=120)
-        keys = re.findall(r"API key:\s+(sp_live_\S+)", out.stdout)
-        if out.returncode != 0 or len(keys) != 1:
-            raise SystemExit(f"cost: sealpost tenant create: {out.returncode} {out.stderr[-1000:]}")
-        self.api_key = keys[0]
+        """A practice and its key (the operator's CLI, as the rehearsal makes them), its webhook
+        endpoint, and every function started once."""
+        self.make_practice()
         self.call_api("POST", "/v1/webhooks", via_cdn=False, token=self.api_key, json={"url": self.receiver.url})
         self.stream.read()
         # One share's whole life first, uncounted: each function's one-off start-up calls (the
@@ -529,7 +492,7 @@ class Run:
             if len(texts) != sms_seen + 1:
                 raise SystemExit(f"cost: one SMS per share expected, {len(texts) - sms_seen}")
             sms_seen += 1
-            code = re.findall(r"(?<!\d)(\d{6})(?!\d)", texts[-1])[0]
+            code = sms_code(texts[-1])
             share_id = share["id"]
             self.open_page(share_id, "de")
             self.call_api("GET", f"/v1/public/shares/{share_id}", via_cdn=True)
@@ -605,7 +568,7 @@ class Run:
                 {"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
                  "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)]})
         self.pump()
-        code = re.findall(r"(?<!\d)(\d{6})(?!\d)", self.moto.data()["sns"]["SMS"][-1]["message"])[0]
+        code = sms_code(self.sms_texts()[-1])
         token = self.call_api("POST", f"/v1/public/shares/{share['id']}/verify", via_cdn=True, json={"code": code})
         self.pump()
         sid, practice, measured = share["id"], {"via_cdn": False, "token": self.api_key}, []
@@ -688,26 +651,6 @@ class Run:
         client._request_signer._credentials.access_key = TTL_KEY  # noqa: SLF001
         return client
 
-    def run_out(self, share_id: str) -> None:
-        """The link ran out a minute ago, as the record would read then (rehearse.py's run_out)."""
-        key = {"pk": {"S": f"SHARE#{share_id}"}, "sk": {"S": "SHARE"}}
-        bench = aws_client("dynamodb", self.moto.url)
-        bench._request_signer._credentials.access_key = "bench"  # noqa: SLF001
-        item = bench.get_item(TableName=self.table, Key=key)["Item"]
-        body = json.loads(item["body"]["S"])
-        past = datetime.now(timezone.utc).timestamp() - 60
-        body["expires_at"] = datetime.fromtimestamp(past, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        item["body"] = {"S": json.dumps(body)}
-        item["gsi2sk"] = {"S": f"{int(past * 1_000_000):020}#{share_id}"}
-        bench.put_item(TableName=self.table, Item=item)
-
-    def stop(self) -> None:
-        self.functions.stop()
-        self.gateway.shutdown()
-        self.gateway.page.stop()
-        self.receiver.shutdown()
-        self.moto.stop()
-
     # -- counting ---------------------------------------------------------------------------------
 
     def counts(self, since: tuple[int, int, int], until: tuple[int, int, int], api: slice, cdn: slice) -> Counts:
@@ -753,7 +696,6 @@ class Run:
         for sent, answered in self.api_log[api]:
             c.api_requests += 1
             c.api_billed += http_api_billed(sent, answered)
-            c.api_bytes += sent + answered
         for ran_function, served in self.cdn_log[cdn]:
             c.cdn_requests += 1
             c.cdn_function_runs += ran_function

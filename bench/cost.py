@@ -42,6 +42,7 @@ import gzip
 import hashlib
 import json
 import math
+import platform
 import re
 import secrets
 import shutil
@@ -290,15 +291,9 @@ class Call:
 
 
 def cpu_ns(pid: int) -> int:
-    """CPU time a process's threads have run, in ns (/proc's schedstat: not the 10 ms ticks of
-    /proc's stat)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended meanwhile
-    return total
+    """CPU time a process has run, in ns, threads that ended included: Linux's CPU clock of
+    another process (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)), not /proc's 10 ms ticks."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -369,8 +364,10 @@ class CountedLambda(Lambda):
                     return invoke(event, slack)
                 finally:
                     instance.log_file.flush()
-                    self.calls.append(Call(handler, instance.log_path.stat().st_size - before,
-                                           cpu_ns(instance.process.pid) - cpu))
+                    used = cpu_ns(instance.process.pid) - cpu
+                    if used < 0:
+                        raise SystemExit(f"cost: {handler}'s CPU clock went back")
+                    self.calls.append(Call(handler, instance.log_path.stat().st_size - before, used))
                     self.peak_rss[handler] = max(self.peak_rss.get(handler, 0.0), peak_rss_mib(instance.process.pid))
 
             instance.invoke = counted
@@ -557,6 +554,12 @@ class Run(Rehearsal):
         with the webhook deliveries of the events each records: what a practice's polling, a
         resend, a revoke or an upload costs beside the share's own life. All of them run once
         first, uncounted, so that no function's start-up calls fall in the count."""
+        for n in range(20):  # a full page for list-shares (small shares, a manual code: no SMS)
+            self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, json={
+                "recipient": {"email": PATIENT}, "auth": {"method": "manual"}, "documents": [
+                    {"filename": f"Kurz-{n}.pdf", "content_type": "application/pdf",
+                     "content_base64": base64.b64encode(b"%PDF-1.7\n" + secrets.token_bytes(2000)).decode()}]})
+        self.pump()
         self.operations_once()
         return self.operations_once()
 
@@ -602,7 +605,9 @@ class Run(Rehearsal):
                                                        json={"recipient": recipient}))
         measure("get-share (the practice's view, with its events)", lambda: self.call_api(
             "GET", f"/v1/shares/{sid}", **practice))
-        measure("list-shares (a page of 20)", lambda: self.call_api("GET", "/v1/shares?limit=20", **practice))
+        listed = []
+        measure("list-shares", lambda: listed.extend(self.call_api("GET", "/v1/shares?limit=20", **practice)["shares"]))
+        measured[-1] = (f"list-shares (a page of {len(listed)})", measured[-1][1])
         measure("archive-url and its download", archive)  # before the resend, which ends the session
         measure("resend-share (a new SMS code)", lambda: self.call_api("POST", f"/v1/shares/{sid}/resend", **practice))
         measure("revoke-share", lambda: self.call_api("DELETE", f"/v1/shares/{sid}", **practice))
@@ -662,9 +667,9 @@ class Run(Rehearsal):
             who = line["key"]
             if who in SETUP_KEYS or who == TTL_KEY:
                 continue
-            presigned = "X-Amz-Credential" in line["query"]
             if "unrecorded" in line:
                 raise SystemExit(f"cost: moto could not record a {line['service']} {line['operation']}: {line['unrecorded']}")
+            presigned = "X-Amz-Credential" in line["query"]
             if who != POLLER_KEY and who not in handler_of:
                 raise SystemExit(f"cost: a request signed with {who!r}, no function's key: {line['service']} {line['operation']}")
             who = "Lambda's SQS poller" if who == POLLER_KEY else handler_of[who]
@@ -906,31 +911,30 @@ def native_artifacts(binary: Path) -> Path:
     return folder
 
 
-def print_memory(run: Run, parts: list[Counts], prices: Prices) -> None:
-    """Each function at other memory sizes, from the CPU it used here (native only)."""
+def print_memory(run: Run, c: Counts, prices: Prices) -> None:
+    """Each function at other memory sizes, from the CPU it used here (native only): `c` is all
+    the run counted, the sweep's runs and the other operations included."""
     if not run.native:
         print("\nMemory sizes: not modelled (the functions ran under qemu, whose CPU time is not "
               "Lambda's: `--native BIN`).")
         return
-    c = Counts()
-    for part in parts:
-        for name in ("invocations", "requests", "cpu_ns"):
-            getattr(c, name).update(getattr(part, name))
-        c.webhook_posts += part.webhook_posts
     sizes = (128, 256, 512, 1024, 1769)
-    print("\nEach function's invocation at other memory sizes: its CPU as measured here (x86-64, native), "
+    print(f"\nEach function's invocation at other memory sizes: its CPU as measured here ({platform.machine()}, native), "
           "stretched by Lambda's vCPU share, plus its AWS calls at the [assumed] latencies; "
           "GB-s per 1,000 invocations in brackets\n")
-    print("| function | template MB | peak RSS MiB | CPU ms | " + " | ".join(f"ms at {m} MB" for m in sizes) + " |")
-    print("|---|---|---|---|" + "---|" * len(sizes))
+    print("| function | invocations | template MB | peak RSS MiB | CPU ms | " +
+          " | ".join(f"ms at {m} MB" for m in sizes) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(sizes))
     for handler in sorted(h for h, n in c.invocations.items() if n > 0):
         n = c.invocations[handler]
         cells = []
         for m in sizes:
             ms = estimated_ms(run, c, prices, handler, m) / n
             cells.append(f"{ms:.1f} ({ms / 1000 * m / 1024 * 1000:.2f})")
-        print(f"| {handler} | {run.functions.functions[handler].memory_mb} | {run.functions.peak_rss.get(handler, 0):.1f} | "
-              f"{c.cpu_ns[handler] / 1e6 / n:.2f} | " + " | ".join(cells) + " |")
+        print(f"| {handler} | {n} | {run.functions.functions[handler].memory_mb} | "
+              f"{run.functions.peak_rss.get(handler, 0):.1f} | {c.cpu_ns[handler] / 1e6 / n:.2f} | " + " | ".join(cells) + " |")
+    unmeasured = sorted(set(run.functions.functions) - {h for h, n in c.invocations.items() if n > 0})
+    print(f"\nNot run here, so not measured: {', '.join(unmeasured)}.")
 
 
 def main() -> int:
@@ -947,7 +951,7 @@ def main() -> int:
                              "(the same calls; its CPU time models memory sizes)")
     args = parser.parse_args()
     if args.shares < 1 or args.shares > 100:
-        parser.error("--shares: 1 to 100 (one sweep run expires them all)")
+        parser.error("--shares: 1 to 100")
     prices = Prices(args.prices)
     if args.native:
         args.artifacts = native_artifacts(args.native)
@@ -969,6 +973,7 @@ def main() -> int:
         take_off(shares, idle, run.sweeps)
         log(f"cost: {args.shares} shares carried in {time.monotonic() - t0:.0f} s")
         operations = run.operations()
+        everything = run.counts(start, run.mark(), slice(api0, None), slice(cdn0, None))
         ok = True
     finally:
         run.stop()
@@ -987,7 +992,7 @@ def main() -> int:
                            "downloaded, one webhook endpoint)", share_lines(run, shares, args.shares, prices), prices)
     fixed = print_lines("Fixed, per month", fixed_lines(run, idle, prices), prices)
     print_operations(run, operations, prices)
-    print_memory(run, [shares] + [c for _, c in operations], prices)
+    print_memory(run, everything, prices)
     missing = sorted({line.price_key for line in share_lines(run, shares, args.shares, prices) + fixed_lines(run, idle, prices)
                       if prices.unit_price(line.price_key) is None})
     if missing:

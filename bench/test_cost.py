@@ -72,10 +72,12 @@ class WriteUnits(unittest.TestCase):
 
     def test_a_failed_condition_is_billed_on_the_stored_item(self):
         stored = share(3000)
-        _, units = cost.dynamodb_units(write("Put", stored, stored, op="PutItem"))
-        self.assertEqual(units, 3)  # no index changed
-        _, units = cost.dynamodb_units(write("Put", None, None, op="PutItem"))
-        self.assertEqual(units, 1)
+        line = write("Put", stored, stored, op="PutItem")
+        line["status"] = 400
+        self.assertEqual(cost.dynamodb_units(line), (0, 3))  # and no index write
+        line = write("Put", None, None, op="PutItem")
+        line["status"] = 400
+        self.assertEqual(cost.dynamodb_units(line), (0, 1))
 
 
     def test_the_larger_image_counts_when_it_is_the_one_before(self):
@@ -130,6 +132,10 @@ class ReadUnits(unittest.TestCase):
         line = {"operation": "Query", "request": {"ConsistentRead": True}, "response": {"Items": items}}
         self.assertEqual(cost.dynamodb_units(line), (2, 0))
 
+    def test_an_eventually_consistent_read_is_half(self):
+        line = {"operation": "GetItem", "request": {}, "response": {"Item": {"k": {"S": "x" * 5000}}}}
+        self.assertEqual(cost.dynamodb_units(line), (1, 0))  # two 4 KB units, halved
+
     def test_an_index_query_is_eventually_consistent(self):
         line = {"operation": "Query", "request": {"IndexName": "gsi2", "ConsistentRead": True}, "response": {"Items": []}}
         self.assertEqual(cost.dynamodb_units(line), (0.5, 0))
@@ -181,6 +187,34 @@ class OtherServices(unittest.TestCase):
         self.assertEqual(cost.sms_segments("ć" * 70), 1)  # not GSM-7: UCS-2
         self.assertEqual(cost.sms_segments("ć" * 71), 2)
         self.assertEqual(cost.sms_segments("ć" * 135), 3)  # 67 a part
+        self.assertEqual(cost.sms_segments("😀" * 67), 3)  # two units each, a pair never split: 33 a part
+
+    def test_a_scheduled_runs_own_work_is_taken_off(self):
+        shares, idle = cost.Counts(), cost.Counts()
+        shares.invocations["sweep"], idle.invocations["sweep"] = 3, 1
+        shares.requests[("sweep", "dynamodb", "Query")], idle.requests[("sweep", "dynamodb", "Query")] = 6, 1
+        shares.rru[("sweep", "dynamodb", "Query")], idle.rru[("sweep", "dynamodb", "Query")] = 3.0, 0.5
+        shares.cpu_ns["sweep"], idle.cpu_ns["sweep"] = 10, 5  # measured: a due run may use less
+        cost.take_off(shares, idle, 3)
+        self.assertEqual((shares.invocations["sweep"], shares.requests[("sweep", "dynamodb", "Query")],
+                          shares.rru[("sweep", "dynamodb", "Query")], shares.cpu_ns["sweep"]), (0, 3, 1.5, 0))
+        with self.assertRaises(SystemExit):
+            cost.take_off(shares, idle, 1)  # more runs taken off than were made
+
+
+class Counting(unittest.TestCase):
+    def test_a_request_moto_could_not_record_stops_the_count(self):
+        from types import SimpleNamespace
+
+        with tempfile.TemporaryDirectory() as folder:
+            record = Path(folder) / "requests.jsonl"
+            record.write_text(json.dumps({"key": cost.key_of("verify-code"), "service": "dynamodb",
+                                          "operation": "TransactWriteItems", "unrecorded": "KeyError('x')"}) + "\n")
+            run = SimpleNamespace(record=record, functions=SimpleNamespace(functions={"verify-code": None}, calls=[]),
+                                  api_log=[], cdn_log=[])
+            with self.assertRaises(SystemExit) as stopped:
+                cost.Run.counts(run, (0, 0, 0), (1, 0, 0), slice(0, 0), slice(0, 0))
+            self.assertIn("could not record", str(stopped.exception))
 
 
 class RecordedByMoto(unittest.TestCase):

@@ -59,8 +59,8 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "rehearsal"))
 from harness import (  # noqa: E402
-    Lambda, Stack, TableStream, aws_client, default_artifacts, log, new_log_dir, schedule_event, sqs_event,
-    stream_event,
+    Lambda, Stack, TableStream, aws_client, default_artifacts, log, new_log_dir, schedule_event, sns_event,
+    sqs_event, stream_event,
 )
 from rehearse import PHONE, SENDER, Rehearsal, sms_code  # noqa: E402
 
@@ -610,9 +610,58 @@ class Run(Rehearsal):
         measured[-1] = (f"list-shares (a page of {len(listed)})", measured[-1][1])
         measure("archive-url and its download", archive)  # before the resend, which ends the session
         measure("resend-share (a new SMS code)", lambda: self.call_api("POST", f"/v1/shares/{sid}/resend", **practice))
+        measure("feedback: an SES bounce of the share's email", lambda: self.bounce(sid))
         measure("revoke-share", lambda: self.call_api("DELETE", f"/v1/shares/{sid}", **practice))
         measure("an upload share: create, 2 PUTs of 0.5 MB, send, send-worker", upload)
+
+        waiting = self.call_api("POST", "/v1/shares", **practice, json={"recipient": recipient, "documents": [
+            {"filename": "Befund.pdf", "content_type": "application/pdf", "size": 1000, "sha256": "0" * 64}]})
+        self.pump()
+        measure("upload-url (a fresh upload URL)", lambda: self.call_api(
+            "POST", f"/v1/shares/{waiting['id']}/documents/{waiting['documents'][0]['id']}/upload-url", **practice))
+        measure("list-webhooks", lambda: self.call_api("GET", "/v1/webhooks", **practice))
+        replied = self.call_api("POST", "/v1/shares", **practice, json={
+            "recipient": {"email": PATIENT, "language": "de"}, "auth": {"method": "manual"}, "allow_reply": True,
+            "documents": [{"filename": "Formular.pdf", "content_type": "application/pdf",
+                           "content_base64": base64.b64encode(documents[0]).decode()}]})
+        patient = self.call_api("POST", f"/v1/public/shares/{replied['id']}/verify", via_cdn=True,
+                                json={"code": replied["code"]})["access_token"]
+        self.pump()
+        signed = b"%PDF-1.7 signed " + secrets.token_bytes(100_000)
+
+        def reply() -> None:
+            started = self.call_api("POST", f"/v1/public/shares/{replied['id']}/replies", via_cdn=True, token=patient,
+                                    json={"message": "Anbei unterschrieben.", "files": [
+                                        {"filename": "Einwilligung.pdf", "content_type": "application/pdf",
+                                         "size": len(signed), "sha256": hashlib.sha256(signed).hexdigest()}]})
+            upload = started["files"][0]
+            if self.http.put(upload["upload_url"], data=signed, headers=upload["upload_headers"], timeout=60).status_code != 200:
+                raise SystemExit("cost: the reply's upload")
+            self.call_api("POST", f"/v1/public/shares/{replied['id']}/replies/{started['id']}/submit", via_cdn=True,
+                          token=patient)
+            replies.append(started["id"])
+
+        def read_replies() -> None:
+            self.call_api("GET", f"/v1/shares/{replied['id']}/replies", **practice)
+            url = self.call_api("GET", f"/v1/shares/{replied['id']}/replies/{replies[0]}/files/0", **practice)["url"]
+            if self.http.get(url, timeout=60).content != signed:
+                raise SystemExit("cost: the reply's file")
+
+        replies: list[str] = []
+        measure("reply: the patient's message and a 100 KB file (start, its PUT, submit)", reply)
+        measure("replies: the practice reads them, and downloads the file", read_replies)
         return measured
+
+    def bounce(self, share_id: str) -> None:
+        """SES's bounce of the share's email, through SNS to the feedback function."""
+        emails = [m for m in self.moto.data().get("ses", {}).get("Message", []) if PATIENT in json.dumps(m.get("destinations"))]
+        bounce = {"eventType": "Bounce", "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                                                   "feedbackId": f"fb-{emails[-1]['id']}",
+                                                   "bouncedRecipients": [{"emailAddress": PATIENT, "status": "5.1.1"}]},
+                  "mail": {"messageId": emails[-1]["id"], "destination": [PATIENT]}}
+        answer = self.functions.invoke("feedback", sns_event(self.stack.ref("SesFeedbackTopic"), bounce))
+        if answer != {"recorded": 1}:
+            raise SystemExit(f"cost: feedback answered {answer} for {share_id}")
 
     def drain(self, queue_logical: str, handler: str) -> None:
         """A queue through the function its SQS event source feeds, as Lambda's poller does."""

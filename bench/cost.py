@@ -14,8 +14,9 @@ endpoint gets every event; the link runs out (a scheduled sweep), then the recor
 pollers hand the table's stream to webhook-fanout after each moment of its life and the queue
 to webhook-sender; a sweep run and a purge find it alone, and a sweep run's own work (an idle
 run's) is counted once, as fixed. One share's life runs first, uncounted: the functions'
-start-up calls fall there. Then the other operations (a practice's reads, resend, archive,
-revoke, an upload share), each once on a warm function.
+start-up calls fall there. Then every other operation but request-code (a practice's reads,
+resend, archive, an SES bounce, revoke, an upload share, a patient's reply), each once on a
+warm function.
 
     python3 bench/cost.py [--shares N] [--artifacts DIR | --native BIN] [--prices FILE] [--json FILE]
 
@@ -29,9 +30,8 @@ items' sizes: DYNAMODB_RULES), S3 (by class, and the bytes presigned GETs serve)
 their sizes; what CloudFront serves the patient; each function's log bytes. What is assumed
 (it needs a deployment to measure): each invocation's waits, its AWS calls at prices.toml's
 [assumed] latencies (its own CPU is measured with --native, assumed under qemu), and a cold
-start's; Lambda's and API Gateway's own log
-lines; the SQS pollers' empty receives. Not counted: KMS's requests (DynamoDB's encryption,
-the pepper's SecureString), fractions of a cent.
+start's; Lambda's and API Gateway's own log lines; the SQS pollers' empty receives. Not
+counted: KMS's requests (DynamoDB's encryption, the pepper's SecureString), fractions of a cent.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def http_api_billed(sent: int, answered: int) -> int:
 @dataclass
 class Call:
     """One invocation of a function, as counted: its log output, and the CPU its process used
-    meanwhile (every thread's, from the scheduler's own count)."""
+    meanwhile."""
     handler: str
     log_bytes: int
     cpu_ns: int
@@ -341,8 +341,8 @@ def take_off(c: Counts, run: Counts, times: int) -> None:
 
 
 class CountedLambda(Lambda):
-    """The stand-in's Lambda, each function signing with a key of its own, its invocations
-    and log output counted."""
+    """The stand-in's Lambda, each function signing with a key of its own; each invocation's
+    log output and CPU counted, and each process's peak RSS kept."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

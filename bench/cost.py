@@ -65,6 +65,7 @@ from harness import (  # noqa: E402
 from rehearse import PHONE, SENDER, Rehearsal, sms_code  # noqa: E402
 
 PATIENT = "patient@cost.example"  # PHONE (rehearse.py's) is Swiss: the SMS line is priced for Switzerland
+RECIPIENT = {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"}
 DOCUMENT_BYTES = 512 * 1024  # two of them: the typical share's 1 MB
 # Who signs what is not a function's: the operator's setup, the stand-in's own reads, TTL's
 # deletes (free), and Lambda's SQS poller (billed: its requests are the account's).
@@ -395,6 +396,8 @@ class Run(Rehearsal):
         self.api_log: list[tuple[int, int]] = []  # HTTP API: (request bytes, response bytes)
         self.cdn_log: list[tuple[bool, int]] = []  # CloudFront: (ran the viewer function, bytes served)
         self.stored: list[tuple[str, float, float]] = []  # ("s3" or "table", bytes, days kept)
+        self.clients: dict[tuple[str, str], object] = {}
+        self.indexes = self.dynamodb.describe_table(TableName=self.table)["Table"].get("GlobalSecondaryIndexes", [])
 
     # -- the clients: the practice, the patient's browser, Lambda's pollers -------------------------
 
@@ -447,10 +450,16 @@ class Run(Rehearsal):
         """Every SMS sent so far, oldest first (moto's record)."""
         return [m["message"] for m in self.moto.data().get("sns", {}).get("SMS", [])]
 
+    def client(self, service: str, key: str):
+        """A client signing with `key` (who the record tells the request to), made once."""
+        if (service, key) not in self.clients:
+            made = aws_client(service, self.moto.url)
+            made._request_signer._credentials.access_key = key  # noqa: SLF001
+            self.clients[(service, key)] = made
+        return self.clients[(service, key)]
+
     def queued(self, queue: str) -> bool:
-        bench = aws_client("sqs", self.moto.url)
-        bench._request_signer._credentials.access_key = "bench"  # noqa: SLF001 (not the poller's)
-        attributes = bench.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+        attributes = self.client("sqs", "bench").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"]) > 0
 
     def mark(self) -> tuple[int, int, int]:
@@ -473,18 +482,24 @@ class Run(Rehearsal):
         self.stored.clear()
         self.sweeps = 0
 
+    def create_typical(self, documents: list[bytes]) -> dict:
+        """A typical share, created as the practice's software creates it (inline, with an
+        Idempotency-Key: the CLI always sends one), and the deliveries of its first events."""
+        share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, headers={
+            "Idempotency-Key": f"cost-{secrets.token_hex(8)}"}, json={
+            "recipient": RECIPIENT,
+            "documents": [{"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
+                           "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)],
+        })
+        self.pump()
+        return share
+
     def share_life(self, shares: int) -> None:
         documents = [b"%PDF-1.7\n" + secrets.token_bytes(DOCUMENT_BYTES - 9) for _ in range(2)]
         made = []
         sms_seen = len([m for m in self.moto.data().get("sns", {}).get("SMS", []) if m.get("phone_number") == PHONE])
         for _ in range(shares):
-            share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, headers={
-                "Idempotency-Key": f"cost-{secrets.token_hex(8)}"}, json={
-                "recipient": {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"},
-                "documents": [{"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
-                               "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)],
-            })
-            self.pump()
+            share = self.create_typical(documents)
             texts = [m["message"] for m in self.moto.data().get("sns", {}).get("SMS", []) if m.get("phone_number") == PHONE]
             if len(texts) != sms_seen + 1:
                 raise SystemExit(f"cost: one SMS per share expected, {len(texts) - sms_seen}")
@@ -531,7 +546,7 @@ class Run(Rehearsal):
         cleanup = self.functions.functions["cleanup"]
         for share in made:
             for item in self.items_of(share["id"]):
-                self.ttl_client().delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
+                self.client("dynamodb", TTL_KEY).delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
         removals = [r for r in self.stream.read() if r["eventName"] == "REMOVE"]
         for r in removals:
             r["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -565,12 +580,7 @@ class Run(Rehearsal):
 
     def operations_once(self) -> list[tuple[str, Counts]]:
         documents = [b"%PDF-1.7\n" + secrets.token_bytes(DOCUMENT_BYTES - 9) for _ in range(2)]
-        recipient = {"email": PATIENT, "phone": PHONE, "language": "de", "name": "Anna Probe"}
-        share = self.call_api("POST", "/v1/shares", via_cdn=False, token=self.api_key, json={
-            "recipient": recipient, "documents": [
-                {"filename": f"Dokument-{i}.pdf", "content_type": "application/pdf",
-                 "content_base64": base64.b64encode(d).decode()} for i, d in enumerate(documents)]})
-        self.pump()
+        share = self.create_typical(documents)
         code = sms_code(self.sms_texts()[-1])
         token = self.call_api("POST", f"/v1/public/shares/{share['id']}/verify", via_cdn=True, json={"code": code})
         self.pump()
@@ -585,7 +595,7 @@ class Run(Rehearsal):
             measured.append((name, counts))
 
         def upload() -> None:
-            made = self.call_api("POST", "/v1/shares", **practice, json={"recipient": recipient, "documents": [
+            made = self.call_api("POST", "/v1/shares", **practice, json={"recipient": RECIPIENT, "documents": [
                 {"filename": f"Befund-{i}.pdf", "content_type": "application/pdf", "size": len(d),
                  "sha256": hashlib.sha256(d).hexdigest()} for i, d in enumerate(documents)]})
             for document, data in zip(made["documents"], documents):
@@ -602,7 +612,7 @@ class Run(Rehearsal):
                 raise SystemExit("cost: the archive's download")
 
         measure("preview-share", lambda: self.call_api("POST", "/v1/shares/preview", **practice,
-                                                       json={"recipient": recipient}))
+                                                       json={"recipient": RECIPIENT}))
         measure("get-share (the practice's view, with its events)", lambda: self.call_api(
             "GET", f"/v1/shares/{sid}", **practice))
         listed = []
@@ -614,7 +624,7 @@ class Run(Rehearsal):
         measure("revoke-share", lambda: self.call_api("DELETE", f"/v1/shares/{sid}", **practice))
         measure("an upload share: create, 2 PUTs of 0.5 MB, send, send-worker", upload)
 
-        waiting = self.call_api("POST", "/v1/shares", **practice, json={"recipient": recipient, "documents": [
+        waiting = self.call_api("POST", "/v1/shares", **practice, json={"recipient": RECIPIENT, "documents": [
             {"filename": "Befund.pdf", "content_type": "application/pdf", "size": 1000, "sha256": "0" * 64}]})
         self.pump()
         measure("upload-url (a fresh upload URL)", lambda: self.call_api(
@@ -667,8 +677,7 @@ class Run(Rehearsal):
         """A queue through the function its SQS event source feeds, as Lambda's poller does."""
         function = self.functions.functions[handler]
         batch = int(next(e for e in function.events.values() if e["Type"] == "SQS")["Properties"].get("BatchSize", 10))
-        sqs = aws_client("sqs", self.moto.url)
-        sqs._request_signer._credentials.access_key = POLLER_KEY  # noqa: SLF001 (the poller's own key)
+        sqs = self.client("sqs", POLLER_KEY)
         queue = self.stack.ref(queue_logical)
         while self.queued(queue):  # the poller's empty receives are counted apart: fixed_lines
             messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=batch, AttributeNames=["All"])["Messages"]
@@ -692,18 +701,12 @@ class Run(Rehearsal):
     def stored_size(self, item: dict) -> int:
         """An item's stored bytes: itself and its entries in the indexes, 100 bytes of
         overhead each (DynamoDB's storage rule)."""
-        table = self.dynamodb.describe_table(TableName=self.table)["Table"]
         total = item_size(item) + 100
-        for index in table.get("GlobalSecondaryIndexes", []):
+        for index in self.indexes:
             entry = index_entry(item, ["pk", "sk"], index)
             if entry is not None:
                 total += item_size(entry) + 100
         return total
-
-    def ttl_client(self):
-        client = aws_client("dynamodb", self.moto.url)
-        client._request_signer._credentials.access_key = TTL_KEY  # noqa: SLF001
-        return client
 
     # -- counting ---------------------------------------------------------------------------------
 
